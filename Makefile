@@ -1,0 +1,38 @@
+# RegLab. Every target creates .venv/ at the repository root when missing and installs into it.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: demo test test-fast lint bench migrate faults clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) scripts/demo.py
+
+test: $(STAMP)
+	bash scripts/ensure-services.sh
+	$(PY) -m pytest tests
+
+test-fast: $(STAMP)
+	$(PY) -m pytest tests -m "not integration and not slow"
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check regcore service worker reglab tests benchmarks scripts
+	$(VENV)/bin/ruff format --check regcore service worker reglab tests benchmarks scripts
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy
+
+bench: $(STAMP)
+	$(PY) benchmarks/overhead.py
+
+migrate: $(STAMP)
+	$(VENV)/bin/alembic upgrade head
+
+clean:
+	rm -rf $(VENV) var runs demo-out

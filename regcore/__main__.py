@@ -1,0 +1,3 @@
+from regcore.cli import app
+
+app()

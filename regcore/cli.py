@@ -1,0 +1,143 @@
+"""``reglab run`` and ``reglab catalog``: train locally, with no server."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from regcore.catalog import catalog_entries
+from regcore.spec import ExperimentSpec, SpecError, parse_spec
+
+console = Console(stderr=True)
+app = typer.Typer(help="RegLab core: run regularization experiments locally.", no_args_is_help=True)
+
+DEFAULT_CACHE = Path.home() / ".cache" / "reglab"
+
+
+def load_spec_file(path: Path) -> ExperimentSpec:
+    """Read and validate a spec file; exit 2 with field paths on any problem."""
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        _fail(f"spec file not found: {path}")
+    except json.JSONDecodeError as err:
+        _fail(f"{path} is not valid JSON: {err}")
+    try:
+        return parse_spec(data)
+    except SpecError as err:
+        lines = "\n".join(f"  {e['field']}: {e['message']}" for e in err.errors)
+        _fail(f"invalid spec {path}:\n{lines}")
+
+
+def _fail(message: str, code: int = 2) -> Any:
+    console.print(f"[red]error:[/red] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+class ProgressReporter:
+    """Shows a progress bar over epochs with the latest losses."""
+
+    def __init__(self, progress: Progress):
+        self.progress = progress
+        self.task: Any = None
+
+    def on_start(self, info: dict[str, Any]) -> None:
+        self.task = self.progress.add_task(
+            "training", total=info["epochs"], completed=info["start_epoch"], status=""
+        )
+        if info["resumed"]:
+            self.progress.console.print(f"resumed from epoch {info['start_epoch']}")
+
+    def on_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
+        keys = [k for k in ("train_loss", "val_loss", "val_acc") if k in metrics]
+        status = "  ".join(f"{k} {metrics[k]:.4f}" for k in keys)
+        self.progress.update(self.task, completed=epoch, status=status)
+
+    def on_checkpoint(self, info: Any) -> None:
+        pass
+
+    def should_cancel(self) -> bool:
+        return False
+
+
+@app.command()
+def run(
+    spec_path: Annotated[Path, typer.Argument(metavar="SPEC.json", help="experiment spec (JSON)")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="output directory")] = Path("runs/latest"),
+    device: Annotated[str | None, typer.Option(help="override train.device: auto, cpu, cuda, cuda:N")] = None,
+    threads: Annotated[int | None, typer.Option(help="CPU threads (default: 1 for small models)")] = None,
+    resume: Annotated[bool, typer.Option(help="continue from OUT/checkpoints/last")] = False,
+    force: Annotated[bool, typer.Option(help="overwrite a finished run in OUT")] = False,
+    cache_dir: Annotated[Path, typer.Option(help="where generated datasets are cached")] = DEFAULT_CACHE,
+    checkpoint_every: Annotated[int, typer.Option(help="epochs between 'last' checkpoints (0: never)")] = 1,
+) -> None:
+    """Train SPEC.json locally; write OUT/summary.json, OUT/metrics.jsonl and OUT/checkpoints/."""
+    spec = load_spec_file(spec_path)
+    if device is not None:
+        try:
+            spec = parse_spec({**spec.model_dump(mode="json"), "train": {**spec.train.model_dump(mode="json"), "device": device}})
+        except SpecError as err:
+            _fail(str(err))
+    if (out / "summary.json").exists() and not (resume or force):
+        _fail(f"{out} already holds a finished run; pass --force to overwrite or --resume")
+    if force and out.exists() and not resume:
+        shutil.rmtree(out)
+    from regcore.training.device import DeviceUnavailable
+    from regcore.training.loop import run_experiment
+
+    progress = Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TimeElapsedColumn(), TextColumn("{task.fields[status]}"), console=console,
+    )
+    try:
+        with progress:
+            result = run_experiment(
+                spec, workdir=out, device=device, reporter=ProgressReporter(progress),
+                cache_dir=cache_dir, threads=threads, resume=resume, checkpoint_every=checkpoint_every,
+            )
+    except DeviceUnavailable as err:
+        _fail(str(err))
+    print_summary(result.summary())
+    console.print(f"wrote {out}/summary.json, metrics.jsonl, checkpoints/")
+    if result.status != "succeeded":
+        _fail(f"run {result.status}: {result.reason}", code=1)
+
+
+def print_summary(summary: dict[str, Any]) -> None:
+    table = Table(title=f"{summary['status']}: {summary['epochs_run']} epochs, best {summary['best_epoch']}")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for k, v in summary["metrics"].items():
+        table.add_row(k, f"{v:.4f}")
+    Console().print(table)
+
+
+@app.command()
+def catalog(
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
+) -> None:
+    """Print every regularizer with its parameters and their defaults."""
+    entries = catalog_entries()
+    if as_json:
+        sys.stdout.write(json.dumps(entries, indent=2, default=str) + "\n")
+        return
+    table = Table(title="RegLab regularizers")
+    table.add_column("name", style="bold")
+    table.add_column("parameters (defaults)")
+    table.add_column("description")
+    for e in entries:
+        params = ", ".join(f"{k}={v}" for k, v in e["defaults"].items())
+        table.add_row(e["name"], params, e["description"])
+    Console().print(table)
+
+
+if __name__ == "__main__":
+    app()

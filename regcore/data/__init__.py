@@ -1,0 +1,78 @@
+"""Build a run's dataset from its ``DataSpec``: deterministic for the same spec and seed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from regcore.data import sources
+from regcore.data.dataset import Dataset, Split, to_split
+from regcore.spec import DATASET_SIZES, GENERATED_DEFAULTS, DataSpec
+
+__all__ = ["Dataset", "Split", "build_dataset", "split_sizes"]
+
+CLASSIFICATION = {"mnist1d", "digits", "wine", "breast_cancer", "moons"}
+
+
+def split_sizes(spec: DataSpec) -> tuple[int, int, int]:
+    """(n_train, n_val, n_test) after defaults: generated sets use fixed defaults; shipped sets
+    keep 20% for test, 20% of the rest for validation, and train on what remains."""
+    total = DATASET_SIZES[spec.name]
+    if total is None:
+        d_train, d_val, d_test = GENERATED_DEFAULTS[spec.name]
+        return spec.n_train or d_train, spec.n_val or d_val, spec.n_test or d_test
+    n_test = spec.n_test or round(0.2 * total)
+    n_val = spec.n_val or round(0.2 * (total - n_test))
+    n_train = spec.n_train or total - n_test - n_val
+    if n_train + n_val + n_test > total:
+        raise ValueError(f"{spec.name} has {total} examples; asked for {n_train + n_val + n_test}")
+    return n_train, n_val, n_test
+
+
+def _corrupt_labels(y: np.ndarray, fraction: float, k: int, rng: np.random.Generator) -> np.ndarray:
+    """Replace ``fraction`` of the labels by a different class, drawn uniformly."""
+    y = y.copy()
+    idx = rng.choice(len(y), size=round(fraction * len(y)), replace=False)
+    y[idx] = (y[idx] + rng.integers(1, k, size=len(idx))) % k
+    return y
+
+
+def build_dataset(spec: DataSpec, seed: int, cache_dir: Path | None = None) -> Dataset:
+    n_train, n_val, n_test = split_sizes(spec)
+    rng = np.random.default_rng(seed)
+    name = spec.name
+    if name == "mnist1d":
+        x, y, x_test, y_test = sources.mnist1d_arrays(n_train + n_val, n_test, seed, cache_dir)
+    else:
+        n = n_train + n_val + n_test
+        if name == "toy1d":
+            x, y = sources.toy1d_arrays(n, spec.noise, rng)
+        elif name == "moons":
+            x, y = sources.moons_arrays(n, spec.noise, seed)
+        else:
+            x, y = sources.sklearn_arrays(name)
+        order = rng.permutation(len(x))[:n]
+        x, y = x[order], y[order]
+        x, x_test, y, y_test = x[: n - n_test], x[n - n_test :], y[: n - n_test], y[n - n_test :]
+    # the validation split is carved from the training pool
+    x_train, y_train = x[:n_train], y[:n_train]
+    x_val, y_val = x[n_train : n_train + n_val], y[n_train : n_train + n_val]
+
+    task = "classification" if name in CLASSIFICATION else "regression"
+    k = int(max(y.max(), y_test.max()) + 1) if task == "classification" else 1
+    if spec.label_noise > 0:
+        y_train = _corrupt_labels(y_train, spec.label_noise, k, rng)
+    if spec.standardize:  # statistics of the training split only
+        mean, std = x_train.mean(0), x_train.std(0)
+        std = np.where(std > 1e-12, std, 1.0)
+        x_train, x_val, x_test = ((a - mean) / std for a in (x_train, x_val, x_test))
+    return Dataset(
+        name=name,
+        task=task,
+        num_classes=k,
+        train=to_split(x_train, y_train, task),
+        val=to_split(x_val, y_val, task),
+        test=to_split(x_test, y_test, task),
+        image_shape=(8, 8) if name == "digits" else None,
+    )

@@ -1,0 +1,27 @@
+"""Model construction from a spec."""
+
+from __future__ import annotations
+
+from regcore.models.cnn1d import CNN1D
+from regcore.models.mlp import MLP, LinearModel
+from regcore.models.resmlp import ResMLP
+from regcore.models.slots import Slot, SlotModel
+from regcore.spec import CNN1DSpec, LinearModelSpec, MLPSpec, ResMLPSpec
+
+__all__ = ["Slot", "SlotModel", "build_model"]
+
+
+def build_model(spec: object, in_features: int, out_features: int) -> SlotModel:
+    """Build the model a ``ModelSpec`` describes, with freshly initialized weights."""
+    if isinstance(spec, LinearModelSpec):
+        return LinearModel(in_features, out_features)
+    if isinstance(spec, MLPSpec):
+        return MLP(in_features, out_features, spec.hidden, spec.activation, spec.batch_norm)
+    if isinstance(spec, CNN1DSpec):
+        return CNN1D(
+            in_features, out_features, spec.channels, spec.kernel_size, spec.hidden,
+            spec.activation, spec.batch_norm,
+        )
+    if isinstance(spec, ResMLPSpec):
+        return ResMLP(in_features, out_features, spec.width, spec.blocks, spec.activation, spec.batch_norm)
+    raise ValueError(f"unknown model spec {type(spec).__name__}")

@@ -1,0 +1,43 @@
+"""Which parameters count as weights (for penalties and metrics).
+
+Following the catalog's convention, biases and normalization-layer parameters are not weights:
+they are neither penalized by default nor counted in ``weight_l2``, ``weight_l1`` or ``sparsity``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+from torch import nn
+
+NORM_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.LayerNorm, nn.GroupNorm)
+
+
+def classify_parameters(model: nn.Module) -> dict[str, str]:
+    """Map each parameter name to ``"weight"``, ``"bias"`` or ``"norm"``."""
+    kinds: dict[str, str] = {}
+    for mod_name, module in model.named_modules():
+        for p_name, _ in module.named_parameters(recurse=False):
+            full = f"{mod_name}.{p_name}" if mod_name else p_name
+            if isinstance(module, NORM_TYPES):
+                kinds[full] = "norm"
+            elif p_name.endswith("bias"):
+                kinds[full] = "bias"
+            else:
+                kinds[full] = "weight"
+    return kinds
+
+
+def named_penalized(
+    model: nn.Module, exclude: Iterable[str] = ("bias", "norm")
+) -> list[tuple[str, nn.Parameter]]:
+    """Parameters whose kind is not in ``exclude``, with their names."""
+    skip = set(exclude)
+    kinds = classify_parameters(model)
+    return [(n, p) for n, p in model.named_parameters() if kinds.get(n, "weight") not in skip]
+
+
+def weights(model: nn.Module) -> list[torch.Tensor]:
+    """The weight tensors: no biases, no norm-layer parameters."""
+    return [p for _, p in named_penalized(model)]

@@ -1,0 +1,222 @@
+"""Parameters of every regularizer in the catalog, as pydantic models (no torch here).
+
+Each model is one entry of a spec's ``regularizers`` list, tagged by ``name``. The torch side of
+each one lives in ``regcore/regularizers/<name>.py``; ``regcore/regularizers/registry.py`` maps
+the two. Conventions (see docs/catalog.md): every ``p`` is a *drop* probability with inverted
+scaling; ``l2.strength`` λ adds λ·Σw² to the mean data loss.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Probability = Field(ge=0.0, lt=1.0)
+
+
+class RegularizerSpec(BaseModel):
+    """Base of every regularizer's parameters: unknown fields are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --- norm penalties and constraints -----------------------------------------------------------
+
+
+class L2Spec(RegularizerSpec):
+    """L2 penalty λΣw² on weights (biases and norm parameters excluded unless listed)."""
+
+    name: Literal["l2"] = "l2"
+    strength: float = Field(1e-3, ge=0.0, description="λ in λΣw²")
+    exclude: list[Literal["bias", "norm"]] = Field(
+        default_factory=lambda: ["bias", "norm"], description="parameter kinds left unpenalized"
+    )
+    per_layer: dict[str, float] = Field(
+        default_factory=dict,
+        description="strength per parameter-name prefix (e.g. {'net.0': 1e-2}); others use strength",
+    )
+
+
+class WeightDecaySpec(RegularizerSpec):
+    """Decoupled weight decay φ ← φ − lr·λ′·φ before each optimizer step (as AdamW)."""
+
+    name: Literal["weight_decay"] = "weight_decay"
+    rate: float = Field(1e-2, ge=0.0, description="λ′; with plain SGD equals l2 with λ = λ′/2")
+
+
+class L1Spec(RegularizerSpec):
+    """L1 penalty λΣ|w|, or its proximal step (soft-thresholding) that gives exact zeros."""
+
+    name: Literal["l1"] = "l1"
+    strength: float = Field(1e-4, ge=0.0, description="λ in λΣ|w|")
+    proximal: bool = Field(False, description="soft-threshold after each step instead of a penalty")
+
+
+class ElasticNetSpec(RegularizerSpec):
+    """Elastic net λ₁Σ|w| + λ₂Σw²."""
+
+    name: Literal["elastic_net"] = "elastic_net"
+    l1: float = Field(1e-4, ge=0.0, description="λ₁")
+    l2: float = Field(1e-3, ge=0.0, description="λ₂")
+
+
+class MaxNormSpec(RegularizerSpec):
+    """Each unit's incoming weight vector renormed to ‖w‖ ≤ c after every step."""
+
+    name: Literal["max_norm"] = "max_norm"
+    c: float = Field(3.0, gt=0.0, description="largest allowed row norm")
+
+
+# --- penalties on the function ----------------------------------------------------------------
+
+
+class EntropySpec(RegularizerSpec):
+    """Entropy of the softmax: confidence_penalty is L − β·H(p), minimization is L + β·H(p)."""
+
+    name: Literal["entropy"] = "entropy"
+    beta: float = Field(0.1, ge=0.0, description="β")
+    mode: Literal["confidence_penalty", "minimization"] = "confidence_penalty"
+
+
+class ActivationL1Spec(RegularizerSpec):
+    """α Σ|h| over hidden activations, for sparse representations."""
+
+    name: Literal["activation_l1"] = "activation_l1"
+    strength: float = Field(1e-4, ge=0.0, description="α")
+
+
+class FloodingSpec(RegularizerSpec):
+    """Flooding |L − b| + b on the batch loss (Ishida et al. 2020)."""
+
+    name: Literal["flooding"] = "flooding"
+    level: float = Field(0.1, ge=0.0, description="flood level b")
+
+
+# --- noise -------------------------------------------------------------------------------------
+
+
+class InputNoiseSpec(RegularizerSpec):
+    """Gaussian noise on the inputs, fresh every step: x + r or x·r."""
+
+    name: Literal["input_noise"] = "input_noise"
+    sigma: float = Field(0.1, ge=0.0, description="standard deviation σ of r")
+    mode: Literal["additive", "multiplicative"] = "additive"
+
+
+class WeightNoiseSpec(RegularizerSpec):
+    """Forward and backward with w + ε, ε ~ N(0, σ²); the update is applied to the clean w."""
+
+    name: Literal["weight_noise"] = "weight_noise"
+    sigma: float = Field(0.01, ge=0.0, description="standard deviation σ of ε")
+
+
+class LabelSmoothingSpec(RegularizerSpec):
+    """Label smoothing. ``epsilon`` spreads ε over all K classes; ``rho`` puts ρ/(K−1) on others."""
+
+    name: Literal["label_smoothing"] = "label_smoothing"
+    epsilon: float | None = Field(None, ge=0.0, le=1.0, description="ε over all K classes")
+    rho: float | None = Field(None, ge=0.0, lt=1.0, description="ρ over the K−1 wrong classes")
+
+    @model_validator(mode="after")
+    def _one_of(self) -> LabelSmoothingSpec:
+        if self.epsilon is not None and self.rho is not None:
+            raise ValueError("give either epsilon or rho, not both (ε = ρK/(K−1))")
+        if self.epsilon is None and self.rho is None:
+            object.__setattr__(self, "epsilon", 0.1)
+        return self
+
+
+class DisturbLabelSpec(RegularizerSpec):
+    """DisturbLabel: each label replaced by a uniform random class with probability α."""
+
+    name: Literal["disturb_label"] = "disturb_label"
+    alpha: float = Field(0.1, ge=0.0, le=1.0, description="α")
+
+
+# --- dropout family ----------------------------------------------------------------------------
+
+
+class DropoutSpec(RegularizerSpec):
+    """Bernoulli dropout on hidden units (and optionally inputs), inverted scaling."""
+
+    name: Literal["dropout"] = "dropout"
+    p: float = Field(0.5, ge=0.0, lt=1.0, description="drop probability of hidden units")
+    input_p: float = Field(0.0, ge=0.0, lt=1.0, description="drop probability of input features")
+
+
+class GaussianDropoutSpec(RegularizerSpec):
+    """Multiplicative N(1, p/(1−p)) noise on hidden units; identity at eval."""
+
+    name: Literal["gaussian_dropout"] = "gaussian_dropout"
+    p: float = Field(0.5, ge=0.0, lt=1.0, description="equivalent drop probability")
+
+
+class DropConnectSpec(RegularizerSpec):
+    """Bernoulli mask on weights, y = f((R∘W)x); eval uses W."""
+
+    name: Literal["dropconnect"] = "dropconnect"
+    p: float = Field(0.5, ge=0.0, lt=1.0, description="drop probability of each weight")
+
+
+# --- data --------------------------------------------------------------------------------------
+
+
+class AugmentSpec(RegularizerSpec):
+    """On-the-fly label-preserving transforms of 1D signals (shift, scale, noise)."""
+
+    name: Literal["augment"] = "augment"
+    transforms: list[Literal["shift", "scale", "noise"]] = Field(
+        default_factory=lambda: ["shift", "scale"]
+    )
+    max_shift: int = Field(4, ge=0, description="largest circular shift, in samples")
+    scale_range: tuple[float, float] = Field((0.8, 1.2), description="uniform amplitude factor")
+    noise_sigma: float = Field(0.05, ge=0.0, description="σ of additive noise")
+    p: float = Field(1.0, ge=0.0, le=1.0, description="probability that an example is transformed")
+
+    @model_validator(mode="after")
+    def _range(self) -> AugmentSpec:
+        lo, hi = self.scale_range
+        if not 0 < lo <= hi:
+            raise ValueError("scale_range must satisfy 0 < low <= high")
+        return self
+
+
+class CutoutSpec(RegularizerSpec):
+    """Zero one random contiguous segment of each input."""
+
+    name: Literal["cutout"] = "cutout"
+    size: int = Field(8, ge=1, description="segment length, in features")
+    p: float = Field(1.0, ge=0.0, le=1.0, description="probability that an example is cut")
+
+
+class MixupSpec(RegularizerSpec):
+    """mixup: x̃ = λxᵢ + (1−λ)xⱼ, ỹ likewise, λ ~ Beta(α, α). Put it before label_smoothing."""
+
+    name: Literal["mixup"] = "mixup"
+    alpha: float = Field(0.2, gt=0.0, description="α of Beta(α, α)")
+
+
+class AdversarialSpec(RegularizerSpec):
+    """Adversarial training: loss αJ(x) + (1−α)J(x′), x′ by FGSM or PGD."""
+
+    name: Literal["adversarial"] = "adversarial"
+    method: Literal["fgsm", "pgd"] = "fgsm"
+    epsilon: float = Field(0.1, ge=0.0, description="L∞ radius of the perturbation")
+    alpha: float = Field(0.5, ge=0.0, le=1.0, description="weight of the clean loss")
+    steps: int = Field(5, ge=1, description="PGD steps")
+    step_size: float | None = Field(None, gt=0.0, description="PGD step; default 2.5·ε/steps")
+
+
+# --- procedure ---------------------------------------------------------------------------------
+
+
+class EarlyStoppingSpec(RegularizerSpec):
+    """Stop when the monitored metric has not improved for ``patience`` epochs; restore the best."""
+
+    name: Literal["early_stopping"] = "early_stopping"
+    monitor: str = Field("val_loss", description="metric key to watch")
+    patience: int = Field(10, ge=1)
+    min_delta: float = Field(0.0, ge=0.0)
+    mode: Literal["min", "max", "auto"] = Field("auto", description="auto: max for *_acc, else min")
+    restore_best: bool = True

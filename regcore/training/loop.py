@@ -1,0 +1,339 @@
+"""The training loop: one experiment, start to finish (or resumed from its last checkpoint).
+
+It reads top to bottom. The regularizers' hooks are called in spec order; only the regularizers
+that override a hook are visited for it, so an unused hook costs nothing in the hot path.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from regcore.data import Dataset, build_dataset
+from regcore.models import build_model
+from regcore.regularizers.base import Regularizer, Step, TaskInfo
+from regcore.regularizers.registry import build_regularizers
+from regcore.spec import ExperimentSpec
+from regcore.training.checkpoint import CheckpointInfo, load_checkpoint, save_checkpoint
+from regcore.training.device import choose_threads, resolve_device
+from regcore.training.metrics import data_loss, evaluate
+from regcore.training.optim import build_optimizer, build_scheduler, current_lr
+from regcore.training.reporter import NullReporter, Reporter
+from regcore.training.rng import rng_state, seed_all, set_rng_state
+
+HOOKS = (
+    "transform_batch",
+    "before_forward",
+    "transform_loss",
+    "penalty",
+    "before_optimizer_step",
+    "after_optimizer_step",
+)
+
+
+@dataclass
+class RunResult:
+    status: str  # succeeded, failed, cancelled
+    epochs_run: int
+    best_epoch: int | None
+    metrics: dict[str, float]
+    reason: str | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "status": self.status,
+            "epochs_run": self.epochs_run,
+            "best_epoch": self.best_epoch,
+            "metrics": self.metrics,
+            "timings": self.timings,
+        }
+        if self.reason:
+            out["reason"] = self.reason
+        return out
+
+
+class Divergence(RuntimeError):
+    """The loss became NaN or infinite; retrying cannot help."""
+
+
+def _overrides(reg: Regularizer, hook: str) -> bool:
+    return getattr(type(reg), hook) is not getattr(Regularizer, hook)
+
+
+class Trainer:
+    """Holds one run's objects; ``run()`` trains and returns a ``RunResult``."""
+
+    def __init__(
+        self,
+        spec: ExperimentSpec,
+        workdir: Path,
+        *,
+        device: str | torch.device | None = None,
+        reporter: Reporter | None = None,
+        cache_dir: Path | None = None,
+        threads: int | None = None,
+        checkpoint_every: int = 1,
+    ):
+        self.spec = spec
+        self.workdir = Path(workdir)
+        self.ckpt_dir = self.workdir / "checkpoints"
+        self.reporter = reporter or NullReporter()
+        self.checkpoint_every = checkpoint_every
+        self.spec_hash = spec.spec_hash()
+        self.device = resolve_device(device or spec.train.device)
+
+        self.data: Dataset = build_dataset(spec.data, spec.seed, cache_dir).to(self.device)
+        seed_all(spec.seed)  # after the data: mnist1d's generator reseeds the global RNGs
+        self.shuffle = torch.Generator().manual_seed(spec.seed)
+        steps = math.ceil(len(self.data.train) / spec.train.batch_size)
+        self.task = TaskInfo(
+            task=self.data.task,
+            num_classes=self.data.num_classes,
+            in_features=self.data.in_features,
+            image_shape=self.data.image_shape,
+            epochs=spec.train.epochs,
+            steps_per_epoch=steps,
+            device=self.device,
+        )
+        model: nn.Module = build_model(spec.model, self.data.in_features, self.data.out_features)
+        self.regs = build_regularizers(spec.regularizers, self.task)
+        for reg in self.regs:
+            model = reg.configure_model(model)
+        self.model = model.to(self.device)
+        self.threads = threads or spec.train.threads or choose_threads(self.model, self.device)
+        self.optimizer = build_optimizer(self.model, spec.train)
+        self.scheduler = build_scheduler(self.optimizer, spec.train)
+        for reg in self.regs:
+            reg.setup(self.model, self.optimizer)
+        self.hooks = {h: [r for r in self.regs if _overrides(r, h)] for h in HOOKS}
+        self.penalty_keys = _unique_keys([r.name for r in self.hooks["penalty"]])
+        self.epoch = 0
+        self.step_index = 0
+        self.best: tuple[float, int] | None = None  # (val_loss, epoch) of the "best" checkpoint
+        self.timings = {"train_s": 0.0, "eval_s": 0.0, "checkpoint_s": 0.0}
+
+    # --- one step -----------------------------------------------------------------------------
+    def train_step(self, x: torch.Tensor, y: torch.Tensor, sums: dict[str, torch.Tensor]) -> None:
+        step = Step(self.model, self.optimizer, self._loss_fn, x, y, self.epoch, self.step_index)
+        for reg in self.hooks["transform_batch"]:
+            step.x, step.y = reg.transform_batch(step.x, step.y, step)
+        for reg in self.hooks["before_forward"]:
+            reg.before_forward(step)
+        step.outputs = self.model(step.x)
+        loss = step.data_loss = self._loss_fn(step.outputs, step.y)
+        for reg in self.hooks["transform_loss"]:
+            loss = reg.transform_loss(loss, step)
+        for key, reg in zip(self.penalty_keys, self.hooks["penalty"], strict=True):
+            term = reg.penalty(step)
+            if term is not None:
+                loss = loss + term
+                sums[key] = sums.get(key, 0.0) + term.detach()
+        sums["train_batch_loss"] = sums.get("train_batch_loss", 0.0) + loss.detach()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        for reg in self.hooks["before_optimizer_step"]:
+            reg.before_optimizer_step(step)
+        self.optimizer.step()
+        for reg in self.hooks["after_optimizer_step"]:
+            reg.after_optimizer_step(step)
+        self.step_index += 1
+
+    def _loss_fn(self, outputs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return data_loss(outputs, y, self.data.task)
+
+    # --- one epoch ----------------------------------------------------------------------------
+    def train_epoch(self) -> tuple[dict[str, float], bool]:
+        """Train one epoch; returns the mean batch losses and whether a cancel was seen."""
+        self.model.train()
+        train = self.data.train
+        n, bs = len(train), self.spec.train.batch_size
+        order = torch.randperm(n, generator=self.shuffle).to(self.device)
+        sums: dict[str, torch.Tensor] = {}
+        batches = 0
+        for start in range(0, n, bs):
+            if self.reporter.should_cancel():
+                return {}, True
+            idx = order[start : start + bs]
+            self.train_step(train.x[idx], train.y[idx], sums)
+            batches += 1
+        means = {k: float(v) / batches for k, v in sums.items()}
+        if not all(math.isfinite(v) for v in means.values()):
+            bad = next(k for k, v in means.items() if not math.isfinite(v))
+            raise Divergence(f"{bad} became {means[bad]} in epoch {self.epoch}")
+        return {(k if k == "train_batch_loss" else f"penalty_{k}"): v for k, v in means.items()}, False
+
+    def end_epoch(self, batch_metrics: dict[str, float]) -> dict[str, float]:
+        t0 = time.perf_counter()
+        metrics = evaluate(self.model, self.data)
+        if not math.isfinite(metrics["train_loss"]):
+            raise Divergence(f"train_loss became {metrics['train_loss']} in epoch {self.epoch}")
+        metrics.update(batch_metrics)
+        for reg in self.regs:
+            metrics.update(reg.extra_metrics(self.model))
+        if self.scheduler is not None:
+            self.scheduler.step()
+        metrics["lr"] = current_lr(self.optimizer)
+        self.timings["eval_s"] += time.perf_counter() - t0
+        return metrics
+
+    # --- checkpoints --------------------------------------------------------------------------
+    def train_state(self) -> dict[str, Any]:
+        return {
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler else None,
+            "rng": rng_state({"shuffle": self.shuffle}),
+            "regularizers": [reg.state_dict() for reg in self.regs],
+            "step_index": self.step_index,
+            "best": list(self.best) if self.best else None,
+        }
+
+    def save(self, kind: str, metrics: dict[str, float]) -> CheckpointInfo:
+        t0 = time.perf_counter()
+        info = save_checkpoint(
+            self.ckpt_dir, kind, self.epoch, self.model.state_dict(), self.train_state(), metrics,
+            self.spec_hash,
+        )
+        self.timings["checkpoint_s"] += time.perf_counter() - t0
+        self.reporter.on_checkpoint(info)
+        return info
+
+    def resume(self) -> bool:
+        """Load ``last`` if a complete one of this spec exists; True when it did."""
+        ckpt = load_checkpoint(self.ckpt_dir, "last", self.spec_hash)
+        if ckpt is None:
+            return False
+        self.model.load_state_dict(ckpt.model_state)
+        st = ckpt.train_state
+        self.optimizer.load_state_dict(st["optimizer"])
+        if self.scheduler is not None and st["scheduler"] is not None:
+            self.scheduler.load_state_dict(st["scheduler"])
+        for reg, reg_state in zip(self.regs, st["regularizers"], strict=True):
+            reg.load_state_dict(reg_state)
+        set_rng_state(st["rng"], {"shuffle": self.shuffle})
+        self.step_index = int(st["step_index"])
+        self.best = (float(st["best"][0]), int(st["best"][1])) if st["best"] else None
+        self.epoch = ckpt.epoch
+        return True
+
+    # --- the run ------------------------------------------------------------------------------
+    def run(self, resume: bool = False) -> RunResult:
+        torch.set_num_threads(self.threads)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        resumed = resume and self.resume()
+        log = MetricsLog(self.workdir / "metrics.jsonl", keep_until=self.epoch if resumed else 0)
+        self.reporter.on_start(
+            {
+                "epochs": self.spec.train.epochs,
+                "start_epoch": self.epoch,
+                "device": str(self.device),
+                "threads": self.threads,
+                "resumed": resumed,
+            }
+        )
+        status, reason = "succeeded", None
+        metrics: dict[str, float] = {}
+        try:
+            while self.epoch < self.spec.train.epochs:
+                t0 = time.perf_counter()
+                batch_metrics, cancelled = self.train_epoch()
+                self.timings["train_s"] += time.perf_counter() - t0
+                if cancelled:
+                    status, reason = "cancelled", f"cancelled during epoch {self.epoch + 1}"
+                    break
+                self.epoch += 1
+                metrics = self.end_epoch(batch_metrics)
+                log.write(self.epoch, metrics)
+                self.reporter.on_epoch(self.epoch, metrics)
+                for reg in self.regs:
+                    reg.on_epoch_end(self.epoch, metrics, self.model)
+                if self.best is None or metrics["val_loss"] < self.best[0]:
+                    self.best = (metrics["val_loss"], self.epoch)
+                    if self.checkpoint_every:
+                        self.save("best", metrics)
+                stop = any(reg.should_stop() for reg in self.regs)
+                if self.checkpoint_every and (stop or self.epoch % self.checkpoint_every == 0):
+                    self.save("last", metrics)
+                if stop:
+                    break
+        except Divergence as err:
+            log.close()
+            return RunResult("failed", self.epoch, None, metrics, str(err), self._timings())
+        if self.checkpoint_every and metrics and self.epoch % self.checkpoint_every:
+            self.save("last", metrics)
+        log.close()
+        for reg in self.regs:
+            self.model = reg.finalize(self.model)
+        best_epoch = next((e for r in self.regs if (e := r.best_epoch()) is not None), None)
+        if best_epoch is None and self.best is not None:
+            best_epoch = self.best[1]
+        final = evaluate(self.model, self.data) if self.epoch else {}
+        return RunResult(status, self.epoch, best_epoch, final, reason, self._timings())
+
+    def _timings(self) -> dict[str, float]:
+        return {k: round(v, 4) for k, v in self.timings.items()}
+
+
+class MetricsLog:
+    """``metrics.jsonl``: one ``{"step", "key", "value"}`` a line; on resume, lines past the
+    checkpoint's epoch are dropped so that no point is written twice."""
+
+    def __init__(self, path: Path, keep_until: int):
+        lines: list[str] = []
+        if keep_until and path.exists():
+            lines = [ln for ln in path.read_text().splitlines() if ln and json.loads(ln)["step"] <= keep_until]
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text("".join(ln + "\n" for ln in lines))
+        os.replace(tmp, path)
+        self.file = open(path, "a")  # noqa: SIM115 - held for the whole run
+
+    def write(self, step: int, metrics: dict[str, float]) -> None:
+        for key, value in metrics.items():
+            self.file.write(json.dumps({"step": step, "key": key, "value": value}) + "\n")
+        self.file.flush()
+
+    def close(self) -> None:
+        self.file.close()
+
+
+def _unique_keys(names: list[str]) -> list[str]:
+    """``l2``, ``l2_2``, ...: one metric key per penalty even if a name repeats."""
+    seen: dict[str, int] = {}
+    out = []
+    for n in names:
+        seen[n] = seen.get(n, 0) + 1
+        out.append(n if seen[n] == 1 else f"{n}_{seen[n]}")
+    return out
+
+
+def run_experiment(
+    spec: ExperimentSpec,
+    *,
+    workdir: Path,
+    device: str | torch.device | None = None,
+    reporter: Reporter | None = None,
+    cache_dir: Path | None = None,
+    threads: int | None = None,
+    resume: bool = False,
+    checkpoint_every: int = 1,
+) -> RunResult:
+    """Train ``spec``, writing ``metrics.jsonl``, ``summary.json`` and ``checkpoints/`` in
+    ``workdir``. With ``resume``, continue from ``checkpoints/last`` when it exists."""
+    trainer = Trainer(
+        spec, workdir, device=device, reporter=reporter, cache_dir=cache_dir, threads=threads,
+        checkpoint_every=checkpoint_every,
+    )
+    result = trainer.run(resume=resume)
+    summary = Path(workdir) / "summary.json"
+    tmp = summary.with_name(".summary.json.tmp")
+    tmp.write_text(json.dumps(result.summary(), indent=2))
+    os.replace(tmp, summary)
+    return result

@@ -1,0 +1,1 @@
+"""The ``reglab`` command: composes the core's commands with the service's."""

@@ -1,0 +1,14 @@
+"""``reglab``: run, catalog (the core), serve, worker, submit (the service)."""
+
+from __future__ import annotations
+
+import typer
+
+from regcore.cli import catalog, run
+
+app = typer.Typer(
+    help="RegLab: regularization experiments, locally or through the REST service.",
+    no_args_is_help=True,
+)
+app.command()(run)
+app.command()(catalog)
