@@ -1,0 +1,1 @@
+"""Web-free persistence: models, session factory, repositories (callers own the transaction)."""

@@ -1,0 +1,34 @@
+"""Service settings from the environment (prefix ``REGLAB_``), one pydantic-settings class."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="REGLAB_", extra="ignore")
+
+    database_url: str = "sqlite:///./var/reglab.db"
+    #: None means the embedded broker: kombu's filesystem transport under ``broker_dir``.
+    broker_url: str | None = None
+    broker_dir: Path = Path("./var/broker")
+    #: a local folder, or ``s3://bucket/prefix``.
+    artifacts: str = "./var/artifacts"
+    cache_dir: Path = Path("./var/cache")
+    lease_seconds: int = 60
+    heartbeat_seconds: int = 10
+    max_attempts: int = 3
+    reconcile_seconds: int = 15
+    #: where ``device: auto`` experiments go; "gpu" only when a GPU worker pool exists.
+    auto_queue: Literal["cpu", "gpu"] = "cpu"
+    api_url: str = "http://127.0.0.1:8000"
+    max_spec_bytes: int = 65536
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
