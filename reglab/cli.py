@@ -12,3 +12,5 @@ app = typer.Typer(
 )
 app.command()(run)
 app.command()(catalog)
+if __name__ == "__main__":
+    app()
