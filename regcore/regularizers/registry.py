@@ -6,13 +6,17 @@ from collections.abc import Sequence
 
 from regcore import regularizer_specs as s
 from regcore.regularizers.base import Regularizer, TaskInfo
+from regcore.regularizers.dropconnect import DropConnect
 from regcore.regularizers.dropout import Dropout
 from regcore.regularizers.early_stopping import EarlyStopping
+from regcore.regularizers.gaussian_dropout import GaussianDropout
 from regcore.regularizers.l2 import L2Penalty
 
 REGISTRY: dict[type[s.RegularizerSpec], type[Regularizer]] = {
     s.L2Spec: L2Penalty,
     s.DropoutSpec: Dropout,
+    s.GaussianDropoutSpec: GaussianDropout,
+    s.DropConnectSpec: DropConnect,
     s.EarlyStoppingSpec: EarlyStopping,
 }
 
