@@ -1,0 +1,78 @@
+"""The Celery *client*: the API enqueues experiments by task name and never imports task code.
+
+With no ``broker_url`` the broker is kombu's filesystem transport under ``broker_dir`` (no server
+needed). ``celery_config`` is shared with the worker so both ends agree on the folders.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from celery import Celery
+
+from service.settings import Settings
+
+log = logging.getLogger(__name__)
+
+TASK_NAME = "experiments.run"
+
+
+def broker_folders(settings: Settings) -> dict[str, Path]:
+    root = Path(settings.broker_dir).resolve()
+    # Producer and consumer read and write the same folder, so "in" and "out" are one.
+    return {"queue": root / "queue", "processed": root / "processed", "control": root / "control"}
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    """Broker settings both the API (producer) and the worker (consumer) use."""
+    if settings.broker_url:
+        options: dict[str, Any] = {"socket_connect_timeout": 3, "socket_timeout": 10}
+        return {"broker_url": settings.broker_url, "broker_transport_options": options}
+    folders = broker_folders(settings)
+    for folder in folders.values():
+        folder.mkdir(parents=True, exist_ok=True)
+    return {
+        "broker_url": "filesystem://",
+        "broker_transport_options": {
+            "data_folder_in": str(folders["queue"]),
+            "data_folder_out": str(folders["queue"]),
+            "processed_folder": str(folders["processed"]),
+            "control_folder": str(folders["control"]),
+            "store_processed": False,
+        },
+    }
+
+
+def make_celery(settings: Settings) -> Celery:
+    """A Celery app that only sends; creating it does not connect."""
+    app = Celery("reglab", set_as_current=False)
+    app.conf.update(
+        celery_config(settings),
+        task_publish_retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.5},
+        broker_connection_retry_on_startup=False,
+    )
+    return app
+
+
+def enqueue(app: Celery, experiment_id: str, queue: str) -> bool:
+    """Send ``experiments.run``; False (logged) when the broker refused: the reconciler retries."""
+    try:
+        app.send_task(TASK_NAME, args=[experiment_id], queue=queue)
+    except Exception:  # noqa: BLE001 - the row stays queued and is re-enqueued later
+        log.warning(
+            "could not enqueue experiment %s on queue %s", experiment_id, queue, exc_info=True
+        )
+        return False
+    return True
+
+
+def broker_ready(app: Celery, timeout: float = 3.0) -> str | None:
+    """None when the broker answers, else the reason."""
+    try:
+        with app.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, timeout=timeout)
+    except Exception as exc:  # noqa: BLE001 - reported by /readyz
+        return f"{type(exc).__name__}: {exc}"
+    return None
