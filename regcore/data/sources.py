@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +26,9 @@ def mnist1d_arrays(
 
     total = -(-(n_pool + n_test) // 10) * 10  # make_dataset draws the same count for each class
     args = get_dataset_args(as_dict=True)
-    args.update(num_samples=total, train_split=(total - n_test) / total, seed=seed)
+    # make_dataset splits at int(total · train_split); the half keeps float rounding from
+    # shorting the train pool by one (int(310 · 250/310) is 249)
+    args.update(num_samples=total, train_split=(total - n_test + 0.5) / total, seed=seed)
     args.pop("url", None)
     key = hashlib.sha256(json.dumps(args, sort_keys=True).encode()).hexdigest()[:16]
     path = cache_dir / f"mnist1d-{key}.npz" if cache_dir else None
@@ -43,7 +47,8 @@ def mnist1d_arrays(
         x, y, xt, yt = d["x"], d["y"], d["x_test"], d["y_test"]
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".{np.random.randint(1 << 30)}.tmp.npz")
+            # a unique name without touching the global numpy RNG that was just restored
+            tmp = path.with_suffix(f".{os.getpid()}.{uuid.uuid4().hex}.tmp.npz")
             np.savez(tmp, x=x, y=y, x_test=xt, y_test=yt)
             tmp.replace(path)
     return x[:n_pool], y[:n_pool], xt[:n_test], yt[:n_test]
