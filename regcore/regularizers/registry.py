@@ -5,18 +5,34 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from regcore import regularizer_specs as s
+from regcore.regularizers.adversarial import Adversarial
+from regcore.regularizers.augment import Augment
 from regcore.regularizers.base import Regularizer, TaskInfo
+from regcore.regularizers.cutout import Cutout
+from regcore.regularizers.disturb_label import DisturbLabel
 from regcore.regularizers.dropconnect import DropConnect
 from regcore.regularizers.dropout import Dropout
 from regcore.regularizers.early_stopping import EarlyStopping
 from regcore.regularizers.gaussian_dropout import GaussianDropout
+from regcore.regularizers.input_noise import InputNoise
 from regcore.regularizers.l2 import L2Penalty
+from regcore.regularizers.label_smoothing import LabelSmoothing
+from regcore.regularizers.mixup import Mixup
+from regcore.regularizers.weight_noise import WeightNoise
 
 REGISTRY: dict[type[s.RegularizerSpec], type[Regularizer]] = {
     s.L2Spec: L2Penalty,
+    s.InputNoiseSpec: InputNoise,
+    s.WeightNoiseSpec: WeightNoise,
+    s.LabelSmoothingSpec: LabelSmoothing,
+    s.DisturbLabelSpec: DisturbLabel,
     s.DropoutSpec: Dropout,
     s.GaussianDropoutSpec: GaussianDropout,
     s.DropConnectSpec: DropConnect,
+    s.AugmentSpec: Augment,
+    s.CutoutSpec: Cutout,
+    s.MixupSpec: Mixup,
+    s.AdversarialSpec: Adversarial,
     s.EarlyStoppingSpec: EarlyStopping,
 }
 
