@@ -1,0 +1,341 @@
+"""Worker-side state transitions of an experiment row; the database is the source of truth.
+
+A worker owns a running row through its lease (``lease_owner`` + ``lease_expires_at``). Every
+write here is guarded by that ownership, so a worker that was paused past its lease, or whose
+message was delivered twice, can never overwrite the work of the worker that took over.
+
+Functions take a Session and never commit: the caller owns the (short) transaction.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from service.db.models import TERMINAL, Checkpoint, Experiment, Metric, new_id, utcnow
+
+
+def _owned(experiment_id: str, worker_id: str):
+    return and_(
+        Experiment.id == experiment_id,
+        Experiment.status == "running",
+        Experiment.lease_owner == worker_id,
+    )
+
+
+def claim(
+    session: Session, experiment_id: str, worker_id: str, lease_s: float
+) -> Experiment | None:
+    """queued → running (or take over a running row whose lease expired), as one conditional
+    UPDATE that also counts the attempt; None when the row is not ours to run."""
+    now = utcnow()
+    result = session.execute(
+        update(Experiment)
+        .where(
+            Experiment.id == experiment_id,
+            Experiment.cancel_requested.is_(False),
+            Experiment.attempts < Experiment.max_attempts,
+            or_(
+                Experiment.status == "queued",
+                and_(Experiment.status == "running", Experiment.lease_expires_at < now),
+            ),
+        )
+        .values(
+            status="running",
+            attempts=Experiment.attempts + 1,
+            lease_owner=worker_id,
+            lease_expires_at=now + timedelta(seconds=lease_s),
+            started_at=now,
+            error=None,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:
+        return None
+    return session.get(Experiment, experiment_id, populate_existing=True)
+
+
+def settle_unclaimable(session: Session, experiment_id: str) -> str | None:
+    """After a failed claim: end rows that can never be claimed (attempts used up, or a cancel
+    that arrived while queued); returns the new status, or None when nothing was changed."""
+    row = session.get(Experiment, experiment_id, populate_existing=True)
+    if row is None or row.status in TERMINAL:
+        return None
+    lease_live = row.status == "running" and (
+        row.lease_expires_at is not None and row.lease_expires_at >= utcnow()
+    )
+    if lease_live:
+        return None  # another worker is on it
+    if row.cancel_requested:
+        _end(row, "cancelled", None, "cancelled before it started")
+    elif row.attempts >= row.max_attempts:
+        _end(row, "failed", None, _gave_up(row))
+    else:
+        return None
+    return row.status
+
+
+def _gave_up(row: Experiment) -> str:
+    last = f" (last error: {row.error})" if row.error else ""
+    return (
+        f"gave up after {row.attempts} attempt(s) of {row.max_attempts}: the worker running it "
+        f"stopped without finishing{last}"
+    )
+
+
+def _end(row: Experiment, status: str, summary: dict | None, error: str | None) -> None:
+    row.status = status
+    row.finished_at = utcnow()
+    row.lease_owner = None
+    row.lease_expires_at = None
+    if summary is not None:
+        row.summary = summary
+    row.error = error
+
+
+def heartbeat(session: Session, experiment_id: str, worker_id: str, lease_s: float) -> bool:
+    """Extend our lease; False when it is no longer ours (the worker must stop at once)."""
+    result = session.execute(
+        update(Experiment)
+        .where(_owned(experiment_id, worker_id))
+        .values(lease_expires_at=utcnow() + timedelta(seconds=lease_s))
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1
+
+
+@dataclass
+class Control:
+    owned: bool
+    cancel_requested: bool
+
+
+def poll(session: Session, experiment_id: str, worker_id: str) -> Control:
+    """Whether we still hold the lease and whether a cancel was asked for (one cheap read)."""
+    row = session.execute(
+        select(Experiment.status, Experiment.lease_owner, Experiment.cancel_requested).where(
+            Experiment.id == experiment_id
+        )
+    ).one_or_none()
+    if row is None:
+        return Control(owned=False, cancel_requested=True)
+    return Control(
+        owned=row.status == "running" and row.lease_owner == worker_id,
+        cancel_requested=bool(row.cancel_requested),
+    )
+
+
+def cancel_requested(session: Session, experiment_id: str) -> bool:
+    flag = session.scalar(select(Experiment.cancel_requested).where(Experiment.id == experiment_id))
+    return bool(flag)
+
+
+def _insert(session: Session):
+    return pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+
+
+def record_epoch(
+    session: Session,
+    experiment_id: str,
+    worker_id: str,
+    step: int,
+    metrics: dict[str, float],
+    lease_s: float,
+) -> bool:
+    """Store one epoch's metrics (a retried epoch adds nothing: unique on id, key, step) and
+    renew the lease; False, writing nothing, when the lease is no longer ours."""
+    result = session.execute(
+        update(Experiment)
+        .where(_owned(experiment_id, worker_id))
+        .values(last_epoch=step, lease_expires_at=utcnow() + timedelta(seconds=lease_s))
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:
+        return False
+    # NaN cannot be stored on SQLite (it becomes NULL); a missing point reads better than a fake.
+    rows = [
+        {"experiment_id": experiment_id, "key": key, "step": step, "value": float(value)}
+        for key, value in metrics.items()
+        if math.isfinite(float(value))
+    ]
+    if rows:
+        insert = _insert(session)
+        session.execute(
+            insert(Metric)
+            .values(rows)
+            .on_conflict_do_nothing(index_elements=["experiment_id", "key", "step"])
+        )
+    return True
+
+
+def record_checkpoint(
+    session: Session,
+    experiment_id: str,
+    worker_id: str,
+    *,
+    kind: str,
+    epoch: int,
+    uri: str,
+    state_uri: str,
+    sidecar_uri: str,
+    size: int,
+    sha256: str,
+) -> list[str] | None:
+    """Record a checkpoint whose files are already in the artifact store. Only the newest of
+    each kind is kept: returns the artifact keys of the rows it replaced (the caller deletes
+    them after commit), or None, recording nothing, when the lease is no longer ours."""
+    owned = session.execute(
+        select(Experiment.id).where(_owned(experiment_id, worker_id)).with_for_update()
+    ).first()
+    if owned is None:
+        return None
+    old = session.scalars(
+        select(Checkpoint).where(
+            Checkpoint.experiment_id == experiment_id,
+            Checkpoint.kind == kind,
+            Checkpoint.epoch != epoch,
+        )
+    ).all()
+    stale_keys = [k for c in old for k in (c.uri, c.state_uri, c.sidecar_uri) if k]
+    if old:
+        session.execute(
+            delete(Checkpoint).where(Checkpoint.id.in_([c.id for c in old])),
+            execution_options={"synchronize_session": False},
+        )
+    values = {
+        "id": new_id(),
+        "experiment_id": experiment_id,
+        "kind": kind,
+        "epoch": epoch,
+        "uri": uri,
+        "state_uri": state_uri,
+        "sidecar_uri": sidecar_uri,
+        "size": size,
+        "sha256": sha256,
+        "created_at": utcnow(),
+    }
+    insert = _insert(session)
+    session.execute(
+        insert(Checkpoint)
+        .values(values)
+        .on_conflict_do_update(
+            index_elements=["experiment_id", "kind", "epoch"],
+            set_={k: values[k] for k in ("uri", "state_uri", "sidecar_uri", "size", "sha256")},
+        )
+    )
+    return [k for k in stale_keys if k not in (uri, state_uri, sidecar_uri)]
+
+
+def latest_checkpoint(
+    session: Session, experiment_id: str, kind: str = "last"
+) -> Checkpoint | None:
+    return session.scalars(
+        select(Checkpoint)
+        .where(Checkpoint.experiment_id == experiment_id, Checkpoint.kind == kind)
+        .order_by(Checkpoint.epoch.desc())
+        .limit(1)
+    ).first()
+
+
+def finish(
+    session: Session,
+    experiment_id: str,
+    worker_id: str,
+    status: str,
+    summary: dict | None = None,
+    error: str | None = None,
+) -> bool:
+    """running → succeeded/failed/cancelled; False when the lease is no longer ours."""
+    assert status in TERMINAL, status
+    now = utcnow()
+    values: dict = {
+        "status": status,
+        "finished_at": now,
+        "lease_owner": None,
+        "lease_expires_at": None,
+        "error": error,
+    }
+    if summary is not None:
+        values["summary"] = summary
+    result = session.execute(
+        update(Experiment)
+        .where(_owned(experiment_id, worker_id))
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1
+
+
+def release(session: Session, experiment_id: str, worker_id: str, error: str | None) -> bool:
+    """Give a running row back to the queue (a retryable failure): queued again, the attempt
+    counted, ``error`` kept as the last reason. False when the lease is no longer ours."""
+    result = session.execute(
+        update(Experiment)
+        .where(_owned(experiment_id, worker_id))
+        .values(
+            status="queued", lease_owner=None, lease_expires_at=None, enqueued_at=None, error=error
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1
+
+
+def requeue_expired(session: Session, now: datetime | None = None) -> list[str]:
+    """Running rows whose lease expired (their worker died or hung): back to ``queued`` for the
+    caller to re-enqueue, or ended when attempts are used up or a cancel was asked for.
+    Returns the ids put back in the queue."""
+    now = now or utcnow()
+    rows = session.scalars(
+        select(Experiment)
+        .where(Experiment.status == "running", Experiment.lease_expires_at < now)
+        .with_for_update(skip_locked=True)
+    ).all()
+    requeued = []
+    for row in rows:
+        if row.cancel_requested:
+            _end(row, "cancelled", None, "cancelled while its worker was gone")
+        elif row.attempts >= row.max_attempts:
+            _end(row, "failed", None, _gave_up(row))
+        else:
+            row.status = "queued"
+            row.lease_owner = None
+            row.lease_expires_at = None
+            row.enqueued_at = None
+            requeued.append(row.id)
+    return requeued
+
+
+def stale_queued(
+    session: Session, older_than: datetime, created_before: datetime | None = None
+) -> list[str]:
+    """Queued rows to (re-)enqueue: never enqueued (the API's send failed, or a requeue), or
+    enqueued before ``older_than`` (the broker may have lost the message). ``created_before``
+    leaves alone rows the API is enqueueing right now."""
+    created_before = created_before or utcnow()
+    return list(
+        session.scalars(
+            select(Experiment.id).where(
+                Experiment.status == "queued",
+                Experiment.cancel_requested.is_(False),
+                or_(
+                    and_(Experiment.enqueued_at.is_(None), Experiment.created_at < created_before),
+                    Experiment.enqueued_at < older_than,
+                ),
+            )
+        ).all()
+    )
+
+
+def mark_enqueued(session: Session, experiment_id: str, when: datetime | None = None) -> None:
+    session.execute(
+        update(Experiment)
+        .where(Experiment.id == experiment_id, Experiment.status == "queued")
+        .values(enqueued_at=when or utcnow())
+        .execution_options(synchronize_session=False)
+    )

@@ -1,0 +1,1 @@
+"""The RegLab worker: a thin adapter from a queued experiment row to ``regcore``."""

@@ -1,0 +1,68 @@
+"""Per-process worker state: settings, the database engine, the artifact store, a worker id.
+
+Made on first use in the process that runs tasks (and remade after a fork), never at import time.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.db.session import make_engine, make_sessionmaker
+from service.settings import Settings, get_settings
+from worker.artifacts import ArtifactStore, open_store
+
+
+@dataclass
+class WorkerContext:
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    store: ArtifactStore
+    worker_id: str
+    scratch: Path
+    threads: int | None
+
+
+_ctx: WorkerContext | None = None
+
+
+def make_context(settings: Settings) -> WorkerContext:
+    engine = make_engine(settings.database_url)
+    scratch = Path(os.environ.get("REGLAB_SCRATCH_DIR", "./var/scratch")).resolve()
+    threads = os.environ.get("REGLAB_WORKER_THREADS")
+    return WorkerContext(
+        settings=settings,
+        engine=engine,
+        sessions=make_sessionmaker(engine),
+        store=open_store(settings.artifacts),
+        # unique per process: a restarted worker never mistakes an old lease for its own
+        worker_id=f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}",
+        scratch=scratch,
+        threads=int(threads) if threads else None,
+    )
+
+
+def get_context() -> WorkerContext:
+    global _ctx
+    if _ctx is None:
+        _ctx = make_context(get_settings())
+    return _ctx
+
+
+def set_context(ctx: WorkerContext | None) -> None:
+    global _ctx
+    _ctx = ctx
+
+
+def reset_context() -> None:
+    global _ctx
+    if _ctx is not None:
+        _ctx.engine.dispose(close=False)
+    _ctx = None

@@ -1,0 +1,135 @@
+"""DbReporter: regcore's Reporter that persists a run through the database and artifact store.
+
+Each call is one short transaction; none is held across training. Every write is guarded by the
+lease (``service.db.jobs``): when the lease is lost (this worker was paused past it and another
+took over) the reporter asks the loop to stop and the task leaves the row alone.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from regcore.training.checkpoint import CheckpointInfo
+from service.db import jobs
+from worker.artifacts import ArtifactStore
+
+log = logging.getLogger(__name__)
+
+
+def checkpoint_keys(experiment_id: str, kind: str, epoch: int) -> tuple[str, str, str]:
+    """Keys of a checkpoint's weights, training state and sidecar; the epoch is in the name so a
+    newer checkpoint never overwrites the file an older row points at."""
+    base = f"{experiment_id}/checkpoints/{kind}-{epoch:04d}"
+    return f"{base}.safetensors", f"{base}.state.safetensors", f"{base}.json"
+
+
+class LeaseLost(RuntimeError):
+    """Another worker owns the experiment now; this one must stop without writing."""
+
+
+class DbReporter:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        store: ArtifactStore,
+        experiment_id: str,
+        worker_id: str,
+        *,
+        lease_s: float,
+        heartbeat_s: float,
+        poll_s: float = 1.0,
+        clock: Any = time.monotonic,
+    ):
+        self.sessions = sessions
+        self.store = store
+        self.id = experiment_id
+        self.worker_id = worker_id
+        self.lease_s = lease_s
+        self.heartbeat_s = heartbeat_s
+        self.poll_s = poll_s
+        self.clock = clock
+        self.lease_lost = False
+        self.cancel_seen = False
+        now = clock()
+        self._last_poll = now
+        self._last_beat = now  # claim() just set the lease
+        self.start_info: dict[str, Any] = {}
+
+    def on_start(self, info: dict[str, Any]) -> None:
+        self.start_info = info
+        self._beat()
+
+    def on_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
+        if self.lease_lost:
+            return
+        with self.sessions.begin() as session:
+            ok = jobs.record_epoch(session, self.id, self.worker_id, epoch, metrics, self.lease_s)
+        if ok:
+            self._last_beat = self.clock()
+        else:
+            self._lose(f"recording epoch {epoch}")
+
+    def on_checkpoint(self, info: CheckpointInfo) -> None:
+        if self.lease_lost:
+            return
+        keys = checkpoint_keys(self.id, info.kind, info.epoch)
+        for path, key in zip((info.weights, info.state, info.sidecar), keys, strict=True):
+            self.store.put(path, key)
+        with self.sessions.begin() as session:
+            stale = jobs.record_checkpoint(
+                session,
+                self.id,
+                self.worker_id,
+                kind=info.kind,
+                epoch=info.epoch,
+                uri=keys[0],
+                state_uri=keys[1],
+                sidecar_uri=keys[2],
+                size=info.size,
+                sha256=info.sha256,
+            )
+        if stale is None:
+            self._lose(f"recording checkpoint {info.kind} of epoch {info.epoch}")
+            return
+        for key in stale:  # after commit: no row points at them any more
+            try:
+                self.store.delete(key)
+            except Exception:  # noqa: BLE001 - an orphan file is harmless
+                log.warning("could not delete superseded artifact %s", key, exc_info=True)
+
+    def should_cancel(self) -> bool:
+        """Called between steps: reads the database at most every ``poll_s`` seconds and renews
+        the lease when a heartbeat is due; True on a cancel request or a lost lease."""
+        if self.lease_lost or self.cancel_seen:
+            return True
+        now = self.clock()
+        if now - self._last_poll < self.poll_s:
+            return False
+        self._last_poll = now
+        if now - self._last_beat >= self.heartbeat_s and not self._beat():
+            return True
+        with self.sessions() as session:
+            control = jobs.poll(session, self.id, self.worker_id)
+        if not control.owned:
+            self._lose("polling")
+            return True
+        self.cancel_seen = control.cancel_requested
+        return self.cancel_seen
+
+    def _beat(self) -> bool:
+        with self.sessions.begin() as session:
+            ok = jobs.heartbeat(session, self.id, self.worker_id, self.lease_s)
+        if ok:
+            self._last_beat = self.clock()
+        else:
+            self._lose("renewing the lease")
+        return ok
+
+    def _lose(self, when: str) -> None:
+        if not self.lease_lost:
+            log.warning("experiment %s: lease lost while %s; stopping", self.id, when)
+        self.lease_lost = True

@@ -1,0 +1,148 @@
+"""``experiments.run``: claim the row, run regcore with a DbReporter, record how it ended.
+
+The task takes an id and re-reads everything from the database. A redelivered or duplicate
+message is harmless: only one worker at a time can hold the row's lease (``jobs.claim``).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from celery import Task
+
+from regcore.spec import SpecError, parse_spec
+from regcore.training.device import DeviceUnavailable
+from regcore.training.loop import run_experiment
+from service.db import jobs
+from service.queue import TASK_NAME
+from worker.celery_app import app
+from worker.context import WorkerContext, get_context
+from worker.reporter import DbReporter
+
+log = logging.getLogger(__name__)
+
+#: Failures that a retry cannot fix: the row ends ``failed`` at once.
+PERMANENT = (DeviceUnavailable, torch.cuda.OutOfMemoryError)
+
+
+class ExperimentTask(Task):
+    """Records ``failed`` with the reason when the task raises unexpectedly (as saleor's
+    ExportTask.on_failure), so a crash never leaves the row ``running`` until its lease expires."""
+
+    def on_failure(
+        self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any
+    ) -> None:
+        experiment_id = args[0] if args else kwargs.get("experiment_id")
+        if not experiment_id:
+            return
+        ctx = get_context()
+        try:
+            with ctx.sessions.begin() as session:
+                jobs.finish(
+                    session,
+                    experiment_id,
+                    ctx.worker_id,
+                    "failed",
+                    error=f"worker error: {type(exc).__name__}: {exc}",
+                )
+        except Exception:  # noqa: BLE001 - the lease expires and the reconciler takes over
+            log.exception("could not record the failure of experiment %s", experiment_id)
+
+
+@app.task(name=TASK_NAME, base=ExperimentTask, bind=True)
+def run(self: Task, experiment_id: str) -> str:
+    return run_job(experiment_id, get_context())
+
+
+def run_job(experiment_id: str, ctx: WorkerContext) -> str:
+    """Run one experiment to its end (or to a lost lease); returns what happened, for the log."""
+    settings = ctx.settings
+    with ctx.sessions.begin() as session:
+        row = jobs.claim(session, experiment_id, ctx.worker_id, settings.lease_seconds)
+        if row is None:
+            settled = jobs.settle_unclaimable(session, experiment_id)
+            log.info("experiment %s not claimed (%s)", experiment_id, settled or "not runnable")
+            return f"skipped: {settled or 'not runnable'}"
+        spec_data, attempt = row.spec, row.attempts
+        last = jobs.latest_checkpoint(session, experiment_id, "last")
+        resume_keys = (last.uri, last.state_uri, last.sidecar_uri) if last else None
+    log.info("experiment %s: attempt %d on %s", experiment_id, attempt, ctx.worker_id)
+
+    try:
+        spec = parse_spec(spec_data)
+    except SpecError as err:  # e.g. stored by an older version with a parameter since removed
+        return _finish(ctx, experiment_id, "failed", error=f"the stored spec is not valid: {err}")
+
+    workdir = ctx.scratch / experiment_id
+    _fetch_last_checkpoint(ctx, workdir / "checkpoints", resume_keys)
+    reporter = DbReporter(
+        ctx.sessions,
+        ctx.store,
+        experiment_id,
+        ctx.worker_id,
+        lease_s=settings.lease_seconds,
+        heartbeat_s=settings.heartbeat_seconds,
+    )
+    try:
+        result = run_experiment(
+            spec,
+            workdir=workdir,
+            reporter=reporter,
+            cache_dir=Path(settings.cache_dir),
+            threads=ctx.threads,
+            resume=True,
+        )
+    except PERMANENT as err:
+        if reporter.lease_lost:
+            return "lease lost"
+        return _finish(ctx, experiment_id, "failed", error=f"{type(err).__name__}: {err}")
+    if reporter.lease_lost:
+        return "lease lost"  # the new owner records the outcome
+    error = result.reason if result.status == "failed" else None
+    outcome = _finish(ctx, experiment_id, result.status, _clean(result.summary()), error)
+    shutil.rmtree(workdir, ignore_errors=True)
+    return outcome
+
+
+def _fetch_last_checkpoint(
+    ctx: WorkerContext, ckpt_dir: Path, keys: tuple[str, str, str] | None
+) -> None:
+    """Put the recorded ``last`` checkpoint where regcore resumes from; the database, not the
+    scratch folder, says which checkpoint is current."""
+    shutil.rmtree(ckpt_dir, ignore_errors=True)
+    if keys is None:
+        return
+    names = ("last.safetensors", "last.state.safetensors", "last.json")
+    for key, name in zip(keys, names, strict=True):
+        ctx.store.get(key, ckpt_dir / name)
+
+
+def _finish(
+    ctx: WorkerContext,
+    experiment_id: str,
+    status: str,
+    summary: dict[str, Any] | None = None,
+    error: str | None = None,
+) -> str:
+    with ctx.sessions.begin() as session:
+        ok = jobs.finish(session, experiment_id, ctx.worker_id, status, summary, error)
+    if not ok:
+        return "lease lost"
+    log.info("experiment %s %s%s", experiment_id, status, f": {error}" if error else "")
+    return status
+
+
+def _clean(value: Any) -> Any:
+    """JSON-safe: NaN and infinities (a diverged run's metrics) become null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    return value
