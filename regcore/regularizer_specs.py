@@ -220,3 +220,104 @@ class EarlyStoppingSpec(RegularizerSpec):
     min_delta: float = Field(0.0, ge=0.0)
     mode: Literal["min", "max", "auto"] = Field("auto", description="auto: max for *_acc, else min")
     restore_best: bool = True
+
+
+# --- issue 4: dropout family, data, procedure (second half of the catalog) ---------------------
+
+
+class VariationalDropoutSpec(RegularizerSpec):
+    """One dropout mask per sequence, reused at every time step (Gal & Ghahramani 2016); gru."""
+
+    name: Literal["variational_dropout"] = "variational_dropout"
+    p: float = Field(0.25, ge=0.0, lt=1.0, description="drop probability of recurrent state units")
+    input_p: float = Field(0.0, ge=0.0, lt=1.0, description="drop probability of step inputs")
+
+
+class DropBlockSpec(RegularizerSpec):
+    """Drop contiguous runs of block_size positions of conv feature maps (Ghiasi et al. 2018)."""
+
+    name: Literal["dropblock"] = "dropblock"
+    p: float = Field(0.1, ge=0.0, lt=1.0, description="fraction of positions to drop")
+    block_size: int = Field(5, ge=1, description="length of each dropped run")
+
+
+class StochasticDepthSpec(RegularizerSpec):
+    """Skip residual block l with probability p·l/L in training (Huang et al. 2016)."""
+
+    name: Literal["stochastic_depth"] = "stochastic_depth"
+    p: float = Field(0.2, ge=0.0, lt=1.0, description="skip probability of the last block")
+
+
+class RReLUSpec(RegularizerSpec):
+    """Randomized leaky ReLU: slope ~ U(lower, upper) in training, (lower+upper)/2 at eval."""
+
+    name: Literal["rrelu"] = "rrelu"
+    lower: float = Field(1 / 8, ge=0.0, le=1.0, description="lowest negative slope")
+    upper: float = Field(1 / 3, ge=0.0, le=1.0, description="highest negative slope")
+
+    @model_validator(mode="after")
+    def _order(self) -> RReLUSpec:
+        if self.lower > self.upper:
+            raise ValueError("lower must not exceed upper")
+        return self
+
+
+class StandoutSpec(RegularizerSpec):
+    """Adaptive dropout: keep probability σ(α·a + β) from each unit's activation (Ba & Frey)."""
+
+    name: Literal["standout"] = "standout"
+    alpha: float = Field(1.0, description="α: how strongly a unit's activation sets its keep rate")
+    beta: float = Field(0.0, description="β: keep-rate offset; α=0 is dropout with keep σ(β)")
+    scaling: Literal["expectation", "inverted"] = Field(
+        "expectation",
+        description="expectation: eval multiplies by the keep probability (Ba & Frey); "
+        "inverted: training divides by it and eval is the identity",
+    )
+
+
+class AttentionDropoutSpec(RegularizerSpec):
+    """Dropout on the attention weights of the transformer model, inverted scaling."""
+
+    name: Literal["attention_dropout"] = "attention_dropout"
+    p: float = Field(0.1, ge=0.0, lt=1.0, description="drop probability of each attention weight")
+
+
+class EmbeddingDropoutSpec(RegularizerSpec):
+    """Drop whole token embeddings of the transformer model, inverted scaling."""
+
+    name: Literal["embedding_dropout"] = "embedding_dropout"
+    p: float = Field(0.1, ge=0.0, lt=1.0, description="drop probability of each token")
+
+
+class CutMixSpec(RegularizerSpec):
+    """CutMix: paste a segment (1D) or box (image) of x_j into x_i; targets mixed by area."""
+
+    name: Literal["cutmix"] = "cutmix"
+    alpha: float = Field(1.0, gt=0.0, description="α of Beta(α, α) for the kept fraction λ")
+    p: float = Field(1.0, ge=0.0, le=1.0, description="probability that an example is mixed")
+
+
+class SWASpec(RegularizerSpec):
+    """Stochastic weight averaging (Izmailov et al. 2018): average the iterates from ``start``."""
+
+    name: Literal["swa"] = "swa"
+    start: float = Field(0.75, ge=0.0, lt=1.0, description="fraction of epochs before averaging")
+    swa_lr: float | None = Field(
+        None, gt=0.0, description="constant lr while averaging; None keeps the lr"
+    )
+    anneal_epochs: int = Field(1, ge=1, description="epochs to anneal to swa_lr")
+    every: Literal["epoch", "step"] = Field("epoch", description="when an iterate is averaged")
+
+
+class EMASpec(RegularizerSpec):
+    """Exponential moving average of the weights, updated after every step."""
+
+    name: Literal["ema"] = "ema"
+    decay: float = Field(0.99, ge=0.0, lt=1.0, description="weight of the old average")
+
+
+class SAMSpec(RegularizerSpec):
+    """Sharpness-aware minimization (Foret et al. 2021): descend the loss at w + ρ·g/‖g‖."""
+
+    name: Literal["sam"] = "sam"
+    rho: float = Field(0.05, gt=0.0, description="radius ρ of the ascent step")

@@ -93,6 +93,9 @@ class CNN1DSpec(_ModelBase):
     hidden: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [64])
     activation: Activation = "relu"
     batch_norm: bool = False
+    residual: bool = Field(
+        False, description="residual conv blocks after the first conv (for stochastic_depth)"
+    )
 
 
 class ResMLPSpec(_ModelBase):
@@ -105,8 +108,33 @@ class ResMLPSpec(_ModelBase):
     batch_norm: bool = False
 
 
+class GRUSpec(_ModelBase):
+    """A GRU reading each input as a sequence of single features (MNIST-1D: 40 steps)."""
+
+    name: Literal["gru"] = "gru"
+    hidden_size: int = Field(32, ge=1)
+
+
+class TransformerSpec(_ModelBase):
+    """A small pre-norm transformer encoder over patches of the input (tokens), mean-pooled."""
+
+    name: Literal["transformer"] = "transformer"
+    patch_size: int = Field(4, ge=1, description="features per token; must divide in_features")
+    d_model: int = Field(32, ge=1)
+    heads: int = Field(2, ge=1)
+    layers: int = Field(2, ge=1)
+    ff: int = Field(64, ge=1, description="width of each block's feed-forward layer")
+    activation: Activation = "relu"
+
+    @model_validator(mode="after")
+    def _heads(self) -> TransformerSpec:
+        if self.d_model % self.heads:
+            raise ValueError(f"d_model {self.d_model} is not divisible by heads {self.heads}")
+        return self
+
+
 ModelSpec = Annotated[
-    LinearModelSpec | MLPSpec | CNN1DSpec | ResMLPSpec,
+    LinearModelSpec | MLPSpec | CNN1DSpec | ResMLPSpec | GRUSpec | TransformerSpec,
     Field(discriminator="name"),
 ]
 
@@ -190,6 +218,17 @@ RegularizerUnion = (
     | r.MixupSpec
     | r.AdversarialSpec
     | r.EarlyStoppingSpec
+    | r.VariationalDropoutSpec
+    | r.DropBlockSpec
+    | r.StochasticDepthSpec
+    | r.RReLUSpec
+    | r.StandoutSpec
+    | r.AttentionDropoutSpec
+    | r.EmbeddingDropoutSpec
+    | r.CutMixSpec
+    | r.SWASpec
+    | r.EMASpec
+    | r.SAMSpec
 )
 RegularizerSpec = Annotated[RegularizerUnion, Field(discriminator="name")]
 
@@ -205,6 +244,27 @@ def regularizer_names() -> list[str]:
 
 # --- the experiment ---------------------------------------------------------------------------
 
+#: regularizers that only make sense on some models (the rest apply to any).
+MODELS_FOR: dict[str, tuple[str, ...]] = {
+    "variational_dropout": ("gru",),
+    "dropblock": ("cnn1d",),
+    "stochastic_depth": ("resmlp", "cnn1d"),
+    "rrelu": ("mlp", "cnn1d", "resmlp", "transformer"),
+    "standout": ("mlp", "cnn1d", "resmlp", "transformer", "gru"),
+    "attention_dropout": ("transformer",),
+    "embedding_dropout": ("transformer",),
+}
+
+MeasureName = Literal[
+    "lipschitz_bound",
+    "grad_norm",
+    "batch_grad_variance",
+    "sharpness",
+    "activation_sparsity",
+    "confidence",
+    "effective_l2",
+]
+
 
 class ExperimentSpec(BaseModel):
     """A whole experiment: data, model, training and regularizers. Only data and model are required."""
@@ -218,17 +278,34 @@ class ExperimentSpec(BaseModel):
     train: TrainSpec = Field(default_factory=TrainSpec)
     regularizers: list[RegularizerSpec] = Field(default_factory=list, max_length=32)
     ensemble: EnsembleSpec = Field(default_factory=EnsembleSpec)
+    measure: list[MeasureName] = Field(
+        default_factory=list,
+        description="extra per-epoch measurements (each one's cost is in timings.measure_s)",
+    )
 
     @model_validator(mode="after")
     def _compatible(self) -> ExperimentSpec:
         regression = self.data.name == "toy1d"
-        classification_only = {"label_smoothing", "disturb_label", "entropy", "mixup"}
+        classification_only = {"label_smoothing", "disturb_label", "entropy", "mixup", "cutmix"}
         for i, reg in enumerate(self.regularizers):
             if regression and reg.name in classification_only:
                 raise ValueError(
                     f"regularizers[{i}]: {reg.name} needs a classification dataset, "
                     f"and {self.data.name} is regression"
                 )
+        for i, reg in enumerate(self.regularizers):
+            needs = MODELS_FOR.get(reg.name)
+            if needs is not None and self.model.name not in needs:
+                raise ValueError(
+                    f"regularizers[{i}]: {reg.name} applies to the {' or '.join(needs)} model"
+                    f"{'s' if len(needs) > 1 else ''}, not {self.model.name}"
+                )
+            if reg.name == "stochastic_depth" and self.model.name == "cnn1d":
+                if not self.model.residual or len(self.model.channels) < 2:  # type: ignore[union-attr]
+                    raise ValueError(
+                        f"regularizers[{i}]: stochastic_depth needs residual blocks: set "
+                        "model.residual to true and give model.channels at least two entries"
+                    )
         names = [reg.name for reg in self.regularizers]
         if names.count("early_stopping") > 1:
             raise ValueError("early_stopping may appear at most once")

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from regcore.models.cnn1d import CNN1D
+from regcore.models.gru import GRU
 from regcore.models.mlp import MLP, LinearModel
 from regcore.models.resmlp import ResMLP
 from regcore.models.slots import Slot, SlotModel
-from regcore.spec import CNN1DSpec, LinearModelSpec, MLPSpec, ResMLPSpec
+from regcore.models.transformer import Transformer
+from regcore.spec import CNN1DSpec, GRUSpec, LinearModelSpec, MLPSpec, ResMLPSpec, TransformerSpec
 
 __all__ = ["Slot", "SlotModel", "build_model"]
 
@@ -20,8 +22,17 @@ def build_model(spec: object, in_features: int, out_features: int) -> SlotModel:
     if isinstance(spec, CNN1DSpec):
         return CNN1D(
             in_features, out_features, spec.channels, spec.kernel_size, spec.hidden,
-            spec.activation, spec.batch_norm,
+            spec.activation, spec.batch_norm, spec.residual,
         )
     if isinstance(spec, ResMLPSpec):
-        return ResMLP(in_features, out_features, spec.width, spec.blocks, spec.activation, spec.batch_norm)
+        return ResMLP(
+            in_features, out_features, spec.width, spec.blocks, spec.activation, spec.batch_norm
+        )
+    if isinstance(spec, GRUSpec):
+        return GRU(in_features, out_features, spec.hidden_size)
+    if isinstance(spec, TransformerSpec):
+        return Transformer(
+            in_features, out_features, spec.patch_size, spec.d_model, spec.heads, spec.layers,
+            spec.ff, spec.activation,
+        )
     raise ValueError(f"unknown model spec {type(spec).__name__}")

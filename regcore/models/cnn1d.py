@@ -9,8 +9,39 @@ from regcore.models.layers import activation
 from regcore.models.slots import Slot, SlotModel
 
 
+def conv_unit(
+    c_in: int, c_out: int, kernel_size: int, act: str, batch_norm: bool
+) -> list[nn.Module]:
+    """Conv1d → [BatchNorm] → activation → Slot("conv")."""
+    layers: list[nn.Module] = [nn.Conv1d(c_in, c_out, kernel_size, padding=kernel_size // 2)]
+    if batch_norm:
+        layers.append(nn.BatchNorm1d(c_out))
+    return layers + [activation(act), Slot("conv")]
+
+
+class ResidualConvBlock(nn.Module):
+    """shortcut(x) + branch(x); the shortcut is a 1×1 conv when the channel count changes.
+
+    The branch is one conv unit, ``branch`` by name as in ``ResidualBlock`` so that stochastic
+    depth treats both the same way.
+    """
+
+    def __init__(self, c_in: int, c_out: int, kernel_size: int, act: str, batch_norm: bool):
+        super().__init__()
+        if kernel_size % 2 == 0:
+            raise ValueError("residual cnn1d blocks need an odd kernel_size to keep the length")
+        self.branch = nn.Sequential(*conv_unit(c_in, c_out, kernel_size, act, batch_norm))
+        self.shortcut: nn.Module = nn.Identity() if c_in == c_out else nn.Conv1d(c_in, c_out, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.shortcut(x) + self.branch(x)
+
+
 class CNN1D(SlotModel):
-    """Conv1d → [BatchNorm] → activation → Slot("conv") blocks, flatten, an MLP head."""
+    """Conv1d → [BatchNorm] → activation → Slot("conv") blocks, flatten, an MLP head.
+
+    With ``residual``, every conv unit after the first becomes a ``ResidualConvBlock``.
+    """
 
     def __init__(
         self,
@@ -21,16 +52,17 @@ class CNN1D(SlotModel):
         hidden: list[int],
         act: str,
         batch_norm: bool,
+        residual: bool = False,
     ):
         super().__init__()
         self.input_slot = Slot("input")
         convs: list[nn.Module] = []
         c_in = 1
-        for c in channels:
-            convs.append(nn.Conv1d(c_in, c, kernel_size, padding=kernel_size // 2))
-            if batch_norm:
-                convs.append(nn.BatchNorm1d(c))
-            convs += [activation(act), Slot("conv")]
+        for i, c in enumerate(channels):
+            if residual and i > 0:
+                convs.append(ResidualConvBlock(c_in, c, kernel_size, act, batch_norm))
+            else:
+                convs += conv_unit(c_in, c, kernel_size, act, batch_norm)
             c_in = c
         self.features = nn.Sequential(*convs)
         length = in_features

@@ -12,7 +12,9 @@ from typing import Literal
 import torch
 from torch import nn
 
-SlotKind = Literal["input", "hidden", "conv"]
+#: "step" slots sit inside a recurrent cell (called once per time step), "attention" on a
+#: transformer's attention weights, "embedding" on its token embeddings.
+SlotKind = Literal["input", "hidden", "conv", "step", "attention", "embedding"]
 
 
 class Slot(nn.Module):

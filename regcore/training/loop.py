@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from regcore.data import Dataset, build_dataset
+from regcore.measures import Measures
 from regcore.models import build_model
 from regcore.regularizers.base import Regularizer, Step, TaskInfo
 from regcore.regularizers.registry import build_regularizers
@@ -120,6 +121,7 @@ class Trainer:
         self.step_index = 0
         self.best: tuple[float, int] | None = None  # (val_loss, epoch) of the "best" checkpoint
         self.timings = {"train_s": 0.0, "eval_s": 0.0, "checkpoint_s": 0.0}
+        self.measures = Measures(spec.measure)
 
     # --- one step -----------------------------------------------------------------------------
     def train_step(self, x: torch.Tensor, y: torch.Tensor, sums: dict[str, torch.Tensor]) -> None:
@@ -179,6 +181,7 @@ class Trainer:
         metrics.update(batch_metrics)
         for reg in self.regs:
             metrics.update(reg.extra_metrics(self.model))
+        metrics.update(self.measures.compute(self))  # adds its own time to timings["measure_s"]
         if self.scheduler is not None:
             self.scheduler.step()
         metrics["lr"] = current_lr(self.optimizer)

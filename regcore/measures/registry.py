@@ -1,0 +1,73 @@
+"""Which function computes which measurement, and the object the training loop calls."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+
+from regcore.measures.activation_sparsity import activation_sparsity
+from regcore.measures.batch_grad_variance import batch_grad_variance
+from regcore.measures.effective_l2 import effective_l2
+from regcore.measures.grad_norm import grad_norm
+from regcore.measures.lipschitz_bound import lipschitz_bound
+from regcore.measures.sharpness import sharpness
+
+#: name → f(context) where the context holds model, data, steps, lr and batch_size.
+MEASURES: dict[str, Callable[[dict[str, Any]], float | None]] = {
+    "lipschitz_bound": lambda c: lipschitz_bound(c["model"]),
+    "grad_norm": lambda c: grad_norm(c["model"], c["data"].train, c["data"].task),
+    "batch_grad_variance": lambda c: batch_grad_variance(
+        c["model"], c["data"].train, c["data"].task, c["batch_size"]
+    ),
+    "sharpness": lambda c: sharpness(c["model"], c["data"].train, c["data"].task),
+    "activation_sparsity": lambda c: activation_sparsity(c["model"], c["data"].test),
+    # mean max-softmax is part of every epoch's metrics already (training/metrics.py)
+    "confidence": lambda c: None,
+    "effective_l2": lambda c: effective_l2(c["steps"], c["lr"]),
+}
+
+
+class Measures:
+    """Runs the chosen measurements without touching training.
+
+    ``compute(trainer)`` reads the trainer's model, data, step count, learning rate and batch
+    size, and adds the time it took to ``trainer.timings["measure_s"]``.
+    """
+
+    def __init__(self, names: Sequence[str]):
+        unknown = [n for n in names if n not in MEASURES]
+        if unknown:
+            raise ValueError(f"unknown measurements {unknown}; known: {sorted(MEASURES)}")
+        self.names = list(dict.fromkeys(names))
+
+    def compute(self, trainer: Any) -> dict[str, float]:
+        if not self.names:
+            return {}
+        t0 = time.perf_counter()
+        model = trainer.model
+        context = {
+            "model": model,
+            "data": trainer.data,
+            "steps": trainer.step_index,
+            "lr": float(trainer.optimizer.param_groups[0]["lr"]),
+            "batch_size": trainer.spec.train.batch_size,
+        }
+        devices = [trainer.device] if trainer.device.type == "cuda" else []
+        was_training = model.training
+        out: dict[str, float] = {}
+        with torch.random.fork_rng(devices=devices):
+            model.eval()
+            try:
+                for name in self.names:
+                    value = MEASURES[name](context)
+                    if value is not None:
+                        out[name] = value
+            finally:
+                model.train(was_training)
+        trainer.timings["measure_s"] = (
+            trainer.timings.get("measure_s", 0.0) + time.perf_counter() - t0
+        )
+        return out

@@ -1,0 +1,1 @@
+"""The REST API (CONTRACT §4): routes, dependencies, error handlers."""

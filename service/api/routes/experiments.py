@@ -1,0 +1,331 @@
+"""``/v1/experiments``: submit, read, list, cancel, metrics and checkpoints."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from celery import Celery
+from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi.responses import FileResponse, StreamingResponse
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+
+from regcore.spec import ExperimentSpec, SpecError, parse_spec
+from service.api.deps import CeleryDep, SessionDep, SettingsDep, StoreDep
+from service.api.errors import APIError, not_found
+from service.artifacts import ArtifactKeyError
+from service.db import experiments as repo
+from service.db.models import STATUSES, Checkpoint, Experiment
+from service.queue import enqueue
+from service.settings import Settings
+
+log = logging.getLogger(__name__)
+router = APIRouter(prefix="/v1/experiments", tags=["experiments"])
+
+#: rows submitted without an API key; "" (not NULL) so the (owner, key) unique constraint holds.
+ANONYMOUS = ""
+
+Status = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+assert set(Status.__args__) == set(STATUSES)  # type: ignore[attr-defined]
+
+
+# --- JSON views -------------------------------------------------------------------------------
+
+
+def _finite(value: Any) -> Any:
+    """JSON has no NaN or Infinity: a diverged metric is reported as null."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _time(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def experiment_view(row: Experiment) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "name": row.name,
+        "status": row.status,
+        "spec": row.spec,
+        "created_at": _time(row.created_at),
+        "started_at": _time(row.started_at),
+        "finished_at": _time(row.finished_at),
+        "summary": _finite(row.summary),
+        "error": row.error,
+        "attempts": row.attempts,
+        "cancel_requested": row.cancel_requested,
+        "progress": {"epoch": row.last_epoch, "epochs": row.total_epochs},
+    }
+
+
+def checkpoint_view(row: Checkpoint) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "experiment_id": row.experiment_id,
+        "epoch": row.epoch,
+        "kind": row.kind,
+        "size": row.size,
+        "sha256": row.sha256,
+        "created_at": _time(row.created_at),
+        "url": f"/v1/experiments/{row.experiment_id}/checkpoints/{row.id}/file",
+    }
+
+
+# --- reading the body ourselves: size, content type, strict JSON ------------------------------
+
+
+def _is_json(content_type: str | None) -> bool:
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    return media == "application/json" or (
+        media.startswith("application/") and media.endswith("+json")
+    )
+
+
+def _reject_constant(token: str) -> float:
+    raise ValueError(f"{token} is not a number JSON allows; use a finite value")
+
+
+def _finite_float(token: str) -> float:
+    value = float(token)
+    if not math.isfinite(value):
+        raise ValueError(f"{token} is out of range for a floating-point number")
+    return value
+
+
+async def read_json_body(request: Request, max_bytes: int) -> Any:
+    if not _is_json(request.headers.get("content-type")):
+        raise APIError(
+            415,
+            "unsupported media type",
+            f"expected Content-Type application/json, got {request.headers.get('content-type')!r}",
+        )
+    too_large = APIError(413, "payload too large", f"the spec must be at most {max_bytes} bytes")
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+        raise too_large
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > max_bytes:
+            raise too_large
+    try:
+        return json.loads(bytes(body), parse_constant=_reject_constant, parse_float=_finite_float)
+    except (ValueError, RecursionError) as exc:
+        message = str(exc) if str(exc) else type(exc).__name__
+        raise APIError(
+            422, "invalid JSON", [{"field": "body", "message": f"not valid JSON: {message}"}]
+        ) from None
+
+
+def _queue_for(spec: ExperimentSpec, settings: Settings) -> str:
+    device = spec.train.device
+    if device == "cpu":
+        return "cpu"
+    if device.startswith("cuda"):
+        return "gpu"
+    return settings.auto_queue
+
+
+# --- routes -----------------------------------------------------------------------------------
+
+_SPEC_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/ExperimentSpec"}}
+        },
+    }
+}
+
+
+@router.post(
+    "",
+    status_code=202,
+    openapi_extra=_SPEC_BODY,
+    responses={413: {}, 415: {}, 409: {"description": "Idempotency-Key reused for another spec"}},
+)
+async def submit(
+    request: Request,
+    response: Response,
+    session: SessionDep,
+    settings: SettingsDep,
+    celery: CeleryDep,
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+) -> dict[str, Any]:
+    """Queue an experiment. A repeated ``Idempotency-Key`` returns the original experiment."""
+    data = await read_json_body(request, settings.max_spec_bytes)
+    try:
+        spec = parse_spec(data)
+    except SpecError as err:
+        raise APIError(422, "invalid spec", err.errors) from None
+    # The database and the broker are blocking clients: keep them off the event loop.
+    return await run_in_threadpool(
+        _create_and_enqueue, spec, idempotency_key, response, session, settings, celery
+    )
+
+
+def _create_and_enqueue(
+    spec: ExperimentSpec,
+    idempotency_key: str | None,
+    response: Response,
+    session: Session,
+    settings: Settings,
+    celery: Celery,
+) -> dict[str, Any]:
+    spec_json = spec.model_dump(mode="json")
+    spec_hash = spec.spec_hash()
+
+    def replay(row: Experiment) -> dict[str, Any]:
+        if row.spec_hash != spec_hash:
+            raise APIError(
+                409,
+                "idempotency key reused",
+                f"Idempotency-Key {idempotency_key!r} was used for experiment {row.id} "
+                "with a different spec",
+            )
+        response.headers["Location"] = f"/v1/experiments/{row.id}"
+        response.headers["Idempotent-Replayed"] = "true"
+        return experiment_view(row)
+
+    if idempotency_key is not None:
+        existing = repo.get_by_idempotency_key(session, ANONYMOUS, idempotency_key)
+        if existing is not None:
+            return replay(existing)
+    row = repo.create(
+        session,
+        name=spec.name,
+        spec=spec_json,
+        spec_hash=spec_hash,
+        queue=_queue_for(spec, settings),
+        total_epochs=spec.train.epochs,
+        max_attempts=settings.max_attempts,
+        owner=ANONYMOUS,
+        idempotency_key=idempotency_key,
+    )
+    try:
+        session.commit()
+    except IntegrityError:
+        # A concurrent request with the same key won the race.
+        session.rollback()
+        existing = repo.get_by_idempotency_key(session, ANONYMOUS, idempotency_key or "")
+        if existing is None:
+            raise
+        return replay(existing)
+    # Enqueue only after the commit, so the worker always finds the row.
+    if enqueue(celery, row.id, row.queue):
+        repo.mark_enqueued(session, row.id)
+        session.commit()
+    response.headers["Location"] = f"/v1/experiments/{row.id}"
+    return experiment_view(row)
+
+
+@router.get("")
+def list_experiments(
+    session: SessionDep,
+    status: Status | None = None,
+    name: Annotated[str | None, Query(max_length=200)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: str | None = None,
+) -> dict[str, Any]:
+    """Newest first; pass ``next_cursor`` back as ``cursor`` for the next page."""
+    try:
+        page = repo.list_page(session, status=status, name=name, limit=limit, cursor=cursor)
+    except repo.CursorError as err:
+        raise APIError(422, "invalid request", [{"field": "cursor", "message": str(err)}]) from None
+    return {"items": [experiment_view(r) for r in page.items], "next_cursor": page.next_cursor}
+
+
+def _experiment(session: SessionDep, experiment_id: str) -> Experiment:
+    row = repo.get(session, experiment_id)
+    if row is None:
+        raise not_found("experiment", experiment_id)
+    return row
+
+
+@router.get("/{experiment_id}")
+def get_experiment(experiment_id: str, session: SessionDep) -> dict[str, Any]:
+    return experiment_view(_experiment(session, experiment_id))
+
+
+@router.post("/{experiment_id}/cancel", responses={409: {}})
+def cancel(experiment_id: str, session: SessionDep) -> dict[str, Any]:
+    """A queued experiment ends ``cancelled`` now; a running one stops within an epoch."""
+    _experiment(session, experiment_id)
+    row = repo.request_cancel(session, experiment_id)
+    session.commit()
+    assert row is not None
+    if row.status in ("succeeded", "failed"):
+        raise APIError(409, "conflict", f"experiment {experiment_id} already ended {row.status}")
+    return experiment_view(row)
+
+
+@router.get("/{experiment_id}/metrics")
+def metrics(
+    experiment_id: str,
+    session: SessionDep,
+    keys: Annotated[str | None, Query(description="comma-separated metric keys")] = None,
+    max_points: Annotated[int | None, Query(ge=2, le=100_000)] = None,
+) -> dict[str, Any]:
+    _experiment(session, experiment_id)
+    wanted = [k.strip() for k in keys.split(",") if k.strip()] if keys else None
+    series = repo.metrics(session, experiment_id, wanted, max_points)
+    return {
+        "series": {
+            key: [{"step": s, "value": _finite(v)} for s, v in points]
+            for key, points in series.items()
+        }
+    }
+
+
+@router.get("/{experiment_id}/checkpoints")
+def list_checkpoints(experiment_id: str, session: SessionDep) -> dict[str, Any]:
+    _experiment(session, experiment_id)
+    return {"items": [checkpoint_view(c) for c in repo.checkpoints(session, experiment_id)]}
+
+
+@router.get(
+    "/{experiment_id}/checkpoints/{checkpoint_id}/file",
+    response_class=Response,
+    responses={200: {"content": {"application/octet-stream": {}}}},
+)
+def download_checkpoint(
+    experiment_id: str, checkpoint_id: str, session: SessionDep, store: StoreDep
+) -> Response:
+    """The checkpoint's safetensors weights."""
+    _experiment(session, experiment_id)
+    ckpt = repo.checkpoint(session, experiment_id, checkpoint_id)
+    if ckpt is None:
+        raise not_found("checkpoint", f"{checkpoint_id} of experiment {experiment_id}")
+    try:
+        present = store.exists(ckpt.uri)
+    except ArtifactKeyError:
+        log.error("checkpoint %s has an unsafe key %r", ckpt.id, ckpt.uri)
+        present = False
+    if not present:
+        raise APIError(404, "not found", f"the file of checkpoint {checkpoint_id} is missing")
+    filename = f"{experiment_id}-{ckpt.kind}-{ckpt.epoch:04d}.safetensors"
+    local = store.local_path(ckpt.uri)
+    if local is not None:
+        return FileResponse(local, media_type="application/octet-stream", filename=filename)
+
+    def chunks():
+        with store.open(ckpt.uri) as fh:
+            while block := fh.read(1 << 20):
+                yield block
+
+    return StreamingResponse(
+        chunks(),
+        media_type="application/octet-stream",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )

@@ -1,0 +1,39 @@
+"""Liveness and readiness."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+from starlette.concurrency import run_in_threadpool
+
+from service.queue import broker_ready
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz")
+def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+def _database_ready(request: Request) -> str | None:
+    try:
+        with request.app.state.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except Exception as exc:  # noqa: BLE001 - reported in the body
+        return f"{type(exc).__name__}: {exc}".splitlines()[0]
+    return None
+
+
+@router.get("/readyz", responses={503: {"description": "database or broker unreachable"}})
+async def readyz(request: Request) -> Any:
+    """200 when the database and the broker answer; 503 with the reason otherwise."""
+    db = await run_in_threadpool(_database_ready, request)
+    broker = await run_in_threadpool(broker_ready, request.app.state.celery)
+    checks = {"database": db or "ok", "broker": broker or "ok"}
+    if db or broker:
+        return JSONResponse({"error": "not ready", "detail": checks}, status_code=503)
+    return {"status": "ready", "checks": checks}

@@ -1,0 +1,192 @@
+"""API-side queries on experiments, metrics and checkpoints. Callers own the transaction."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.orm import Session
+
+from service.db.models import Checkpoint, Experiment, Metric, utcnow
+
+
+class CursorError(ValueError):
+    """A paging cursor that this server did not hand out."""
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list[Experiment]
+    next_cursor: str | None
+
+
+def create(
+    session: Session,
+    *,
+    name: str,
+    spec: dict,
+    spec_hash: str,
+    queue: str,
+    total_epochs: int,
+    max_attempts: int,
+    owner: str | None = None,
+    idempotency_key: str | None = None,
+) -> Experiment:
+    row = Experiment(
+        name=name,
+        spec=spec,
+        spec_hash=spec_hash,
+        queue=queue,
+        status="queued",
+        total_epochs=total_epochs,
+        max_attempts=max_attempts,
+        owner=owner,
+        idempotency_key=idempotency_key,
+        created_at=utcnow(),
+    )
+    session.add(row)
+    session.flush()
+    return row
+
+
+def get(session: Session, experiment_id: str) -> Experiment | None:
+    return session.get(Experiment, experiment_id)
+
+
+def get_by_idempotency_key(session: Session, owner: str | None, key: str) -> Experiment | None:
+    owner_clause = Experiment.owner.is_(None) if owner is None else Experiment.owner == owner
+    stmt = select(Experiment).where(owner_clause, Experiment.idempotency_key == key)
+    return session.scalars(stmt).first()
+
+
+def mark_enqueued(session: Session, experiment_id: str) -> None:
+    session.execute(
+        update(Experiment).where(Experiment.id == experiment_id).values(enqueued_at=utcnow())
+    )
+
+
+def encode_cursor(row: Experiment) -> str:
+    raw = f"{row.created_at.isoformat()}|{row.id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        stamp, experiment_id = raw.split("|", 1)
+        return datetime.fromisoformat(stamp), experiment_id
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise CursorError(f"cursor {cursor!r} is not one this server returned") from None
+
+
+def list_page(
+    session: Session,
+    *,
+    status: str | None = None,
+    name: str | None = None,
+    owner: str | None = None,
+    limit: int = 50,
+    cursor: str | None = None,
+) -> Page:
+    """Newest first; ``cursor`` continues after the last item of the previous page."""
+    stmt = select(Experiment)
+    if status is not None:
+        stmt = stmt.where(Experiment.status == status)
+    if name is not None:
+        stmt = stmt.where(Experiment.name == name)
+    if owner is not None:
+        stmt = stmt.where(Experiment.owner == owner)
+    if cursor is not None:
+        created, last_id = decode_cursor(cursor)
+        stmt = stmt.where(
+            or_(
+                Experiment.created_at < created,
+                and_(Experiment.created_at == created, Experiment.id < last_id),
+            )
+        )
+    stmt = stmt.order_by(Experiment.created_at.desc(), Experiment.id.desc()).limit(limit + 1)
+    rows = list(session.scalars(stmt))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return Page(rows, encode_cursor(rows[-1]) if more and rows else None)
+
+
+def request_cancel(session: Session, experiment_id: str) -> Experiment | None:
+    """Queued rows end ``cancelled`` now; running rows get the flag the worker polls.
+
+    Both are single conditional UPDATEs so a worker claiming the row at the same moment either
+    sees ``cancelled`` (and skips it) or sees the flag (and stops within an epoch).
+    """
+    now = utcnow()
+    session.execute(
+        update(Experiment)
+        .where(Experiment.id == experiment_id, Experiment.status == "queued")
+        .values(status="cancelled", cancel_requested=True, finished_at=now)
+    )
+    session.execute(
+        update(Experiment)
+        .where(Experiment.id == experiment_id, Experiment.status == "running")
+        .values(cancel_requested=True)
+    )
+    row = session.get(Experiment, experiment_id, populate_existing=True)
+    return row
+
+
+def metric_keys(session: Session, experiment_id: str) -> list[str]:
+    stmt = (
+        select(Metric.key)
+        .where(Metric.experiment_id == experiment_id)
+        .distinct()
+        .order_by(Metric.key)
+    )
+    return list(session.scalars(stmt))
+
+
+def downsample(points: Sequence[tuple[int, float]], max_points: int) -> list[tuple[int, float]]:
+    """First, last and evenly spaced points in between (at most ``max_points``)."""
+    n = len(points)
+    if max_points <= 0 or n <= max_points:
+        return list(points)
+    if max_points == 1:
+        return [points[-1]]
+    idx = sorted({round(i * (n - 1) / (max_points - 1)) for i in range(max_points)})
+    return [points[i] for i in idx]
+
+
+def metrics(
+    session: Session,
+    experiment_id: str,
+    keys: Sequence[str] | None = None,
+    max_points: int | None = None,
+) -> dict[str, list[tuple[int, float]]]:
+    """``{key: [(step, value), ...]}`` by step; every requested key appears, maybe empty."""
+    stmt = select(Metric.key, Metric.step, Metric.value).where(
+        Metric.experiment_id == experiment_id
+    )
+    if keys:
+        stmt = stmt.where(Metric.key.in_(list(keys)))
+    stmt = stmt.order_by(Metric.key, Metric.step)
+    series: dict[str, list[tuple[int, float]]] = {k: [] for k in keys or ()}
+    for key, step, value in session.execute(stmt):
+        series.setdefault(key, []).append((step, value))
+    if max_points:
+        series = {k: downsample(v, max_points) for k, v in series.items()}
+    return series
+
+
+def checkpoints(session: Session, experiment_id: str) -> list[Checkpoint]:
+    stmt = (
+        select(Checkpoint)
+        .where(Checkpoint.experiment_id == experiment_id)
+        .order_by(Checkpoint.epoch, Checkpoint.kind)
+    )
+    return list(session.scalars(stmt))
+
+
+def checkpoint(session: Session, experiment_id: str, checkpoint_id: str) -> Checkpoint | None:
+    row = session.get(Checkpoint, checkpoint_id)
+    return row if row is not None and row.experiment_id == experiment_id else None

@@ -1,0 +1,69 @@
+"""The FastAPI application: ``create_app()`` with a lifespan that makes the engine per process.
+
+Nothing connects at import; ``reglab serve`` migrates the database before starting uvicorn.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+
+from regcore.spec import ExperimentSpec
+from service.api import errors
+from service.api.routes import catalog, experiments, health
+from service.artifacts import open_store
+from service.db.session import make_engine, make_sessionmaker
+from service.queue import make_celery
+from service.settings import Settings
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        conf = settings or Settings()
+        engine = make_engine(conf.database_url)
+        app.state.settings = conf
+        app.state.engine = engine
+        app.state.sessionmaker = make_sessionmaker(engine)
+        app.state.celery = make_celery(conf)
+        app.state.store = open_store(conf.artifacts)
+        try:
+            yield
+        finally:
+            engine.dispose()
+
+    app = FastAPI(
+        title="RegLab",
+        version="1",
+        description="Deep-learning regularization experiments as a service.",
+        lifespan=lifespan,
+    )
+    errors.install(app)
+    app.include_router(experiments.router)
+    app.include_router(catalog.router)
+    app.include_router(health.router)
+    _document_spec_body(app)
+    return app
+
+
+def _document_spec_body(app: FastAPI) -> None:
+    """Submit reads its body by hand (size, content type, strict JSON); publish its schema."""
+    base = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = base()
+            spec = ExperimentSpec.model_json_schema(ref_template="#/components/schemas/{model}")
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            components.update(spec.pop("$defs", {}))
+            components["ExperimentSpec"] = spec
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+app = create_app()
