@@ -170,7 +170,7 @@ class Trainer:
         means = {k: float(v) / batches for k, v in sums.items()}
         if not all(math.isfinite(v) for v in means.values()):
             bad = next(k for k, v in means.items() if not math.isfinite(v))
-            raise Divergence(f"{bad} became {means[bad]} in epoch {self.epoch}")
+            raise Divergence(f"{bad} became {means[bad]} in epoch {self.epoch + 1}")
         return {(k if k == "train_batch_loss" else f"penalty_{k}"): v for k, v in means.items()}, False
 
     def end_epoch(self, batch_metrics: dict[str, float]) -> dict[str, float]:
