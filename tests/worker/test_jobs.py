@@ -14,9 +14,12 @@ from service.db.session import make_engine, make_sessionmaker
 from tests.worker.helpers import add_experiment
 
 
-@pytest.fixture
-def sessions(tmp_path):
-    url = f"sqlite:///{tmp_path / 'jobs.db'}"
+@pytest.fixture(params=["sqlite", "postgresql"])
+def sessions(request, tmp_path):
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'jobs.db'}"
+    else:
+        url = request.getfixturevalue("postgres_url")
     upgrade_to_head(url)
     engine = make_engine(url)
     yield make_sessionmaker(engine)

@@ -38,9 +38,8 @@ def _row(ctx, eid) -> Experiment:
 
 def _series(ctx, eid) -> dict[str, list[float]]:
     with ctx.sessions() as s:
-        rows = s.execute(
-            select(Metric.key, Metric.value).where(Metric.experiment_id == eid).order_by(Metric.step)
-        ).all()
+        query = select(Metric.key, Metric.value).where(Metric.experiment_id == eid)
+        rows = s.execute(query.order_by(Metric.step)).all()
     out: dict[str, list[float]] = {}
     for key, value in rows:
         out.setdefault(key, []).append(value)
