@@ -6,23 +6,29 @@ from collections.abc import Sequence
 
 from regcore import regularizer_specs as s
 from regcore.regularizers.adversarial import Adversarial
-from regcore.regularizers.augment import Augment
 from regcore.regularizers.attention_dropout import AttentionDropout
+from regcore.regularizers.augment import Augment
 from regcore.regularizers.base import Regularizer, TaskInfo
-from regcore.regularizers.cutout import Cutout
 from regcore.regularizers.cutmix import CutMix
+from regcore.regularizers.cutout import Cutout
 from regcore.regularizers.disturb_label import DisturbLabel
-from regcore.regularizers.dropconnect import DropConnect
 from regcore.regularizers.dropblock import DropBlock
+from regcore.regularizers.dropconnect import DropConnect
 from regcore.regularizers.dropout import Dropout
 from regcore.regularizers.early_stopping import EarlyStopping
-from regcore.regularizers.gaussian_dropout import GaussianDropout
 from regcore.regularizers.ema import EMA
 from regcore.regularizers.embedding_dropout import EmbeddingDropout
+from regcore.regularizers.gaussian_dropout import GaussianDropout
 from regcore.regularizers.input_noise import InputNoise
 from regcore.regularizers.l2 import L2Penalty
 from regcore.regularizers.label_smoothing import LabelSmoothing
 from regcore.regularizers.mixup import Mixup
+from regcore.regularizers.rrelu import RReLU
+from regcore.regularizers.sam import SAM
+from regcore.regularizers.standout import Standout
+from regcore.regularizers.stochastic_depth import StochasticDepth
+from regcore.regularizers.swa import SWA
+from regcore.regularizers.variational_dropout import VariationalDropout
 from regcore.regularizers.weight_noise import WeightNoise
 
 REGISTRY: dict[type[s.RegularizerSpec], type[Regularizer]] = {
@@ -33,26 +39,12 @@ REGISTRY: dict[type[s.RegularizerSpec], type[Regularizer]] = {
     s.DisturbLabelSpec: DisturbLabel,
     s.DropoutSpec: Dropout,
     s.GaussianDropoutSpec: GaussianDropout,
-from regcore.regularizers.rrelu import RReLU
-from regcore.regularizers.sam import SAM
-from regcore.regularizers.standout import Standout
-from regcore.regularizers.stochastic_depth import StochasticDepth
-from regcore.regularizers.swa import SWA
-from regcore.regularizers.variational_dropout import VariationalDropout
     s.DropConnectSpec: DropConnect,
     s.AugmentSpec: Augment,
     s.CutoutSpec: Cutout,
     s.MixupSpec: Mixup,
     s.AdversarialSpec: Adversarial,
     s.EarlyStoppingSpec: EarlyStopping,
-}
-
-
-def build_regularizers(specs: Sequence[s.RegularizerSpec], task: TaskInfo) -> list[Regularizer]:
-    missing = [type(sp).__name__ for sp in specs if type(sp) not in REGISTRY]
-    if missing:
-        raise NotImplementedError(f"no implementation registered for {', '.join(missing)}")
-    return [REGISTRY[type(sp)](sp, task) for sp in specs]
     s.VariationalDropoutSpec: VariationalDropout,
     s.DropBlockSpec: DropBlock,
     s.StochasticDepthSpec: StochasticDepth,
@@ -64,3 +56,12 @@ def build_regularizers(specs: Sequence[s.RegularizerSpec], task: TaskInfo) -> li
     s.SWASpec: SWA,
     s.EMASpec: EMA,
     s.SAMSpec: SAM,
+}
+
+
+
+def build_regularizers(specs: Sequence[s.RegularizerSpec], task: TaskInfo) -> list[Regularizer]:
+    missing = [type(sp).__name__ for sp in specs if type(sp) not in REGISTRY]
+    if missing:
+        raise NotImplementedError(f"no implementation registered for {', '.join(missing)}")
+    return [REGISTRY[type(sp)](sp, task) for sp in specs]
