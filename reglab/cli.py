@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from regcore.cli import catalog, run
+from worker.cli import reconcile, serve, worker
 
 app = typer.Typer(
     help="RegLab: regularization experiments, locally or through the REST service.",
@@ -12,5 +13,8 @@ app = typer.Typer(
 )
 app.command()(run)
 app.command()(catalog)
+app.command()(serve)
+app.command()(worker)
+app.command()(reconcile)
 if __name__ == "__main__":
     app()

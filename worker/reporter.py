@@ -8,6 +8,7 @@ took over) the reporter asks the loop to stop and the task leaves the row alone.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from typing import Any
 
@@ -43,6 +44,7 @@ class DbReporter:
         heartbeat_s: float,
         poll_s: float = 1.0,
         clock: Any = time.monotonic,
+        stop: threading.Event | None = None,
     ):
         self.sessions = sessions
         self.store = store
@@ -52,6 +54,7 @@ class DbReporter:
         self.heartbeat_s = heartbeat_s
         self.poll_s = poll_s
         self.clock = clock
+        self.stop = stop or threading.Event()
         self.lease_lost = False
         self.cancel_seen = False
         now = clock()
@@ -103,8 +106,9 @@ class DbReporter:
 
     def should_cancel(self) -> bool:
         """Called between steps: reads the database at most every ``poll_s`` seconds and renews
-        the lease when a heartbeat is due; True on a cancel request or a lost lease."""
-        if self.lease_lost or self.cancel_seen:
+        the lease when a heartbeat is due; True on a cancel request, a lost lease, or when the
+        worker is shutting down (``stop``)."""
+        if self.lease_lost or self.cancel_seen or self.stop.is_set():
             return True
         now = self.clock()
         if now - self._last_poll < self.poll_s:

@@ -9,11 +9,13 @@ from __future__ import annotations
 import logging
 import math
 import shutil
+import threading
 from pathlib import Path
 from typing import Any
 
 import torch
 from celery import Task
+from celery.signals import worker_shutting_down
 
 from regcore.spec import SpecError, parse_spec
 from regcore.training.device import DeviceUnavailable
@@ -28,6 +30,15 @@ log = logging.getLogger(__name__)
 
 #: Failures that a retry cannot fix: the row ends ``failed`` at once.
 PERMANENT = (DeviceUnavailable, torch.cuda.OutOfMemoryError)
+
+#: Set when the worker is asked to stop (SIGTERM, Ctrl-C): the run stops at its next step and
+#: goes back to the queue, to resume from its last checkpoint, instead of holding up shutdown.
+SHUTTING_DOWN = threading.Event()
+
+
+@worker_shutting_down.connect
+def _on_shutdown(**_: Any) -> None:
+    SHUTTING_DOWN.set()
 
 
 class ExperimentTask(Task):
@@ -87,6 +98,7 @@ def run_job(experiment_id: str, ctx: WorkerContext) -> str:
         ctx.worker_id,
         lease_s=settings.lease_seconds,
         heartbeat_s=settings.heartbeat_seconds,
+        stop=SHUTTING_DOWN,
     )
     try:
         result = run_experiment(
@@ -103,6 +115,11 @@ def run_job(experiment_id: str, ctx: WorkerContext) -> str:
         return _finish(ctx, experiment_id, "failed", error=f"{type(err).__name__}: {err}")
     if reporter.lease_lost:
         return "lease lost"  # the new owner records the outcome
+    if result.status == "cancelled" and not reporter.cancel_seen:  # stopped for shutdown
+        with ctx.sessions.begin() as session:
+            released = jobs.release(session, experiment_id, ctx.worker_id)
+        log.info("experiment %s back in the queue: the worker is shutting down", experiment_id)
+        return "released" if released else "lease lost"
     error = result.reason if result.status == "failed" else None
     outcome = _finish(ctx, experiment_id, result.status, _clean(result.summary()), error)
     shutil.rmtree(workdir, ignore_errors=True)

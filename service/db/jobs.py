@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy import and_, case, delete, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -272,14 +272,22 @@ def finish(
     return result.rowcount == 1
 
 
-def release(session: Session, experiment_id: str, worker_id: str, error: str | None) -> bool:
-    """Give a running row back to the queue (a retryable failure): queued again, the attempt
-    counted, ``error`` kept as the last reason. False when the lease is no longer ours."""
+def release(session: Session, experiment_id: str, worker_id: str) -> bool:
+    """Give a running row back to the queue because its worker is shutting down: queued again,
+    and the attempt not counted (nothing went wrong). The reconciler re-enqueues it; it resumes
+    from its last checkpoint. A row whose cancel was asked for ends ``cancelled`` instead.
+    False when the lease is no longer ours."""
+    cancelled = Experiment.cancel_requested.is_(True)
     result = session.execute(
         update(Experiment)
         .where(_owned(experiment_id, worker_id))
         .values(
-            status="queued", lease_owner=None, lease_expires_at=None, enqueued_at=None, error=error
+            status=case((cancelled, "cancelled"), else_="queued"),
+            finished_at=case((cancelled, utcnow()), else_=None),
+            attempts=Experiment.attempts - 1,
+            lease_owner=None,
+            lease_expires_at=None,
+            enqueued_at=None,
         )
         .execution_options(synchronize_session=False)
     )
