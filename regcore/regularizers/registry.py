@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from regcore import regularizer_specs as s
+from regcore.regularizers.activation_l1 import ActivationL1
 from regcore.regularizers.adversarial import Adversarial
 from regcore.regularizers.attention_dropout import AttentionDropout
 from regcore.regularizers.augment import Augment
@@ -16,12 +17,17 @@ from regcore.regularizers.dropblock import DropBlock
 from regcore.regularizers.dropconnect import DropConnect
 from regcore.regularizers.dropout import Dropout
 from regcore.regularizers.early_stopping import EarlyStopping
+from regcore.regularizers.elastic_net import ElasticNet
 from regcore.regularizers.ema import EMA
 from regcore.regularizers.embedding_dropout import EmbeddingDropout
+from regcore.regularizers.entropy import EntropyPenalty
+from regcore.regularizers.flooding import Flooding
 from regcore.regularizers.gaussian_dropout import GaussianDropout
 from regcore.regularizers.input_noise import InputNoise
+from regcore.regularizers.l1 import L1Penalty
 from regcore.regularizers.l2 import L2Penalty
 from regcore.regularizers.label_smoothing import LabelSmoothing
+from regcore.regularizers.max_norm import MaxNorm
 from regcore.regularizers.mixup import Mixup
 from regcore.regularizers.rrelu import RReLU
 from regcore.regularizers.sam import SAM
@@ -29,10 +35,18 @@ from regcore.regularizers.standout import Standout
 from regcore.regularizers.stochastic_depth import StochasticDepth
 from regcore.regularizers.swa import SWA
 from regcore.regularizers.variational_dropout import VariationalDropout
+from regcore.regularizers.weight_decay import WeightDecay
 from regcore.regularizers.weight_noise import WeightNoise
 
 REGISTRY: dict[type[s.RegularizerSpec], type[Regularizer]] = {
     s.L2Spec: L2Penalty,
+    s.WeightDecaySpec: WeightDecay,
+    s.L1Spec: L1Penalty,
+    s.ElasticNetSpec: ElasticNet,
+    s.MaxNormSpec: MaxNorm,
+    s.EntropySpec: EntropyPenalty,
+    s.ActivationL1Spec: ActivationL1,
+    s.FloodingSpec: Flooding,
     s.InputNoiseSpec: InputNoise,
     s.WeightNoiseSpec: WeightNoise,
     s.LabelSmoothingSpec: LabelSmoothing,
