@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from regcore.cli import catalog, run
+from service.submit_cli import submit
 from worker.cli import reconcile, serve, worker
 
 app = typer.Typer(
@@ -13,6 +14,7 @@ app = typer.Typer(
 )
 app.command()(run)
 app.command()(catalog)
+app.command()(submit)
 app.command()(serve)
 app.command()(worker)
 app.command()(reconcile)
