@@ -79,3 +79,18 @@ def test_targets_stay_distributions_and_the_gap_shrinks_in_training(tmp_path, ca
     torch.testing.assert_close(targets.sum(1), torch.ones(len(targets)))
     # measured over seeds 0-2: gap 1.6-2.4 without, 1.0-1.2 with
     assert mixed["gen_gap"] < 0.7 * plain["gen_gap"]
+
+
+def test_mixup_combines_with_label_smoothing_disturb_label_and_adversarial_training(
+    tmp_path, cache_dir
+):
+    regs = [
+        {"name": "mixup", "alpha": 0.4},
+        {"name": "label_smoothing", "rho": 0.1},
+        {"name": "disturb_label", "alpha": 0.1},
+        {"name": "adversarial", "epsilon": 0.1, "method": "pgd", "steps": 2},
+    ]
+    result = train(
+        make_spec(train={"epochs": 2, "device": "cpu"}, regularizers=regs), tmp_path, cache_dir
+    )
+    assert result.status == "succeeded" and result.epochs_run == 2
