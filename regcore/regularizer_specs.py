@@ -105,7 +105,7 @@ class InputNoiseSpec(RegularizerSpec):
 
 
 class WeightNoiseSpec(RegularizerSpec):
-    """Forward and backward with w + ε, ε ~ N(0, σ²); the update is applied to the clean w."""
+    """Forward and backward with w + ε, ε ~ N(0, σ²) on weights (not biases); update the clean w."""
 
     name: Literal["weight_noise"] = "weight_noise"
     sigma: float = Field(0.01, ge=0.0, description="standard deviation σ of ε")
@@ -191,7 +191,7 @@ class CutoutSpec(RegularizerSpec):
 
 
 class MixupSpec(RegularizerSpec):
-    """mixup: x̃ = λxᵢ + (1−λ)xⱼ, ỹ likewise, λ ~ Beta(α, α). Put it before label_smoothing."""
+    """mixup: x̃ = λxᵢ + (1−λ)xⱼ, ỹ likewise, λ ~ Beta(α, α); either order with label_smoothing."""
 
     name: Literal["mixup"] = "mixup"
     alpha: float = Field(0.2, gt=0.0, description="α of Beta(α, α)")

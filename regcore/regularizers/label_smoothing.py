@@ -46,10 +46,13 @@ class LabelSmoothing(Regularizer):
             raise ValueError(
                 "label_smoothing needs a classification dataset with at least 2 classes"
             )
-        k = task.num_classes
-        self.epsilon = spec.epsilon if spec.rho is None else rho_to_epsilon(spec.rho, k)
+        if spec.rho is not None:
+            self.epsilon = rho_to_epsilon(spec.rho, task.num_classes)
+        else:
+            assert spec.epsilon is not None  # the spec fills in 0.1 when neither is given
+            self.epsilon = spec.epsilon
 
     def transform_batch(
         self, x: torch.Tensor, y: torch.Tensor, step: Step
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        return x, smooth_labels(y, self.task.num_classes, float(self.epsilon))
+        return x, smooth_labels(y, self.task.num_classes, self.epsilon)
