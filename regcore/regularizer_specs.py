@@ -222,6 +222,90 @@ class EarlyStoppingSpec(RegularizerSpec):
     restore_best: bool = True
 
 
+# --- second half: norm and function penalties, noise (issue 4) --------------------------------
+
+
+class L0Spec(RegularizerSpec):
+    """L0 by hard-concrete gates (Louizos et al. 2018) on the weights of hidden linear layers."""
+
+    name: Literal["l0"] = "l0"
+    strength: float = Field(1e-4, ge=0.0, description="λ per expected non-zero weight")
+    group: bool = Field(False, description="one gate per hidden unit (weight row), not per weight")
+    init_drop: float = Field(0.2, gt=0.0, lt=1.0, description="initial P(gate closed), sets log α")
+
+
+class SpectralSpec(RegularizerSpec):
+    """Spectral norm: ½λΣσ_max(W)² by power iteration (Yoshida & Miyato 2017), or projection
+    W ← W/max(1, σ_max/c) after each step (Gouk et al. 2021)."""
+
+    name: Literal["spectral"] = "spectral"
+    mode: Literal["penalty", "project"] = "penalty"
+    strength: float = Field(1e-3, ge=0.0, description="λ in ½λΣσ_max² (mode penalty)")
+    c: float = Field(1.0, gt=0.0, description="largest allowed σ_max per layer (mode project)")
+    power_iterations: int = Field(1, ge=1, le=100, description="power-iteration rounds per step")
+
+
+class TieSpec(RegularizerSpec):
+    """Parameter tying λ‖w − w_ref‖² toward the initial weights or a checkpoint (L2-SP)."""
+
+    name: Literal["tie"] = "tie"
+    strength: float = Field(1e-3, ge=0.0, description="λ")
+    reference: str | None = Field(
+        None, description="a safetensors file of the model's state_dict; None: the initial weights"
+    )
+    exclude: list[Literal["bias", "norm"]] = Field(
+        default_factory=lambda: ["bias", "norm"], description="parameter kinds left untied"
+    )
+
+
+class JacobianSpec(RegularizerSpec):
+    """Input-Jacobian penalty λ·mean‖∂f/∂x‖²_F by double backprop."""
+
+    name: Literal["jacobian"] = "jacobian"
+    strength: float = Field(1e-2, ge=0.0, description="λ")
+    estimator: Literal["projection", "full"] = Field(
+        "projection", description="random-projection estimate (one backward each) or all K rows"
+    )
+    projections: int = Field(1, ge=1, le=64, description="random projections per step")
+
+
+class TangentPropSpec(RegularizerSpec):
+    """Tangent propagation λΣᵢ‖(∂f/∂x)vᵢ‖², vᵢ tangents of known transforms (Simard et al. 1992)."""
+
+    name: Literal["tangent_prop"] = "tangent_prop"
+    strength: float = Field(1e-2, ge=0.0, description="λ")
+    transforms: list[Literal["shift", "scale", "translate", "rotate"]] | None = Field(
+        None, description="1D: shift, scale; 8×8: translate, rotate; None: shift / both 2D ones"
+    )
+
+
+class GradNormSpec(RegularizerSpec):
+    """Explicit gradient-norm penalty c‖∂L/∂φ‖² (Prince eq. 9.8, Barrett & Dherin 2021)."""
+
+    name: Literal["grad_norm"] = "grad_norm"
+    strength: float | None = Field(
+        None, ge=0.0, description="the coefficient c; None: lr/4, GD's implicit term"
+    )
+
+
+class HiddenNoiseSpec(RegularizerSpec):
+    """Additive Gaussian noise h + N(0, σ²) on hidden activations in training; identity at eval."""
+
+    name: Literal["hidden_noise"] = "hidden_noise"
+    sigma: float = Field(0.1, ge=0.0, description="σ")
+
+
+class FeatureNoiseSpec(RegularizerSpec):
+    """Noise in a generator's latent space, x̂ = d(z + r) or d(r∘z) (Antczak eq. 18-19)."""
+
+    name: Literal["feature_noise"] = "feature_noise"
+    mode: Literal["additive", "multiplicative"] = "additive"
+    sigma: float = Field(0.1, ge=0.0, description="σ of r (relative to each latent's spread)")
+    p: float = Field(1.0, ge=0.0, le=1.0, description="probability that an example is re-rendered")
+    latent_dim: int = Field(8, ge=1, description="autoencoder latent size (non-mnist1d data)")
+    ae_epochs: int = Field(200, ge=1, description="autoencoder full-batch training steps")
+
+
 # --- issue 4: dropout family, data, procedure (second half of the catalog) ---------------------
 
 

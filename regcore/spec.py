@@ -218,6 +218,13 @@ RegularizerUnion = (
     | r.MixupSpec
     | r.AdversarialSpec
     | r.EarlyStoppingSpec
+    | r.L0Spec
+    | r.SpectralSpec
+    | r.TieSpec
+    | r.JacobianSpec
+    | r.TangentPropSpec
+    | r.GradNormSpec
+    | r.HiddenNoiseSpec
     | r.VariationalDropoutSpec
     | r.DropBlockSpec
     | r.StochasticDepthSpec

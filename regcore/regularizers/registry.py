@@ -23,7 +23,11 @@ from regcore.regularizers.embedding_dropout import EmbeddingDropout
 from regcore.regularizers.entropy import EntropyPenalty
 from regcore.regularizers.flooding import Flooding
 from regcore.regularizers.gaussian_dropout import GaussianDropout
+from regcore.regularizers.grad_norm import GradNorm
+from regcore.regularizers.hidden_noise import HiddenNoise
 from regcore.regularizers.input_noise import InputNoise
+from regcore.regularizers.jacobian import Jacobian
+from regcore.regularizers.l0 import L0
 from regcore.regularizers.l1 import L1Penalty
 from regcore.regularizers.l2 import L2Penalty
 from regcore.regularizers.label_smoothing import LabelSmoothing
@@ -31,9 +35,12 @@ from regcore.regularizers.max_norm import MaxNorm
 from regcore.regularizers.mixup import Mixup
 from regcore.regularizers.rrelu import RReLU
 from regcore.regularizers.sam import SAM
+from regcore.regularizers.spectral import Spectral
 from regcore.regularizers.standout import Standout
 from regcore.regularizers.stochastic_depth import StochasticDepth
 from regcore.regularizers.swa import SWA
+from regcore.regularizers.tangent_prop import TangentProp
+from regcore.regularizers.tie import Tie
 from regcore.regularizers.variational_dropout import VariationalDropout
 from regcore.regularizers.weight_decay import WeightDecay
 from regcore.regularizers.weight_noise import WeightNoise
@@ -59,6 +66,13 @@ REGISTRY: dict[type[s.RegularizerSpec], type[Regularizer]] = {
     s.MixupSpec: Mixup,
     s.AdversarialSpec: Adversarial,
     s.EarlyStoppingSpec: EarlyStopping,
+    s.L0Spec: L0,
+    s.SpectralSpec: Spectral,
+    s.TieSpec: Tie,
+    s.JacobianSpec: Jacobian,
+    s.TangentPropSpec: TangentProp,
+    s.GradNormSpec: GradNorm,
+    s.HiddenNoiseSpec: HiddenNoise,
     s.VariationalDropoutSpec: VariationalDropout,
     s.DropBlockSpec: DropBlock,
     s.StochasticDepthSpec: StochasticDepth,
@@ -71,7 +85,6 @@ REGISTRY: dict[type[s.RegularizerSpec], type[Regularizer]] = {
     s.EMASpec: EMA,
     s.SAMSpec: SAM,
 }
-
 
 
 def build_regularizers(specs: Sequence[s.RegularizerSpec], task: TaskInfo) -> list[Regularizer]:
