@@ -54,6 +54,7 @@ class SAM(Regularizer):
         total = [p.grad for p in params]
         eps = ascent_step(total, self.spec.rho)
         momenta = [m.momentum for m in self.norms]
+        saved = [p.detach().clone() for p in params]  # restore exactly, not by w + e − e
         with torch.no_grad():
             torch._foreach_add_(params, eps)
         for m in self.norms:
@@ -66,7 +67,8 @@ class SAM(Regularizer):
             for m, mom in zip(self.norms, momenta, strict=True):
                 m.momentum = mom
             with torch.no_grad():
-                torch._foreach_sub_(params, eps)
+                for p, w in zip(params, saved, strict=True):
+                    p.copy_(w)
         with torch.no_grad():
             for p, g_eps in zip(params, at_w_eps, strict=True):
                 g_w = data_at_w[id(p)]
