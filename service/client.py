@@ -16,7 +16,7 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,8 @@ import httpx
 
 DEFAULT_API_URL = "http://127.0.0.1:8000"
 TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
+#: JSON objects; spelled here because ``RegLabClient.list`` shadows the builtin in the class.
+Items = list[dict[str, Any]]
 
 
 class RegLabError(Exception):
@@ -208,9 +210,9 @@ class RegLabClient:
     def metrics(
         self,
         experiment_id: str,
-        keys: list[str] | str | None = None,
+        keys: Sequence[str] | str | None = None,
         max_points: int | None = None,
-    ) -> dict[str, list[dict[str, Any]]]:
+    ) -> dict[str, Items]:
         """``{key: [{"step": s, "value": v}, ...]}``."""
         params: dict[str, Any] = {}
         if keys:
@@ -221,7 +223,7 @@ class RegLabClient:
             "series"
         ]
 
-    def checkpoints(self, experiment_id: str) -> list[dict[str, Any]]:
+    def checkpoints(self, experiment_id: str) -> Items:
         return self._json("GET", f"/v1/experiments/{experiment_id}/checkpoints")["items"]
 
     def download_checkpoint(
@@ -263,10 +265,10 @@ class RegLabClient:
 
     # --- catalog and health -------------------------------------------------------------------
 
-    def regularizers(self) -> list[dict[str, Any]]:
+    def regularizers(self) -> Items:
         return self._json("GET", "/v1/regularizers")["items"]
 
-    def datasets(self) -> list[dict[str, Any]]:
+    def datasets(self) -> Items:
         return self._json("GET", "/v1/datasets")["items"]
 
     def health(self) -> dict[str, Any]:
