@@ -117,6 +117,12 @@ class Trainer:
             reg.setup(self.model, self.optimizer)
         self.hooks = {h: [r for r in self.regs if _overrides(r, h)] for h in HOOKS}
         self.penalty_keys = _unique_keys([r.name for r in self.hooks["penalty"]])
+        # when no regularizer may touch the weights after the last evaluation, the summary reuses
+        # that evaluation instead of a second pass over every split
+        self.reuse_last_eval = not any(
+            _overrides(r, "finalize") or _overrides(r, "on_epoch_end") for r in self.regs
+        )
+        self.last_eval: tuple[int, dict[str, float]] | None = None
         self.epoch = 0
         self.step_index = 0
         self.best: tuple[float, int] | None = None  # (val_loss, epoch) of the "best" checkpoint
@@ -124,7 +130,9 @@ class Trainer:
         self.measures = Measures(spec.measure)
 
     # --- one step -----------------------------------------------------------------------------
-    def train_step(self, x: torch.Tensor, y: torch.Tensor, sums: dict[str, torch.Tensor]) -> None:
+    def train_step(
+        self, x: torch.Tensor, y: torch.Tensor, sums: dict[str, list[torch.Tensor]]
+    ) -> None:
         step = Step(self.model, self.optimizer, self._loss_fn, x, y, self.epoch, self.step_index)
         for reg in self.hooks["transform_batch"]:
             step.x, step.y = reg.transform_batch(step.x, step.y, step)
@@ -138,8 +146,9 @@ class Trainer:
             term = reg.penalty(step)
             if term is not None:
                 loss = loss + term
-                sums[key] = sums.get(key, 0.0) + term.detach()
-        sums["train_batch_loss"] = sums.get("train_batch_loss", 0.0) + loss.detach()
+                sums.setdefault(key, []).append(term.detach())
+        # appended, summed once per epoch: cheaper than a tensor add per step
+        sums.setdefault("train_batch_loss", []).append(loss.detach())
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         for reg in self.hooks["before_optimizer_step"]:
@@ -159,7 +168,7 @@ class Trainer:
         train = self.data.train
         n, bs = len(train), self.spec.train.batch_size
         order = torch.randperm(n, generator=self.shuffle).to(self.device)
-        sums: dict[str, torch.Tensor] = {}
+        sums: dict[str, list[torch.Tensor]] = {}
         batches = 0
         for start in range(0, n, bs):
             if self.reporter.should_cancel():
@@ -167,17 +176,20 @@ class Trainer:
             idx = order[start : start + bs]
             self.train_step(train.x[idx], train.y[idx], sums)
             batches += 1
-        means = {k: float(v) / batches for k, v in sums.items()}
+        means = {k: float(torch.stack(v).sum()) / batches for k, v in sums.items()}
         if not all(math.isfinite(v) for v in means.values()):
             bad = next(k for k, v in means.items() if not math.isfinite(v))
             raise Divergence(f"{bad} became {means[bad]} in epoch {self.epoch + 1}")
-        return {(k if k == "train_batch_loss" else f"penalty_{k}"): v for k, v in means.items()}, False
+        return {
+            (k if k == "train_batch_loss" else f"penalty_{k}"): v for k, v in means.items()
+        }, False
 
     def end_epoch(self, batch_metrics: dict[str, float]) -> dict[str, float]:
         t0 = time.perf_counter()
         metrics = evaluate(self.model, self.data)
         if not math.isfinite(metrics["train_loss"]):
             raise Divergence(f"train_loss became {metrics['train_loss']} in epoch {self.epoch}")
+        self.last_eval = (self.epoch, dict(metrics))
         metrics.update(batch_metrics)
         for reg in self.regs:
             metrics.update(reg.extra_metrics(self.model))
@@ -202,7 +214,12 @@ class Trainer:
     def save(self, kind: str, metrics: dict[str, float]) -> CheckpointInfo:
         t0 = time.perf_counter()
         info = save_checkpoint(
-            self.ckpt_dir, kind, self.epoch, self.model.state_dict(), self.train_state(), metrics,
+            self.ckpt_dir,
+            kind,
+            self.epoch,
+            self.model.state_dict(),
+            self.train_state(),
+            metrics,
             self.spec_hash,
         )
         self.timings["checkpoint_s"] += time.perf_counter() - t0
@@ -278,7 +295,15 @@ class Trainer:
         best_epoch = next((e for r in self.regs if (e := r.best_epoch()) is not None), None)
         if best_epoch is None and self.best is not None:
             best_epoch = self.best[1]
-        final = evaluate(self.model, self.data) if self.epoch else {}
+        if (
+            status == "succeeded"
+            and self.reuse_last_eval
+            and self.last_eval is not None
+            and self.last_eval[0] == self.epoch
+        ):
+            final = self.last_eval[1]
+        else:
+            final = evaluate(self.model, self.data) if self.epoch else {}
         return RunResult(status, self.epoch, best_epoch, final, reason, self._timings())
 
     def _timings(self) -> dict[str, float]:
@@ -292,7 +317,11 @@ class MetricsLog:
     def __init__(self, path: Path, keep_until: int):
         lines: list[str] = []
         if keep_until and path.exists():
-            lines = [ln for ln in path.read_text().splitlines() if ln and json.loads(ln)["step"] <= keep_until]
+            lines = [
+                ln
+                for ln in path.read_text().splitlines()
+                if ln and json.loads(ln)["step"] <= keep_until
+            ]
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         tmp.write_text("".join(ln + "\n" for ln in lines))
         os.replace(tmp, path)
@@ -331,7 +360,12 @@ def run_experiment(
     """Train ``spec``, writing ``metrics.jsonl``, ``summary.json`` and ``checkpoints/`` in
     ``workdir``. With ``resume``, continue from ``checkpoints/last`` when it exists."""
     trainer = Trainer(
-        spec, workdir, device=device, reporter=reporter, cache_dir=cache_dir, threads=threads,
+        spec,
+        workdir,
+        device=device,
+        reporter=reporter,
+        cache_dir=cache_dir,
+        threads=threads,
         checkpoint_every=checkpoint_every,
     )
     result = trainer.run(resume=resume)

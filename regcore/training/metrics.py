@@ -20,20 +20,20 @@ def data_loss(outputs: torch.Tensor, y: torch.Tensor, task: str) -> torch.Tensor
     return F.mse_loss(outputs, y)
 
 
-def expected_calibration_error(probs: torch.Tensor, labels: torch.Tensor, bins: int = ECE_BINS) -> float:
-    """ECE with equal-width confidence bins: Σ_b (n_b/n)·|acc_b − conf_b|."""
-    conf, pred = probs.max(dim=1)
-    correct = (pred == labels).float()
+def expected_calibration_error(
+    probs: torch.Tensor, labels: torch.Tensor, bins: int = ECE_BINS
+) -> float:
+    """ECE with equal-width confidence bins: Σ_b (n_b/n)·|acc_b − conf_b| = Σ_b |Σacc − Σconf|/n.
+
+    Per-bin sums by ``bincount`` rather than a loop over bins: one host sync, not one per bin.
+    """
+    conf, pred = probs.detach().max(dim=1)
+    correct = (pred == labels).to(conf.dtype)
     edges = torch.linspace(0.0, 1.0, bins + 1, device=probs.device)
     idx = torch.bucketize(conf, edges[1:-1], right=False)
-    n = conf.numel()
-    ece = torch.zeros((), device=probs.device)
-    for b in range(bins):
-        mask = idx == b
-        count = mask.sum()
-        if count > 0:
-            ece += count / n * (correct[mask].mean() - conf[mask].mean()).abs()
-    return float(ece)
+    acc_sum = torch.bincount(idx, weights=correct, minlength=bins)
+    conf_sum = torch.bincount(idx, weights=conf, minlength=bins)
+    return float((acc_sum - conf_sum).abs().sum() / conf.numel())
 
 
 @torch.no_grad()
@@ -42,7 +42,9 @@ def predict(model: nn.Module, x: torch.Tensor, chunk: int = 8192) -> torch.Tenso
 
 
 @torch.no_grad()
-def split_metrics(model: nn.Module, split: Split, task: str) -> tuple[dict[str, float], torch.Tensor]:
+def split_metrics(
+    model: nn.Module, split: Split, task: str
+) -> tuple[dict[str, float], torch.Tensor]:
     out = predict(model, split.x)
     m = {"loss": float(data_loss(out, split.y, task))}
     if task == "classification":

@@ -29,3 +29,12 @@ def test_another_seed_gives_other_metrics(tmp_path, cache_dir):
     a = train(spec, tmp_path / "a", cache_dir)
     b = train(spec.model_copy(update={"seed": 1}), tmp_path / "b", cache_dir)
     assert a.metrics["train_loss"] != b.metrics["train_loss"]
+
+
+def test_the_summary_of_a_plain_run_holds_the_last_epochs_evaluation(tmp_path, cache_dir):
+    spec = make_spec(regularizers=REGS, train={"epochs": 2, "device": "cpu"})
+    result = train(spec, tmp_path, cache_dir)
+    last = {k: v[-1] for k, v in history(tmp_path).items()}
+    assert {"train_loss", "val_acc", "ece", "weight_l2"} <= set(result.metrics)
+    assert all(result.metrics[k] == last[k] for k in result.metrics)
+    assert "lr" not in result.metrics and "train_batch_loss" not in result.metrics
