@@ -220,6 +220,11 @@ class EarlyStoppingSpec(RegularizerSpec):
     min_delta: float = Field(0.0, ge=0.0)
     mode: Literal["min", "max", "auto"] = Field("auto", description="auto: max for *_acc, else min")
     restore_best: bool = True
+    retrain_on_train_val: bool = Field(
+        False,
+        description="then retrain from scratch on train+val for the best epoch count "
+        "(TU Graz slides, second recipe)",
+    )
 
 
 # --- second half: norm and function penalties, noise (issue 4) --------------------------------

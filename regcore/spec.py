@@ -28,7 +28,11 @@ DATASET_SIZES: dict[str, int | None] = {
     "moons": None,
 }
 #: default split sizes of generated datasets (n_train, n_val, n_test).
-GENERATED_DEFAULTS = {"mnist1d": (3500, 500, 1000), "toy1d": (30, 30, 200), "moons": (200, 100, 500)}
+GENERATED_DEFAULTS = {
+    "mnist1d": (3500, 500, 1000),
+    "toy1d": (30, 30, 200),
+    "moons": (200, 100, 500),
+}
 
 
 class DataSpec(BaseModel):
@@ -185,14 +189,122 @@ class TrainSpec(BaseModel):
         return self
 
 
+class SnapshotSpec(BaseModel):
+    """Snapshot ensemble (Huang et al. 2017): one run under a cyclic cosine lr; a member is kept
+    at the end of each cycle."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    cycles: int = Field(
+        ..., ge=2, le=64, description="lr cycles = members; must divide train.epochs"
+    )
+
+
 class EnsembleSpec(BaseModel):
     """Ensembles of independently trained members (k = 1 means a single model)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    members: int = Field(1, ge=1, le=1)
-    bagging: bool = False
+    members: int = Field(1, ge=1, le=64, description="k; member i trains with seed + i")
+    bagging: bool = Field(False, description="each member on a bootstrap resample of train")
+    vary: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="hyper-ensemble: one spec override per member (merged into the spec)",
+    )
+    snapshot: SnapshotSpec | None = None
     combine: Literal["mean_prob", "mean_logit", "median", "vote"] = "mean_prob"
+    batched: Literal["auto", "on", "off"] = Field(
+        "auto", description="train same-architecture members as one vmapped model when supported"
+    )
+
+    @model_validator(mode="after")
+    def _members(self) -> EnsembleSpec:
+        if self.vary and len(self.vary) != self.members:
+            raise ValueError(f"vary has {len(self.vary)} entries; members is {self.members}")
+        if self.snapshot is not None:
+            if self.members != 1 or self.bagging or self.vary:
+                raise ValueError(
+                    "snapshot makes its members from one run: leave members at 1 and drop "
+                    "bagging and vary"
+                )
+        return self
+
+    @property
+    def size(self) -> int:
+        return self.snapshot.cycles if self.snapshot is not None else self.members
+
+
+# --- reusing models: transfer, multi-task, self-supervised, MC dropout ------------------------
+
+
+class PretrainSpec(BaseModel):
+    """Pretrain on a source, then fine-tune on ``data`` (Antczak §5 pretrains on synthetic data)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    source: DataSpec
+    generator: dict[str, float | int | list[int]] = Field(
+        default_factory=dict,
+        description="mnist1d source only: generator settings (e.g. max_translation, "
+        "iid_noise_scale, corr_noise_scale, shear_scale, scale_coeff)",
+    )
+    seed_offset: int = Field(1000, ge=1, description="source seed = seed + seed_offset")
+    epochs: int | None = Field(None, ge=1, le=100_000, description="pretraining epochs")
+    lr: float | None = Field(None, gt=0.0, le=10.0, description="pretraining lr")
+    freeze: bool = Field(False, description="fine-tune the head only; the body stays fixed")
+    body_lr_scale: float = Field(1.0, gt=0.0, le=1.0, description="body lr = lr · scale")
+    reset_head: bool = Field(True, description="a fresh head for the target")
+
+    @model_validator(mode="after")
+    def _generator(self) -> PretrainSpec:
+        if self.generator and self.source.name != "mnist1d":
+            raise ValueError("generator settings apply to an mnist1d source only")
+        allowed = set(MNIST1D_GENERATOR_KEYS)
+        unknown = sorted(set(self.generator) - allowed)
+        if unknown:
+            raise ValueError(f"unknown generator setting(s) {unknown}; known: {sorted(allowed)}")
+        return self
+
+
+MNIST1D_GENERATOR_KEYS = (
+    "template_len",
+    "padding",
+    "scale_coeff",
+    "max_translation",
+    "corr_noise_scale",
+    "iid_noise_scale",
+    "shear_scale",
+)
+
+
+class MultitaskSpec(BaseModel):
+    """An auxiliary head on a second target, trained beside the main head (Prince §9.3.7)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    target: Literal["shift", "peak"] = Field(
+        "shift", description="shift: mnist1d generator's translation; peak: argmax position of x"
+    )
+    weight: float = Field(0.5, ge=0.0, le=100.0, description="λ of the auxiliary loss")
+
+
+class SelfSupervisedSpec(BaseModel):
+    """Masked-input reconstruction pretraining on the training inputs, then fine-tuning."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    mask: float = Field(0.25, gt=0.0, lt=1.0, description="fraction of input features masked")
+    epochs: int = Field(20, ge=1, le=100_000)
+    lr: float | None = Field(None, gt=0.0, le=10.0)
+    freeze: bool = False
+
+
+class MCDropoutSpec(BaseModel):
+    """Monte Carlo dropout (Gal & Ghahramani 2016): T stochastic passes at evaluation."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    passes: int = Field(30, ge=2, le=10_000)
 
 
 # --- regularizers -----------------------------------------------------------------------------
@@ -225,6 +337,7 @@ RegularizerUnion = (
     | r.TangentPropSpec
     | r.GradNormSpec
     | r.HiddenNoiseSpec
+    | r.FeatureNoiseSpec
     | r.VariationalDropoutSpec
     | r.DropBlockSpec
     | r.StochasticDepthSpec
@@ -285,6 +398,10 @@ class ExperimentSpec(BaseModel):
     train: TrainSpec = Field(default_factory=TrainSpec)
     regularizers: list[RegularizerSpec] = Field(default_factory=list, max_length=32)
     ensemble: EnsembleSpec = Field(default_factory=EnsembleSpec)
+    pretrain: PretrainSpec | None = None
+    multitask: MultitaskSpec | None = None
+    self_supervised: SelfSupervisedSpec | None = None
+    mc_dropout: MCDropoutSpec | None = None
     measure: list[MeasureName] = Field(
         default_factory=list,
         description="extra per-epoch measurements (each one's cost is in timings.measure_s)",
@@ -316,12 +433,86 @@ class ExperimentSpec(BaseModel):
         names = [reg.name for reg in self.regularizers]
         if names.count("early_stopping") > 1:
             raise ValueError("early_stopping may appear at most once")
+        _check_reuse(self, names)
         return self
+
+    def member_specs(self) -> list[ExperimentSpec]:
+        """One spec per ensemble member: seed + i, ``vary[i]`` merged in, no ensemble section."""
+        base = self.model_dump(mode="json", exclude={"ensemble"})
+        out = []
+        for i in range(self.ensemble.members):
+            merged = _merge(
+                {**base, "seed": self.seed + i}, self.ensemble.vary[i] if self.ensemble.vary else {}
+            )
+            out.append(ExperimentSpec.model_validate(merged))
+        return out
 
     def spec_hash(self) -> str:
         """A stable hash of the canonical JSON form (defaults filled in)."""
         canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """Objects merge key by key; lists and scalars are replaced."""
+    out = dict(base)
+    for k, v in override.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def _check_reuse(spec: ExperimentSpec, names: list[str]) -> None:
+    """Checks of the ensemble, transfer and inference sections (issue 5)."""
+    regression = spec.data.name == "toy1d"
+    ens = spec.ensemble
+    if ens.combine == "median" and not regression:
+        raise ValueError(
+            "ensemble.combine median is for regression; use mean_prob, mean_logit or vote"
+        )
+    if ens.combine == "vote" and regression:
+        raise ValueError("ensemble.combine vote is for classification; use median or mean_prob")
+    if ens.snapshot is not None and spec.train.epochs % ens.snapshot.cycles:
+        raise ValueError(
+            f"ensemble.snapshot.cycles {ens.snapshot.cycles} must divide train.epochs {spec.train.epochs}"
+        )
+    for i, override in enumerate(ens.vary):
+        bad = sorted(set(override) & {"data", "ensemble", "pretrain", "self_supervised"})
+        if bad:
+            raise ValueError(f"ensemble.vary[{i}]: members share {bad[0]}; it cannot vary")
+        merged = _merge(spec.model_dump(mode="json", exclude={"ensemble"}), override)
+        try:
+            ExperimentSpec.model_validate(merged)
+        except ValidationError as err:
+            detail = "; ".join(
+                f"ensemble.vary[{i}].{e['field']}: {e['message']}"
+                for e in describe_errors(err, merged)
+            )
+            raise ValueError(detail) from None
+    reuse = [k for k in ("pretrain", "self_supervised") if getattr(spec, k) is not None]
+    if len(reuse) > 1:
+        raise ValueError("pretrain and self_supervised are two ways to pretrain; choose one")
+    if (reuse or spec.multitask) and ens.size > 1:
+        raise ValueError(
+            f"{(reuse or ['multitask'])[0]} runs a single model; set ensemble.members to 1"
+        )
+    if spec.multitask is not None:
+        if regression:
+            raise ValueError(
+                "multitask adds an auxiliary head to a classifier; toy1d is regression"
+            )
+        if spec.multitask.target == "shift" and spec.data.name != "mnist1d":
+            raise ValueError(
+                "multitask.target shift is the mnist1d generator's; use peak for other data"
+            )
+    if spec.mc_dropout is not None and "dropout" not in names:
+        raise ValueError("mc_dropout needs a dropout regularizer to sample from")
+    es = next((r for r in spec.regularizers if r.name == "early_stopping"), None)
+    if es is not None and getattr(es, "retrain_on_train_val", False):
+        if reuse or spec.multitask or ens.size > 1:
+            raise ValueError(
+                "early_stopping.retrain_on_train_val runs a plain single model; drop the ensemble, "
+                "pretrain, self_supervised and multitask sections"
+            )
 
 
 # --- error messages that name the field -------------------------------------------------------
