@@ -473,7 +473,8 @@ def _check_reuse(spec: ExperimentSpec, names: list[str]) -> None:
         raise ValueError("ensemble.combine vote is for classification; use median or mean_prob")
     if ens.snapshot is not None and spec.train.epochs % ens.snapshot.cycles:
         raise ValueError(
-            f"ensemble.snapshot.cycles {ens.snapshot.cycles} must divide train.epochs {spec.train.epochs}"
+            f"ensemble.snapshot.cycles {ens.snapshot.cycles} must divide "
+            f"train.epochs {spec.train.epochs}"
         )
     for i, override in enumerate(ens.vary):
         bad = sorted(set(override) & {"data", "ensemble", "pretrain", "self_supervised"})
