@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
-from regcore.data import sources
+from regcore.data import mnist1d_render, sources
 from regcore.data.dataset import Dataset, Split, to_split
 from regcore.spec import DATASET_SIZES, GENERATED_DEFAULTS, DataSpec
 
@@ -63,10 +64,16 @@ def build_dataset(spec: DataSpec, seed: int, cache_dir: Path | None = None) -> D
     k = int(max(y.max(), y_test.max()) + 1) if task == "classification" else 1
     if spec.label_noise > 0:
         y_train = _corrupt_labels(y_train, spec.label_noise, k, rng)
+    extras: dict = {}
     if spec.standardize:  # statistics of the training split only
         mean, std = x_train.mean(0), x_train.std(0)
         std = np.where(std > 1e-12, std, 1.0)
         x_train, x_val, x_test = ((a - mean) / std for a in (x_train, x_val, x_test))
+        extras.update(feature_mean=mean, feature_std=std)
+    if name == "mnist1d":  # the generator's latents of the train split, computed on demand
+        extras["mnist1d_latents"] = partial(
+            mnist1d_render.train_latents, n_train + n_val, n_test, seed, n_train
+        )
     return Dataset(
         name=name,
         task=task,
@@ -75,4 +82,5 @@ def build_dataset(spec: DataSpec, seed: int, cache_dir: Path | None = None) -> D
         val=to_split(x_val, y_val, task),
         test=to_split(x_test, y_test, task),
         image_shape=(8, 8) if name == "digits" else None,
+        extras=extras,
     )

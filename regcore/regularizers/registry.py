@@ -21,6 +21,7 @@ from regcore.regularizers.elastic_net import ElasticNet
 from regcore.regularizers.ema import EMA
 from regcore.regularizers.embedding_dropout import EmbeddingDropout
 from regcore.regularizers.entropy import EntropyPenalty
+from regcore.regularizers.feature_noise import FeatureNoise
 from regcore.regularizers.flooding import Flooding
 from regcore.regularizers.gaussian_dropout import GaussianDropout
 from regcore.regularizers.grad_norm import GradNorm
@@ -73,6 +74,7 @@ REGISTRY: dict[type[s.RegularizerSpec], type[Regularizer]] = {
     s.TangentPropSpec: TangentProp,
     s.GradNormSpec: GradNorm,
     s.HiddenNoiseSpec: HiddenNoise,
+    s.FeatureNoiseSpec: FeatureNoise,
     s.VariationalDropoutSpec: VariationalDropout,
     s.DropBlockSpec: DropBlock,
     s.StochasticDepthSpec: StochasticDepth,
