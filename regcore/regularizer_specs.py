@@ -163,16 +163,24 @@ class DropConnectSpec(RegularizerSpec):
 
 
 class AugmentSpec(RegularizerSpec):
-    """On-the-fly label-preserving transforms of 1D signals (shift, scale, noise)."""
+    """On-the-fly label-preserving transforms: 1D shift, scale, noise; 8×8 translate, rotate, ...
+
+    Image transforms (translate, rotate, flip, blur, brightness) apply to image data (digits);
+    shift applies to 1D signals only; scale and noise to both.
+    """
 
     name: Literal["augment"] = "augment"
-    transforms: list[Literal["shift", "scale", "noise"]] = Field(
-        default_factory=lambda: ["shift", "scale"]
-    )
+    transforms: list[
+        Literal["shift", "scale", "noise", "translate", "rotate", "flip", "blur", "brightness"]
+    ] = Field(default_factory=lambda: ["shift", "scale"])
     max_shift: int = Field(4, ge=0, description="largest circular shift, in samples")
     scale_range: tuple[float, float] = Field((0.8, 1.2), description="uniform amplitude factor")
     noise_sigma: float = Field(0.05, ge=0.0, description="σ of additive noise")
     p: float = Field(1.0, ge=0.0, le=1.0, description="probability that an example is transformed")
+    max_translate: int = Field(1, ge=0, description="images: largest translation, in pixels")
+    max_rotate: float = Field(15.0, ge=0.0, le=180.0, description="images: largest rotation (°)")
+    blur_sigma: float = Field(1.0, ge=0.0, description="images: largest σ of the 3×3 Gaussian blur")
+    brightness: float = Field(0.2, ge=0.0, description="images: largest brightness offset")
 
     @model_validator(mode="after")
     def _range(self) -> AugmentSpec:

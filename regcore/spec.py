@@ -375,6 +375,11 @@ MODELS_FOR: dict[str, tuple[str, ...]] = {
     "embedding_dropout": ("transformer",),
 }
 
+#: datasets whose examples are images, and the augment transforms for each kind of data
+IMAGE_DATASETS = ("digits",)
+IMAGE_AUGMENTS = ("translate", "rotate", "flip", "blur", "brightness", "scale", "noise")
+SIGNAL_AUGMENTS = ("shift", "scale", "noise")
+
 MeasureName = Literal[
     "lipschitz_bound",
     "grad_norm",
@@ -424,6 +429,15 @@ class ExperimentSpec(BaseModel):
                     f"regularizers[{i}]: {reg.name} applies to the {' or '.join(needs)} model"
                     f"{'s' if len(needs) > 1 else ''}, not {self.model.name}"
                 )
+            if reg.name == "augment":
+                images = self.data.name in IMAGE_DATASETS
+                allowed = IMAGE_AUGMENTS if images else SIGNAL_AUGMENTS
+                wrong = [t for t in reg.transforms if t not in allowed]  # type: ignore[union-attr]
+                if wrong:
+                    raise ValueError(
+                        f"regularizers[{i}].transforms: {wrong} do not apply to {self.data.name} "
+                        f"({'8×8 images' if images else '1D signals'}); use {list(allowed)}"
+                    )
             if reg.name == "stochastic_depth" and self.model.name == "cnn1d":
                 if not self.model.residual or len(self.model.channels) < 2:  # type: ignore[union-attr]
                     raise ValueError(

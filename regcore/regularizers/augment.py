@@ -6,9 +6,9 @@ samples, an amplitude ``scale`` drawn from ``scale_range`` and additive Gaussian
 Each transform is a pure function that takes its per-example parameters; ``augment_1d`` draws
 them and applies the listed transforms in order to each example with probability ``p``.
 
-Inputs are standardized, so nothing is clamped to [0, 1]. The 8×8 image transforms (translate,
-rotate, flip, blur, brightness) belong in a table ``TRANSFORMS_2D`` beside ``TRANSFORMS_1D``,
-chosen by ``TaskInfo.image_shape``.
+Inputs are standardized, so nothing is clamped to [0, 1]. For image data (``TaskInfo.image_shape``
+set, e.g. 8×8 digits) the transforms are those of ``augment_image.py`` (translate, rotate, flip,
+blur, brightness; scale and noise pixel-wise).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 import torch
 
 from regcore.regularizer_specs import AugmentSpec
+from regcore.regularizers.augment_image import augment_image
 from regcore.regularizers.base import Regularizer, Step, TaskInfo
 
 
@@ -86,13 +87,18 @@ class Augment(Regularizer):
 
     def __init__(self, spec: AugmentSpec, task: TaskInfo):
         super().__init__(spec, task)
-        if task.image_shape is not None:
-            raise NotImplementedError(
-                "augment has only 1D transforms (shift, scale, noise) so far; "
-                f"the {task.image_shape} image transforms are not implemented yet"
-            )
+        wrong = [t for t in spec.transforms if t not in (IMAGE if task.image_shape else SIGNAL)]
+        if wrong:
+            kind = "image" if task.image_shape else "1D"
+            raise ValueError(f"augment transforms {wrong} do not apply to {kind} data")
 
     def transform_batch(
         self, x: torch.Tensor, y: torch.Tensor, step: Step
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.task.image_shape is not None:
+            return augment_image(x, self.spec, self.task.image_shape), y
         return augment_1d(x, self.spec), y
+
+
+SIGNAL = ("shift", "scale", "noise")
+IMAGE = ("translate", "rotate", "flip", "blur", "brightness", "scale", "noise")
