@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from regcore.safetensors_check import InvalidSafetensors, validate_safetensors
 from regcore.training.state import flatten, unflatten
 
 FORMAT = "reglab-checkpoint/1"
@@ -108,6 +109,12 @@ def load_checkpoint(directory: Path, kind: str, spec_hash: str | None = None) ->
     except json.JSONDecodeError:
         return None
     if side.get("format") != FORMAT or (spec_hash and side.get("spec_hash") != spec_hash):
+        return None
+    # Only safetensors is ever read, and only after its header checks out (no pickle fallback).
+    try:
+        validate_safetensors(weights)
+        validate_safetensors(state)
+    except InvalidSafetensors:
         return None
     if sha256_file(weights) != side["weights_sha256"] or sha256_file(state) != side["state_sha256"]:
         return None
