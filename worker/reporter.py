@@ -64,6 +64,8 @@ class DbReporter:
 
     def on_start(self, info: dict[str, Any]) -> None:
         self.start_info = info
+        if info.get("resumed"):
+            log.info("experiment %s: resuming from epoch %d", self.id, info["start_epoch"])
         self._beat()
 
     def on_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
