@@ -56,6 +56,7 @@ class Step:
     y: torch.Tensor
     epoch: int
     index: int  # global step, from 0
+    indices: torch.Tensor | None = None  # rows of the training split in this batch
     outputs: torch.Tensor | None = None
     data_loss: torch.Tensor | None = None
     scratch: dict[str, Any] = field(default_factory=dict)
@@ -76,6 +77,10 @@ class Regularizer:
         return str(self.spec.name)  # type: ignore[attr-defined]
 
     # --- before training --------------------------------------------------------------------
+    def bind_data(self, data: Any) -> None:
+        """Called once with the run's ``regcore.data.Dataset`` (on its device), before
+        ``configure_model``; for regularizers that need the training data itself."""
+
     def configure_model(self, model: nn.Module) -> nn.Module:
         """Insert modules (dropout masks, gates) into the model; return it."""
         return model
@@ -84,7 +89,9 @@ class Regularizer:
         """Called once the model is on its device and the optimizer exists."""
 
     # --- each step --------------------------------------------------------------------------
-    def transform_batch(self, x: torch.Tensor, y: torch.Tensor, step: Step) -> tuple[torch.Tensor, torch.Tensor]:
+    def transform_batch(
+        self, x: torch.Tensor, y: torch.Tensor, step: Step
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         return x, y
 
     def before_forward(self, step: Step) -> None:

@@ -11,15 +11,15 @@ generator and z the example's latent code, r fresh every step.
 * Other data: d is the decoder of a small autoencoder fit on the training split when the data
   are bound; z = e(x), and additive noise is scaled by each latent's standard deviation.
 
-Each example is re-rendered with probability ``p``, else kept. The batch rows are matched to
-training rows by nearest neighbour (the loop passes no indices), so put ``feature_noise`` first
-among the batch transforms.
-
-The regularizer needs the training data: the loop must call ``bind_data(dataset)`` once the
-dataset is built (see the class docstring).
+Each example is re-rendered with probability ``p``, else kept. The loop tells which training
+rows a batch holds (``Step.indices``); without them (a batch built by hand) the rows are matched
+by nearest neighbour. Put ``feature_noise`` first among the batch transforms: it re-renders the
+original examples.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 from torch import nn
@@ -96,15 +96,11 @@ def fit_autoencoder(x: torch.Tensor, latent: int, steps: int, seed: int = 0) -> 
 
 
 class FeatureNoise(Regularizer):
-    """Loop contract: ``bind_data(dataset)`` after the dataset is on its device, before training
-    (Trainer.__init__: ``for reg in self.regs: getattr(reg, "bind_data", None) and
-    reg.bind_data(self.data)``)."""
-
     spec_class = FeatureNoiseSpec
     spec: FeatureNoiseSpec
     bound = False
 
-    def bind_data(self, data) -> None:  # noqa: ANN001 - a regcore.data.Dataset
+    def bind_data(self, data: Any) -> None:
         from regcore.data.mnist1d_render import TorchRenderer
 
         self.pool = data.train.x
@@ -129,16 +125,16 @@ class FeatureNoise(Regularizer):
                 self.z_std = self.ae.encoder(self.pool).std(0)
         self.bound = True
 
-    def render(self, x: torch.Tensor) -> torch.Tensor:
+    def render(self, x: torch.Tensor, indices: torch.Tensor | None = None) -> torch.Tensor:
         """x̂ for each row of x (a training batch)."""
         if not self.bound:
             raise RuntimeError(
-                "feature_noise needs the training data: the loop must call bind_data(dataset)"
+                "feature_noise needs the training data: call bind_data(dataset) first"
             )
         s = self.spec
         with torch.no_grad():
             if self.ae is None:
-                idx = match_rows(x, self.pool)
+                idx = match_rows(x, self.pool) if indices is None else indices
                 lat = {k: v[idx] for k, v in self.latents.items()}
                 return self.renderer(**perturb_latents(lat, s.sigma, s.mode, self.padding_range))
             z = self.ae.encoder(x)
@@ -147,7 +143,7 @@ class FeatureNoise(Regularizer):
     def transform_batch(
         self, x: torch.Tensor, y: torch.Tensor, step: Step
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        x_hat = self.render(x)
+        x_hat = self.render(x, step.indices)
         if self.spec.p < 1.0:
             keep = torch.rand(x.shape[0], 1, device=x.device) >= self.spec.p
             x_hat = torch.where(keep, x, x_hat)

@@ -108,6 +108,7 @@ class Trainer:
         model: nn.Module = build_model(spec.model, self.data.in_features, self.data.out_features)
         self.regs = build_regularizers(spec.regularizers, self.task)
         for reg in self.regs:
+            reg.bind_data(self.data)
             model = reg.configure_model(model)
         self.model = model.to(self.device)
         self.threads = threads or spec.train.threads or choose_threads(self.model, self.device)
@@ -131,9 +132,15 @@ class Trainer:
 
     # --- one step -----------------------------------------------------------------------------
     def train_step(
-        self, x: torch.Tensor, y: torch.Tensor, sums: dict[str, list[torch.Tensor]]
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        sums: dict[str, list[torch.Tensor]],
+        indices: torch.Tensor | None = None,
     ) -> None:
-        step = Step(self.model, self.optimizer, self._loss_fn, x, y, self.epoch, self.step_index)
+        step = Step(
+            self.model, self.optimizer, self._loss_fn, x, y, self.epoch, self.step_index, indices
+        )
         for reg in self.hooks["transform_batch"]:
             step.x, step.y = reg.transform_batch(step.x, step.y, step)
         for reg in self.hooks["before_forward"]:
@@ -174,7 +181,7 @@ class Trainer:
             if self.reporter.should_cancel():
                 return {}, True
             idx = order[start : start + bs]
-            self.train_step(train.x[idx], train.y[idx], sums)
+            self.train_step(train.x[idx], train.y[idx], sums, idx)
             batches += 1
         means = {k: float(torch.stack(v).sum()) / batches for k, v in sums.items()}
         if not all(math.isfinite(v) for v in means.values()):

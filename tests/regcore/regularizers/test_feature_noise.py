@@ -11,6 +11,7 @@ from regcore.regularizers.feature_noise import (
     perturb,
     perturb_latents,
 )
+from regcore.regularizers.base import Step
 from regcore.spec import DataSpec
 from tests.regcore.runs import make_spec, trainer
 
@@ -74,13 +75,19 @@ def test_transform_batch_re_renders_mnist1d_examples_and_keeps_labels(tmp_path, 
     spec = make_spec(regularizers=[{"name": "feature_noise", "sigma": 0.3}])
     t = trainer(spec, tmp_path, cache_dir)
     reg = t.regs[0]
-    assert isinstance(reg, FeatureNoise)
+    assert isinstance(reg, FeatureNoise) and reg.bound  # the Trainer binds the data
     with pytest.raises(RuntimeError, match="bind_data"):
-        reg.transform_batch(t.data.train.x[:4], t.data.train.y[:4], None)
-    reg.bind_data(t.data)
-    x, y = t.data.train.x[:20], t.data.train.y[:20]
-    x_hat, y_hat = reg.transform_batch(x, y, None)
+        FeatureNoise(reg.spec, reg.task).render(t.data.train.x[:4])
+    idx = torch.arange(20)
+    x, y = t.data.train.x[idx], t.data.train.y[idx]
+    step = Step(t.model, t.optimizer, t._loss_fn, x, y, 0, 0, indices=idx)
+    x_hat, y_hat = reg.transform_batch(x, y, step)
     assert torch.equal(y_hat, y) and x_hat.shape == x.shape
+    # without indices the rows are found by nearest neighbour: the same rendering inputs
+    torch.manual_seed(0)
+    by_index = reg.render(x, idx)
+    torch.manual_seed(0)
+    assert torch.equal(reg.render(x), by_index)
     assert not torch.allclose(x_hat, x)
     # the same class template: the re-rendered example stays closer to its own original
     assert float((x_hat - x).norm(dim=1).mean()) < float((x_hat - x.roll(1, 0)).norm(dim=1).mean())
@@ -93,9 +100,8 @@ def test_other_data_use_an_autoencoders_decoder(tmp_path, cache_dir):
     )
     t = trainer(spec, tmp_path, cache_dir)
     reg = t.regs[0]
-    reg.bind_data(t.data)
     x = t.data.train.x
-    x_hat, _ = reg.transform_batch(x, t.data.train.y, None)
+    x_hat = reg.render(x)
     # zero noise: the decoder's reconstruction, which is far better than predicting the mean
     assert float((x_hat - x).pow(2).mean()) < 0.5 * float(x.pow(2).mean())
 
@@ -120,7 +126,5 @@ def test_feature_noise_beats_no_augmentation_on_300_real_mnist1d_samples(tmp_pat
                 tmp_path / f"{seed}{len(regs)}",
                 cache_dir,
             )
-            for reg in t.regs:  # until the loop binds data itself
-                reg.bind_data(t.data)
             accs.append(t.run().metrics["test_acc"])
         assert accs[1] > accs[0] + 0.02
