@@ -15,12 +15,19 @@ NORM_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.LayerNorm, nn.GroupNorm)
 
 
 def classify_parameters(model: nn.Module) -> dict[str, str]:
-    """Map each parameter name to ``"weight"``, ``"bias"`` or ``"norm"``."""
+    """Map each parameter name to ``"weight"``, ``"bias"``, ``"norm"`` or ``"aux"``.
+
+    ``aux`` are a parametrization's own parameters (the gates of ``l0``): they shape a weight
+    but are not one, so no penalty or weight metric counts them. The weight under a
+    parametrization is its ``.original``.
+    """
     kinds: dict[str, str] = {}
     for mod_name, module in model.named_modules():
         for p_name, _ in module.named_parameters(recurse=False):
             full = f"{mod_name}.{p_name}" if mod_name else p_name
-            if isinstance(module, NORM_TYPES):
+            if ".parametrizations." in f".{full}" and not full.endswith(".original"):
+                kinds[full] = "aux"
+            elif isinstance(module, NORM_TYPES):
                 kinds[full] = "norm"
             elif p_name.endswith("bias"):
                 kinds[full] = "bias"
@@ -32,8 +39,8 @@ def classify_parameters(model: nn.Module) -> dict[str, str]:
 def named_penalized(
     model: nn.Module, exclude: Iterable[str] = ("bias", "norm")
 ) -> list[tuple[str, nn.Parameter]]:
-    """Parameters whose kind is not in ``exclude``, with their names."""
-    skip = set(exclude)
+    """Weights, plus biases and norm parameters unless in ``exclude``, with their names."""
+    skip = set(exclude) | {"aux"}
     kinds = classify_parameters(model)
     return [(n, p) for n, p in model.named_parameters() if kinds.get(n, "weight") not in skip]
 
