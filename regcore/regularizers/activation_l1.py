@@ -59,10 +59,10 @@ class ActivationL1(Regularizer):
         return activation_l1(acts, self.spec.strength)
 
     def extra_metrics(self, model: nn.Module) -> dict[str, float]:
-        """``activation_sparsity``: fraction of exactly-zero hidden activations in the last
+        """``activation_sparsity_train_batch``: fraction of exactly-zero hidden activations in the last
         training batch (free: the tensors are already held)."""
         if not self.last:
             return {}
         zeros = sum(int((h == 0).sum()) for h in self.last)
         total = sum(h.numel() for h in self.last)
-        return {"activation_sparsity": zeros / total}
+        return {"activation_sparsity_train_batch": zeros / total}
