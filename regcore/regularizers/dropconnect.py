@@ -85,6 +85,7 @@ class DropConnect(Regularizer):
             if id(child) in targets
         ]
         for parent, name, child in parents:
+            assert isinstance(child, nn.Linear)
             wrapped = DropConnectLinear(child, self.spec.p)
             setattr(parent, name, wrapped)
             self.layers.append(wrapped)

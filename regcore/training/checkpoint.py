@@ -86,7 +86,9 @@ def save_checkpoint(
         "train_state": skeleton,
     }
     _atomic_write(sidecar, lambda p: p.write_text(json.dumps(side, allow_nan=True)))
-    return CheckpointInfo(kind, epoch, weights, state, sidecar, digest, weights.stat().st_size, metrics)
+    return CheckpointInfo(
+        kind, epoch, weights, state, sidecar, digest, weights.stat().st_size, metrics
+    )
 
 
 @dataclass
@@ -97,8 +99,10 @@ class LoadedCheckpoint:
     metrics: dict[str, float]
 
 
-def load_checkpoint(directory: Path, kind: str, spec_hash: str | None = None) -> LoadedCheckpoint | None:
-    """The checkpoint ``kind`` in ``directory``, or None when absent, incomplete or of another spec."""
+def load_checkpoint(
+    directory: Path, kind: str, spec_hash: str | None = None
+) -> LoadedCheckpoint | None:
+    """The checkpoint ``kind`` in ``directory``; None when absent, incomplete or of another spec."""
     sidecar = directory / f"{kind}.json"
     weights = directory / f"{kind}.safetensors"
     state = directory / f"{kind}.state.safetensors"

@@ -21,7 +21,9 @@ def resolve_device(name: str | torch.device) -> torch.device:
     device = torch.device(name)
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise DeviceUnavailable(f"device {name!r} was asked for, but CUDA is not available here")
+            raise DeviceUnavailable(
+                f"device {name!r} was asked for, but CUDA is not available here"
+            )
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise DeviceUnavailable(
                 f"device {name!r} was asked for, but only {torch.cuda.device_count()} GPU(s) exist"

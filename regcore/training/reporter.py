@@ -9,7 +9,7 @@ from regcore.training.checkpoint import CheckpointInfo
 
 class Reporter(Protocol):
     def on_start(self, info: dict[str, Any]) -> None:
-        """Once, before the first epoch: epochs, start_epoch (> 0 when resuming), device, threads."""
+        """Once, before the first epoch: epochs, start_epoch (> 0 on resume), device, threads."""
 
     def on_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
         """After each epoch, with every metric of that epoch."""

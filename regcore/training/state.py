@@ -20,7 +20,11 @@ def flatten(obj: Any, tensors: dict[str, torch.Tensor], path: str = "s") -> Any:
     if isinstance(obj, dict):
         if all(isinstance(k, str) for k in obj):
             return {k: flatten(v, tensors, f"{path}.{k}") for k, v in obj.items()}
-        return {"__pairs__": [[k, flatten(v, tensors, f"{path}.{i}")] for i, (k, v) in enumerate(obj.items())]}
+        return {
+            "__pairs__": [
+                [k, flatten(v, tensors, f"{path}.{i}")] for i, (k, v) in enumerate(obj.items())
+            ]
+        }
     if isinstance(obj, (list, tuple)):
         items = [flatten(v, tensors, f"{path}.{i}") for i, v in enumerate(obj)]
         return items if isinstance(obj, list) else {"__tuple__": items}
