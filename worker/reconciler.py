@@ -56,7 +56,7 @@ def reconcile_once(
         rows = session.execute(
             select(Experiment.id, Experiment.queue).where(Experiment.id.in_(ids))
         )
-        queues = dict(rows.tuples().all())
+        queues = {eid: queue for eid, queue in rows}
     for experiment_id in ids:
         if enqueue(celery, experiment_id, queues.get(experiment_id, "cpu")):
             with sessions.begin() as session:

@@ -151,3 +151,25 @@ def test_stale_queued_finds_unsent_and_long_waiting_rows_but_not_fresh_ones(sess
         found = jobs.stale_queued(s, older_than=now - timedelta(minutes=10))
     assert set(found) == {unsent, old}
     assert recent not in found
+
+
+def test_a_released_run_goes_back_to_the_queue_without_using_an_attempt(sessions):
+    eid = add_experiment(sessions)
+    with sessions.begin() as s:
+        jobs.claim(s, eid, "w1", 30)
+    with sessions.begin() as s:
+        assert not jobs.release(s, eid, "w2")
+        assert jobs.release(s, eid, "w1")
+    row = _row(sessions, eid)
+    assert (row.status, row.attempts, row.lease_owner, row.enqueued_at) == ("queued", 0, None, None)
+
+
+def test_a_released_run_whose_cancel_was_asked_for_ends_cancelled(sessions):
+    eid = add_experiment(sessions)
+    with sessions.begin() as s:
+        jobs.claim(s, eid, "w1", 30)
+        s.get(Experiment, eid).cancel_requested = True
+    with sessions.begin() as s:
+        assert jobs.release(s, eid, "w1")
+    row = _row(sessions, eid)
+    assert row.status == "cancelled" and row.finished_at is not None

@@ -185,3 +185,28 @@ def test_should_cancel_reads_the_database_at_most_once_per_poll_interval(ctx):
     now[0] = 7.0  # a heartbeat is due
     assert rep.should_cancel() is False
     assert _row(ctx, eid).lease_expires_at > before
+
+
+def test_a_worker_shutting_down_puts_its_run_back_and_the_next_one_resumes_it(ctx, monkeypatch):
+    from worker import tasks
+
+    eid = add_experiment(ctx.sessions, tiny_spec(epochs=6))
+    original = DbReporter.on_epoch
+
+    def on_epoch(self, epoch, metrics):
+        original(self, epoch, metrics)
+        if epoch == 2:
+            tasks.SHUTTING_DOWN.set()  # what SIGTERM does through worker_shutting_down
+
+    monkeypatch.setattr(DbReporter, "on_epoch", on_epoch)
+    try:
+        assert run_job(eid, ctx) == "released"
+    finally:
+        tasks.SHUTTING_DOWN.clear()
+    row = _row(ctx, eid)
+    assert (row.status, row.attempts, row.last_epoch) == ("queued", 0, 2)
+    monkeypatch.setattr(DbReporter, "on_epoch", original)
+    assert run_job(eid, ctx) == "succeeded"
+    row = _row(ctx, eid)
+    assert row.attempts == 1 and row.summary["epochs_run"] == 6
+    assert [len(v) for v in _series(ctx, eid).values()][0] == 6
