@@ -94,3 +94,11 @@ def test_compose_builds_use_files_that_exist(services):
     for name, svc in services.items():
         if "build" in svc:
             assert (ROOT / svc["build"]["context"] / svc["build"]["dockerfile"]).exists(), name
+
+
+def test_the_worker_healthcheck_pings_the_node_name_the_worker_runs_under(services):
+    worker = services["worker"]
+    command = worker["command"]
+    node = command[command.index("--name") + 1]
+    assert node.endswith("@%h")
+    assert f"{node.split('@')[0]}@$$HOSTNAME" in worker["healthcheck"]["test"][1]
