@@ -57,7 +57,8 @@ class DataSpec(BaseModel):
             asked = sum(n for n in (self.n_train, self.n_val, self.n_test) if n is not None)
             if asked > total:
                 raise ValueError(
-                    f"n_train + n_val + n_test = {asked} exceeds the {total} examples of {self.name}"
+                    f"n_train + n_val + n_test = {asked} exceeds the {total} examples "
+                    f"of {self.name}"
                 )
         if self.label_noise > 0 and self.name == "toy1d":
             raise ValueError("label_noise applies to classification datasets; toy1d is regression")
@@ -392,7 +393,7 @@ MeasureName = Literal[
 
 
 class ExperimentSpec(BaseModel):
-    """A whole experiment: data, model, training and regularizers. Only data and model are required."""
+    """A whole experiment: data, model, training, regularizers. Only data and model are required."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -444,6 +445,8 @@ class ExperimentSpec(BaseModel):
                         f"regularizers[{i}]: stochastic_depth needs residual blocks: set "
                         "model.residual to true and give model.channels at least two entries"
                     )
+            if reg.name == "early_stopping":
+                _check_monitor(i, reg.monitor, regression, self.measure)  # type: ignore[union-attr]
         names = [reg.name for reg in self.regularizers]
         if names.count("early_stopping") > 1:
             raise ValueError("early_stopping may appear at most once")
@@ -473,6 +476,30 @@ def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     for k, v in override.items():
         out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
     return out
+
+
+#: per-epoch metrics every run records (CONTRACT §2); measurements add their own names
+BASE_METRICS = (
+    "train_loss",
+    "val_loss",
+    "test_loss",
+    "gen_gap",
+    "weight_l2",
+    "weight_l1",
+    "sparsity",
+    "lr",
+    "train_batch_loss",
+)
+CLASSIFICATION_METRICS = ("train_acc", "val_acc", "test_acc", "ece", "confidence")
+
+
+def _check_monitor(i: int, monitor: str, regression: bool, measures: list[str]) -> None:
+    known = [*BASE_METRICS, *(() if regression else CLASSIFICATION_METRICS), *measures]
+    if monitor not in known and not monitor.startswith("penalty_"):
+        raise ValueError(
+            f"regularizers[{i}].monitor: {monitor!r} is not a metric this run records; "
+            f"available: {', '.join(known)} (or penalty_<name>)"
+        )
 
 
 def _check_reuse(spec: ExperimentSpec, names: list[str]) -> None:
@@ -556,6 +583,11 @@ def _path(loc: tuple[Any, ...], data: Any) -> str:
     return out or "spec"
 
 
+_BLAMED = re.compile(
+    r"^((?:name|seed|data|model|train|regularizers|ensemble|measure)[\w.\[\]]*): (.+)$", re.S
+)
+
+
 def describe_errors(err: ValidationError, data: Any) -> list[dict[str, str]]:
     """Each error as ``{"field": "regularizers[1].p", "message": "..."}``."""
     out = []
@@ -566,6 +598,10 @@ def describe_errors(err: ValidationError, data: Any) -> list[dict[str, str]]:
             ctx = e.get("ctx", {})
             field += f".{ctx.get('discriminator', 'name').strip(chr(39))}"
             message = f"unknown name {ctx.get('tag')!r}; known names: {ctx.get('expected_tags')}"
+        # checks across fields say which one they blame as "path: message"
+        blamed = _BLAMED.match(message)
+        if blamed and not e["loc"]:
+            field, message = blamed.group(1), blamed.group(2)
         out.append({"field": field, "message": message})
     return out
 

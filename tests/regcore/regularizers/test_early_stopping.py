@@ -10,6 +10,7 @@ from torch import nn
 
 from regcore.regularizer_specs import EarlyStoppingSpec
 from regcore.regularizers.early_stopping import EarlyStopping, improved, resolve_mode
+from regcore.spec import SpecError
 from tests.regcore.runs import history, make_spec, train
 
 OVERFIT = {
@@ -124,7 +125,16 @@ def test_monitoring_val_acc_maximizes_it(tmp_path, cache_dir):
     assert result.metrics["val_acc"] == pytest.approx(max(acc), abs=1e-6)
 
 
-def test_a_run_with_an_unknown_monitor_fails_loudly_naming_what_exists(tmp_path, cache_dir):
-    spec = make_spec(regularizers=[{"name": "early_stopping", "monitor": "val_los"}])
-    with pytest.raises(KeyError, match="available: .*val_loss"):
-        train(spec, tmp_path, cache_dir)
+def test_a_spec_with_an_unknown_monitor_is_rejected_naming_what_exists():
+    with pytest.raises(SpecError) as err:
+        make_spec(regularizers=[{"name": "early_stopping", "monitor": "val_los"}])
+    assert err.value.errors[0]["field"] == "regularizers[0].monitor"
+    assert "available: " in err.value.errors[0]["message"]
+    assert "val_loss" in err.value.errors[0]["message"]
+
+
+def test_val_acc_is_no_monitor_for_a_regression_run():
+    with pytest.raises(SpecError, match="regularizers\\[0\\].monitor"):
+        make_spec(
+            data={"name": "toy1d"}, regularizers=[{"name": "early_stopping", "monitor": "val_acc"}]
+        )
