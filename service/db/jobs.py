@@ -18,6 +18,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from service.db import latest
 from service.db.models import TERMINAL, Checkpoint, Experiment, Metric, new_id, utcnow
 
 
@@ -171,6 +172,7 @@ def record_epoch(
             .values(rows)
             .on_conflict_do_nothing(index_elements=["experiment_id", "key", "step"])
         )
+        latest.upsert(session, experiment_id, step, metrics)  # for filter/sort by a metric
     return True
 
 

@@ -144,3 +144,64 @@ class ApiKey(Base):
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class Sweep(Base):
+    """A sweep: its request, its configurations, and how its experiments are launched."""
+
+    __tablename__ = "sweeps"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    owner: Mapped[str | None] = mapped_column(String(64), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    #: running (experiments left to launch or to end) | completed | cancelled
+    status: Mapped[str] = mapped_column(String(16), default="running", index=True)
+    method: Mapped[str] = mapped_column(String(16))
+    request: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    configs: Mapped[list[Any]] = mapped_column(JSONType)
+    factors: Mapped[list[Any]] = mapped_column(JSONType)
+    metric: Mapped[str] = mapped_column(String(100))
+    mode: Mapped[str] = mapped_column(String(8))
+    max_concurrent: Mapped[int] = mapped_column(Integer)
+    max_attempts: Mapped[int] = mapped_column(Integer, default=3)
+    early_stopping: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class SweepTrial(Base):
+    """One (configuration, seed) of a sweep; ``experiment_id`` is set when it is launched."""
+
+    __tablename__ = "sweep_trials"
+
+    sweep_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("sweeps.id", ondelete="CASCADE"), primary_key=True
+    )
+    idx: Mapped[int] = mapped_column(Integer, primary_key=True)
+    config: Mapped[int] = mapped_column(Integer)
+    seed: Mapped[int] = mapped_column(Integer)
+    spec: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    spec_hash: Mapped[str] = mapped_column(String(64))
+    queue: Mapped[str] = mapped_column(String(16))
+    total_epochs: Mapped[int] = mapped_column(Integer)
+    experiment_id: Mapped[str | None] = mapped_column(
+        String(32), ForeignKey("experiments.id", ondelete="SET NULL"), unique=True
+    )
+    #: why early stopping ended it ("stopped by ASHA at epoch 3: ...")
+    stop_reason: Mapped[str | None] = mapped_column(Text)
+
+
+class MetricLatest(Base):
+    """The newest value of each metric of each experiment, kept by ``jobs.record_epoch``, so
+    experiments can be filtered and sorted by a metric without scanning every epoch."""
+
+    __tablename__ = "metric_latest"
+    __table_args__ = (Index("ix_metric_latest_key_value", "key", "value"),)
+
+    experiment_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("experiments.id", ondelete="CASCADE"), primary_key=True
+    )
+    key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    step: Mapped[int] = mapped_column(Integer)
+    value: Mapped[float] = mapped_column(Float)
