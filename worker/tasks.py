@@ -81,7 +81,9 @@ def run_job(experiment_id: str, ctx: WorkerContext) -> str:
             return f"skipped: {settled or 'not runnable'}"
         spec_data, attempt = row.spec, row.attempts
         last = jobs.latest_checkpoint(session, experiment_id, "last")
-        resume_keys = (last.uri, last.state_uri, last.sidecar_uri) if last else None
+        resume_keys = None
+        if last is not None and last.state_uri and last.sidecar_uri:
+            resume_keys = (last.uri, last.state_uri, last.sidecar_uri)
     log.info("experiment %s: attempt %d on %s", experiment_id, attempt, ctx.worker_id)
 
     try:

@@ -12,14 +12,20 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any, cast
 
-from sqlalchemy import and_, case, delete, or_, select, update
+from sqlalchemy import CursorResult, and_, case, delete, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from service.db import latest
 from service.db.models import TERMINAL, Checkpoint, Experiment, Metric, new_id, utcnow
+
+
+def _rowcount(result: Any) -> int:
+    """Rows an UPDATE matched (``Session.execute`` is typed as a plain Result)."""
+    return cast(CursorResult[Any], result).rowcount
 
 
 def _owned(experiment_id: str, worker_id: str):
@@ -57,7 +63,7 @@ def claim(
         )
         .execution_options(synchronize_session=False)
     )
-    if result.rowcount != 1:
+    if _rowcount(result) != 1:
         return None
     return session.get(Experiment, experiment_id, populate_existing=True)
 
@@ -108,7 +114,7 @@ def heartbeat(session: Session, experiment_id: str, worker_id: str, lease_s: flo
         .values(lease_expires_at=utcnow() + timedelta(seconds=lease_s))
         .execution_options(synchronize_session=False)
     )
-    return result.rowcount == 1
+    return _rowcount(result) == 1
 
 
 @dataclass
@@ -157,7 +163,7 @@ def record_epoch(
         .values(last_epoch=step, lease_expires_at=utcnow() + timedelta(seconds=lease_s))
         .execution_options(synchronize_session=False)
     )
-    if result.rowcount != 1:
+    if _rowcount(result) != 1:
         return False
     # NaN cannot be stored on SQLite (it becomes NULL); a missing point reads better than a fake.
     rows = [
@@ -271,7 +277,7 @@ def finish(
         .values(**values)
         .execution_options(synchronize_session=False)
     )
-    return result.rowcount == 1
+    return _rowcount(result) == 1
 
 
 def release(session: Session, experiment_id: str, worker_id: str) -> bool:
@@ -293,7 +299,7 @@ def release(session: Session, experiment_id: str, worker_id: str) -> bool:
         )
         .execution_options(synchronize_session=False)
     )
-    return result.rowcount == 1
+    return _rowcount(result) == 1
 
 
 def requeue_expired(session: Session, now: datetime | None = None) -> list[str]:
