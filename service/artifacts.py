@@ -11,6 +11,24 @@ import re
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
+from regcore.safetensors_check import (
+    MAX_HEADER,
+    InvalidSafetensors,
+    check_header,
+    validate_safetensors,
+)
+
+__all__ = [
+    "ArtifactKeyError",
+    "InvalidSafetensors",
+    "LocalStore",
+    "check_servable",
+    "open_store",
+    "parse_s3_location",
+    "validate_key",
+    "validate_safetensors",
+]
+
 _SEGMENT = re.compile(r"^[A-Za-z0-9._=+-]+$")
 
 
@@ -54,8 +72,35 @@ class LocalStore:
         return self.path(key)
 
 
+def parse_s3_location(location: str) -> tuple[str, str]:
+    """``s3://bucket/prefix`` as (bucket, prefix); the prefix obeys the key rules (no ``..``)."""
+    if not location.startswith("s3://"):
+        raise ArtifactKeyError(f"artifact location {location!r} is not s3://bucket/prefix")
+    bucket, _, prefix = location[len("s3://") :].partition("/")
+    if not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", bucket) or ".." in bucket:
+        raise ArtifactKeyError(f"artifact location {location!r} names no valid bucket")
+    prefix = prefix.strip("/")
+    return bucket, validate_key(prefix) if prefix else ""
+
+
+def check_servable(store: LocalStore, key: str, max_header: int = MAX_HEADER) -> None:
+    """Raise ``InvalidSafetensors`` unless ``key`` is a ``.safetensors`` file whose header
+    checks out: the API serves weights only in the format that cannot carry code."""
+    if not validate_key(key).endswith(".safetensors"):
+        raise InvalidSafetensors(f"artifact {key!r} is not a .safetensors file")
+    local = store.local_path(key)
+    if local is not None:
+        validate_safetensors(local, max_header)
+        return
+    with store.open(key) as fh:
+        check_header(fh, store.size(key), max_header)
+
+
 def open_store(location: str) -> LocalStore:
     """The store for ``REGLAB_ARTIFACTS``: a folder (``s3://`` is added by the worker side)."""
     if location.startswith("s3://"):
+        parse_s3_location(location)
         raise NotImplementedError("s3:// artifact stores are not supported by this build yet")
+    if location.startswith("file:") or "\x00" in location:
+        raise ArtifactKeyError(f"artifact location {location!r} must be a folder or s3://...")
     return LocalStore(location)

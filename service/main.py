@@ -13,6 +13,8 @@ from fastapi import FastAPI
 
 from regcore.spec import ExperimentSpec
 from service.api import errors
+from service.api.auth import OPEN_PATHS, AuthMiddleware
+from service.api.openapi import document_errors
 from service.api.routes import catalog, experiments, health
 from service.artifacts import open_store
 from service.db.session import make_engine, make_sessionmaker
@@ -42,6 +44,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     errors.install(app)
+    app.add_middleware(AuthMiddleware)
     app.include_router(experiments.router)
     app.include_router(catalog.router)
     app.include_router(health.router)
@@ -60,7 +63,7 @@ def _document_spec_body(app: FastAPI) -> None:
             components = schema.setdefault("components", {}).setdefault("schemas", {})
             components.update(spec.pop("$defs", {}))
             components["ExperimentSpec"] = spec
-            app.openapi_schema = schema
+            app.openapi_schema = document_errors(schema, OPEN_PATHS)
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

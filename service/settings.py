@@ -27,6 +27,10 @@ class Settings(BaseSettings):
     auto_queue: Literal["cpu", "gpu"] = "cpu"
     api_url: str = "http://127.0.0.1:8000"
     max_spec_bytes: int = 65536
+    #: API keys: "on" always, "off" never, "auto" on unless ``bind_host`` is a loopback address.
+    auth: Literal["on", "off", "auto"] = "auto"
+    #: the address ``reglab serve --host`` binds; "auto" auth decides from it.
+    bind_host: str = "127.0.0.1"
 
 
 @lru_cache

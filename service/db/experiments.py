@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import ColumnElement, and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from service.db.models import Checkpoint, Experiment, Metric, utcnow
@@ -53,6 +54,13 @@ def create(
     return row
 
 
+def owned_by(owner: str) -> ColumnElement[bool]:
+    """Rows of ``owner``; the anonymous owner "" also has the rows stored with a NULL owner."""
+    if owner:
+        return Experiment.owner == owner
+    return or_(Experiment.owner == "", Experiment.owner.is_(None))
+
+
 def get(session: Session, experiment_id: str) -> Experiment | None:
     return session.get(Experiment, experiment_id)
 
@@ -78,6 +86,8 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         stamp, experiment_id = raw.split("|", 1)
+        if not re.fullmatch(r"[0-9a-f]{32}", experiment_id):
+            raise ValueError("not an experiment id")
         return datetime.fromisoformat(stamp), experiment_id
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise CursorError(f"cursor {cursor!r} is not one this server returned") from None
@@ -99,7 +109,7 @@ def list_page(
     if name is not None:
         stmt = stmt.where(Experiment.name == name)
     if owner is not None:
-        stmt = stmt.where(Experiment.owner == owner)
+        stmt = stmt.where(owned_by(owner))
     if cursor is not None:
         created, last_id = decode_cursor(cursor)
         stmt = stmt.where(

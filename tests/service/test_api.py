@@ -299,7 +299,10 @@ def test_non_finite_metric_values_come_back_as_null(client, sessions):
 
 def test_checkpoints_are_listed_and_their_file_downloads(client, sessions, settings):
     eid = submit(client)["id"]
-    payload = b"safetensors-bytes" * 100
+    # A real (hand-built) safetensors file: the API serves nothing else.
+    data = bytes(range(256)) * 4
+    header = json.dumps({"w": {"dtype": "U8", "shape": [1024], "data_offsets": [0, 1024]}})
+    payload = len(header).to_bytes(8, "little") + header.encode() + data
     key = f"{eid}/checkpoints/last-0003.safetensors"
     path = settings.artifacts and (__import__("pathlib").Path(settings.artifacts) / key)
     path.parent.mkdir(parents=True)

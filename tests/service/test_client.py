@@ -146,7 +146,10 @@ def test_download_checkpoint_writes_the_file_and_checks_its_digest(
     lab, sessions, settings, tmp_path
 ):
     eid = lab.submit(spec())["id"]
-    payload = os.urandom(300_000)
+    data = os.urandom(300_000)  # a real safetensors file: the API serves nothing else
+    n = len(data)
+    header = json.dumps({"w": {"dtype": "U8", "shape": [n], "data_offsets": [0, n]}})
+    payload = len(header).to_bytes(8, "little") + header.encode() + data
     key = f"{eid}/checkpoints/best-0002.safetensors"
     stored = Path(settings.artifacts) / key
     stored.parent.mkdir(parents=True)

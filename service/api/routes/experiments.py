@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -16,9 +17,10 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from regcore.spec import ExperimentSpec, SpecError, parse_spec
+from service.api.auth import ANONYMOUS, OwnerDep
 from service.api.deps import CeleryDep, SessionDep, SettingsDep, StoreDep
 from service.api.errors import APIError, not_found
-from service.artifacts import ArtifactKeyError
+from service.artifacts import ArtifactKeyError, InvalidSafetensors, check_servable
 from service.db import experiments as repo
 from service.db.models import STATUSES, Checkpoint, Experiment
 from service.queue import enqueue
@@ -27,8 +29,12 @@ from service.settings import Settings
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/experiments", tags=["experiments"])
 
-#: rows submitted without an API key; "" (not NULL) so the (owner, key) unique constraint holds.
-ANONYMOUS = ""
+__all__ = ["ANONYMOUS", "router"]
+#: ids are uuid4 hex; anything else is unknown without asking the database (a NUL byte or a
+#: 4 KB "id" would otherwise reach it, and PostgreSQL refuses NUL in text).
+_ID = re.compile(r"^[0-9a-f]{32}$")
+#: JSON numbers a database column or a 64-bit field can hold; larger ones are refused, not cut.
+_INT_LIMIT = 2**63
 
 Status = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 assert set(Status.__args__) == set(STATUSES)  # type: ignore[attr-defined]
@@ -120,12 +126,73 @@ async def read_json_body(request: Request, max_bytes: int) -> Any:
         if len(body) > max_bytes:
             raise too_large
     try:
-        return json.loads(bytes(body), parse_constant=_reject_constant, parse_float=_finite_float)
+        data = json.loads(bytes(body), parse_constant=_reject_constant, parse_float=_finite_float)
     except (ValueError, RecursionError) as exc:
         message = str(exc) if str(exc) else type(exc).__name__
         raise APIError(
             422, "invalid JSON", [{"field": "body", "message": f"not valid JSON: {message}"}]
         ) from None
+    try:
+        problem = _unstorable(data, "")
+    except RecursionError:
+        problem = {"field": "body", "message": "nested too deeply"}
+    if problem is not None:
+        raise APIError(422, "invalid spec", [problem])
+    return data
+
+
+def _unstorable(value: Any, path: str) -> dict[str, str] | None:
+    """The first value no database column or training run can hold: a NUL byte or an unpaired
+    surrogate in a string (PostgreSQL and UTF-8 refuse them), or an integer beyond 64 bits."""
+    here = path or "body"
+    if isinstance(value, str):
+        return None if _storable_text(value) else {"field": here, "message": _BAD_TEXT}
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= _INT_LIMIT:
+        return {"field": here, "message": "integer out of range (|n| < 2**63)"}
+    if isinstance(value, dict):
+        children = [(f"{path}.{k}" if path else k, k, v) for k, v in value.items()]
+    elif isinstance(value, list):
+        children = [(f"{path}[{i}]", "", v) for i, v in enumerate(value)]
+    else:
+        return None
+    for where, key, item in children:
+        if not _storable_text(key):
+            return {"field": here, "message": _BAD_TEXT}
+        found = _unstorable(item, where)
+        if found is not None:
+            return found
+    return None
+
+
+_BAD_TEXT = "text must not contain NUL bytes or unpaired surrogates"
+
+
+def _storable_text(text: str) -> bool:
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _text_param(value: str | None, field: str) -> str | None:
+    if value is not None and not _storable_text(value):
+        raise APIError(422, "invalid request", [{"field": field, "message": _BAD_TEXT}])
+    return value
+
+
+def _refuse_simple_bodies(request: Request) -> None:
+    """A body-less POST still must not accept a form or text body: a cross-site "simple
+    request" (no preflight) could otherwise act with the user's network position."""
+    content_type = request.headers.get("content-type")
+    if content_type is not None and not _is_json(content_type):
+        raise APIError(
+            415,
+            "unsupported media type",
+            f"send no body or application/json, not {content_type!r}",
+        )
 
 
 def _queue_for(spec: ExperimentSpec, settings: Settings) -> str:
@@ -161,7 +228,10 @@ async def submit(
     session: SessionDep,
     settings: SettingsDep,
     celery: CeleryDep,
-    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+    owner: OwnerDep,
+    idempotency_key: Annotated[
+        str | None, Header(max_length=200, pattern=r"^[\x20-\x7e]+$")
+    ] = None,
 ) -> dict[str, Any]:
     """Queue an experiment. A repeated ``Idempotency-Key`` returns the original experiment."""
     data = await read_json_body(request, settings.max_spec_bytes)
@@ -171,13 +241,14 @@ async def submit(
         raise APIError(422, "invalid spec", err.errors) from None
     # The database and the broker are blocking clients: keep them off the event loop.
     return await run_in_threadpool(
-        _create_and_enqueue, spec, idempotency_key, response, session, settings, celery
+        _create_and_enqueue, spec, idempotency_key, owner, response, session, settings, celery
     )
 
 
 def _create_and_enqueue(
     spec: ExperimentSpec,
     idempotency_key: str | None,
+    owner: str,
     response: Response,
     session: Session,
     settings: Settings,
@@ -199,7 +270,7 @@ def _create_and_enqueue(
         return experiment_view(row)
 
     if idempotency_key is not None:
-        existing = repo.get_by_idempotency_key(session, ANONYMOUS, idempotency_key)
+        existing = repo.get_by_idempotency_key(session, owner, idempotency_key)
         if existing is not None:
             return replay(existing)
     row = repo.create(
@@ -210,7 +281,7 @@ def _create_and_enqueue(
         queue=_queue_for(spec, settings),
         total_epochs=spec.train.epochs,
         max_attempts=settings.max_attempts,
-        owner=ANONYMOUS,
+        owner=owner,
         idempotency_key=idempotency_key,
     )
     try:
@@ -218,7 +289,7 @@ def _create_and_enqueue(
     except IntegrityError:
         # A concurrent request with the same key won the race.
         session.rollback()
-        existing = repo.get_by_idempotency_key(session, ANONYMOUS, idempotency_key or "")
+        existing = repo.get_by_idempotency_key(session, owner, idempotency_key or "")
         if existing is None:
             raise
         return replay(existing)
@@ -233,35 +304,47 @@ def _create_and_enqueue(
 @router.get("")
 def list_experiments(
     session: SessionDep,
+    owner: OwnerDep,
     status: Status | None = None,
     name: Annotated[str | None, Query(max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: str | None = None,
 ) -> dict[str, Any]:
     """Newest first; pass ``next_cursor`` back as ``cursor`` for the next page."""
+    _text_param(name, "name")
     try:
-        page = repo.list_page(session, status=status, name=name, limit=limit, cursor=cursor)
+        page = repo.list_page(
+            session, status=status, name=name, owner=owner, limit=limit, cursor=cursor
+        )
     except repo.CursorError as err:
         raise APIError(422, "invalid request", [{"field": "cursor", "message": str(err)}]) from None
     return {"items": [experiment_view(r) for r in page.items], "next_cursor": page.next_cursor}
 
 
-def _experiment(session: SessionDep, experiment_id: str) -> Experiment:
-    row = repo.get(session, experiment_id)
-    if row is None:
-        raise not_found("experiment", experiment_id)
+def _experiment(session: SessionDep, experiment_id: str, owner: str) -> Experiment:
+    """The owner's experiment; another owner's is as unknown as one that never existed."""
+    row = repo.get(session, experiment_id) if _ID.match(experiment_id) else None
+    if row is None or (row.owner or ANONYMOUS) != owner:
+        raise not_found("experiment", _shown(experiment_id))
     return row
 
 
+def _shown(ident: str) -> str:
+    return ident if len(ident) <= 64 else ident[:64] + "..."
+
+
 @router.get("/{experiment_id}")
-def get_experiment(experiment_id: str, session: SessionDep) -> dict[str, Any]:
-    return experiment_view(_experiment(session, experiment_id))
+def get_experiment(experiment_id: str, session: SessionDep, owner: OwnerDep) -> dict[str, Any]:
+    return experiment_view(_experiment(session, experiment_id, owner))
 
 
-@router.post("/{experiment_id}/cancel", responses={409: {}})
-def cancel(experiment_id: str, session: SessionDep) -> dict[str, Any]:
+@router.post("/{experiment_id}/cancel", responses={409: {}, 415: {}})
+def cancel(
+    experiment_id: str, request: Request, session: SessionDep, owner: OwnerDep
+) -> dict[str, Any]:
     """A queued experiment ends ``cancelled`` now; a running one stops within an epoch."""
-    _experiment(session, experiment_id)
+    _refuse_simple_bodies(request)
+    _experiment(session, experiment_id, owner)
     row = repo.request_cancel(session, experiment_id)
     session.commit()
     assert row is not None
@@ -274,10 +357,12 @@ def cancel(experiment_id: str, session: SessionDep) -> dict[str, Any]:
 def metrics(
     experiment_id: str,
     session: SessionDep,
+    owner: OwnerDep,
     keys: Annotated[str | None, Query(description="comma-separated metric keys")] = None,
     max_points: Annotated[int | None, Query(ge=2, le=100_000)] = None,
 ) -> dict[str, Any]:
-    _experiment(session, experiment_id)
+    _experiment(session, experiment_id, owner)
+    _text_param(keys, "keys")
     wanted = [k.strip() for k in keys.split(",") if k.strip()] if keys else None
     series = repo.metrics(session, experiment_id, wanted, max_points)
     return {
@@ -289,24 +374,29 @@ def metrics(
 
 
 @router.get("/{experiment_id}/checkpoints")
-def list_checkpoints(experiment_id: str, session: SessionDep) -> dict[str, Any]:
-    _experiment(session, experiment_id)
+def list_checkpoints(experiment_id: str, session: SessionDep, owner: OwnerDep) -> dict[str, Any]:
+    _experiment(session, experiment_id, owner)
     return {"items": [checkpoint_view(c) for c in repo.checkpoints(session, experiment_id)]}
 
 
 @router.get(
     "/{experiment_id}/checkpoints/{checkpoint_id}/file",
     response_class=Response,
-    responses={200: {"content": {"application/octet-stream": {}}}},
+    responses={
+        200: {"content": {"application/octet-stream": {}}},
+        409: {"description": "the stored file is not a valid safetensors file"},
+    },
 )
 def download_checkpoint(
-    experiment_id: str, checkpoint_id: str, session: SessionDep, store: StoreDep
+    experiment_id: str, checkpoint_id: str, session: SessionDep, store: StoreDep, owner: OwnerDep
 ) -> Response:
     """The checkpoint's safetensors weights."""
-    _experiment(session, experiment_id)
-    ckpt = repo.checkpoint(session, experiment_id, checkpoint_id)
+    _experiment(session, experiment_id, owner)
+    ckpt = (
+        repo.checkpoint(session, experiment_id, checkpoint_id) if _ID.match(checkpoint_id) else None
+    )
     if ckpt is None:
-        raise not_found("checkpoint", f"{checkpoint_id} of experiment {experiment_id}")
+        raise not_found("checkpoint", f"{_shown(checkpoint_id)} of experiment {experiment_id}")
     try:
         present = store.exists(ckpt.uri)
     except ArtifactKeyError:
@@ -314,6 +404,14 @@ def download_checkpoint(
         present = False
     if not present:
         raise APIError(404, "not found", f"the file of checkpoint {checkpoint_id} is missing")
+    try:
+        check_servable(store, ckpt.uri)
+    except InvalidSafetensors as err:
+        # Only safetensors ever leaves the store: never a pickle someone slipped in.
+        log.error("checkpoint %s (%r) is not servable: %s", ckpt.id, ckpt.uri, err)
+        raise APIError(
+            409, "invalid checkpoint", f"the file of checkpoint {checkpoint_id} is not safetensors"
+        ) from None
     filename = f"{experiment_id}-{ckpt.kind}-{ckpt.epoch:04d}.safetensors"
     local = store.local_path(ckpt.uri)
     if local is not None:

@@ -1,0 +1,145 @@
+"""API keys on the wire: ``Authorization: Bearer <key>``, checked before any route runs.
+
+Auth is required when ``REGLAB_AUTH=on``, or under the default ``auto`` when the server binds
+anything but loopback (``reglab serve --host``) or a request arrived on a non-loopback address
+(so ``uvicorn service.main:app --host 0.0.0.0`` is covered too). Then only ``/healthz`` answers
+without a key: ``/readyz`` would tell a stranger which database and broker errors we see, and
+``/openapi.json`` and ``/docs`` map the attack surface; an orchestrator's probe can send the
+header. When auth is not required, a request without a key acts as the anonymous owner ``""``
+(loopback only); a request that presents a key is always checked, and a bad key is 401 either way.
+
+The owner found here scopes every query: another owner's experiments answer 404 (see
+``routes/experiments.py``). This is a pure ASGI middleware, so it also guards routes that
+FastAPI adds itself (the OpenAPI document, the docs) and never buffers a streamed download.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from service.db import api_keys
+from service.settings import Settings
+
+log = logging.getLogger(__name__)
+
+#: the owner of rows made without a key ("" and not NULL: the unique constraints need a value).
+ANONYMOUS = ""
+OPEN_PATHS = frozenset({"/healthz"})
+_SCOPE_KEY = "reglab.owner"
+
+
+def is_loopback(host: str | None) -> bool:
+    if not host:
+        return False
+    host = host.strip().strip("[]").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
+def auth_required(settings: Settings, scope: Scope | None = None) -> bool:
+    if settings.auth == "on":
+        return True
+    if settings.auth == "off":
+        return False
+    if not is_loopback(settings.bind_host):
+        return True
+    server = (scope or {}).get("server")
+    local = server[0] if server else None
+    return isinstance(local, str) and _is_ip(local) and not is_loopback(local)
+
+
+class AuthMiddleware:
+    """Resolves the request's owner from its bearer key, or answers 401 (503 without a DB)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
+            await self.app(scope, receive, send)
+            return
+        state = scope["app"].state
+        header = _header(scope, b"authorization")
+        if header is None:
+            if auth_required(state.settings, scope):
+                await _unauthorized(
+                    "this server requires an API key: send 'Authorization: Bearer <key>'"
+                )(scope, receive, send)
+                return
+            scope[_SCOPE_KEY] = ANONYMOUS
+            await self.app(scope, receive, send)
+            return
+        scheme, _, token = header.partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            await _unauthorized("the Authorization header must be 'Bearer <key>'", invalid=True)(
+                scope, receive, send
+            )
+            return
+        try:
+            owner = await run_in_threadpool(_owner_of, state.sessionmaker, token)
+        except Exception as exc:  # noqa: BLE001 - the database is down or unreachable
+            log.warning("API key lookup failed: %s", type(exc).__name__)
+            response = JSONResponse(
+                {"error": "not ready", "detail": "the database is unreachable; retry shortly"},
+                status_code=503,
+                headers={"Retry-After": "5"},
+            )
+            await response(scope, receive, send)
+            return
+        if owner is None:
+            await _unauthorized("the API key is unknown or revoked", invalid=True)(
+                scope, receive, send
+            )
+            return
+        scope[_SCOPE_KEY] = owner
+        await self.app(scope, receive, send)
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key.lower() == name:
+            return value.decode("latin-1")
+    return None
+
+
+def _owner_of(sessionmaker: Any, token: str) -> str | None:
+    with sessionmaker() as session:
+        row = api_keys.authenticate(session, token)
+        return row.owner if row is not None else None
+
+
+def _unauthorized(detail: str, invalid: bool = False) -> JSONResponse:
+    challenge = 'Bearer error="invalid_token"' if invalid else "Bearer"
+    return JSONResponse(
+        {"error": "unauthorized", "detail": detail},
+        status_code=401,
+        headers={"WWW-Authenticate": challenge},
+    )
+
+
+def get_owner(request: Request) -> str:
+    # Fails closed: a route reached without the middleware has no owner, not the anonymous one.
+    return request.scope[_SCOPE_KEY]
+
+
+OwnerDep = Annotated[str, Depends(get_owner)]
