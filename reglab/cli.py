@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from regcore.cli import catalog, run
+from service.keys_cli import keys
 from service.submit_cli import submit
 from worker.cli import reconcile, serve, worker
 
@@ -18,5 +19,6 @@ app.command()(submit)
 app.command()(serve)
 app.command()(worker)
 app.command()(reconcile)
+app.add_typer(keys, name="keys")
 if __name__ == "__main__":
     app()

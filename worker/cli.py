@@ -66,7 +66,8 @@ def serve(
     from worker.reconciler import Reconciler
 
     _logging(log_level)
-    settings = get_settings()
+    # REGLAB_AUTH=auto turns API keys on when --host is anything but loopback.
+    settings = get_settings().model_copy(update={"bind_host": host})
     _migrate(settings.database_url)
     embedded = settings.broker_url is None if worker is None else worker
     child = _start_embedded_worker(log_level) if embedded else None
