@@ -91,7 +91,7 @@ def run(
     if force and out.exists() and not resume:
         shutil.rmtree(out)
     from regcore.training.device import DeviceUnavailable
-    from regcore.training.loop import run_experiment
+    from regcore.experiment import run as run_experiment
 
     progress = Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),

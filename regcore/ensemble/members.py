@@ -1,0 +1,134 @@
+"""Ensemble members: their data (shared, or a bootstrap resample) and their single-run Trainers.
+
+Members share one dataset, built from the ensemble's seed; a member's own seed (seed + i, or its
+``vary`` override) only sets its initialization, its batch order and its noise.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from regcore.data import Dataset, Split
+from regcore.spec import ExperimentSpec
+from regcore.training import loop
+from regcore.training.loop import Trainer
+from regcore.training.reporter import Reporter
+from regcore.training.rng import rng_state, set_rng_state
+
+
+def bootstrap_indices(n: int, seed: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """n draws from range(n) with replacement (Breiman 1996), from a stream of their own."""
+    rng = np.random.default_rng([seed, 0xB00757])
+    return torch.as_tensor(rng.integers(0, n, size=n), device=device)
+
+
+def with_train(data: Dataset, train: Split) -> Dataset:
+    """``data`` with its training split replaced (bagging, train+val retraining)."""
+    return Dataset(
+        data.name,
+        data.task,
+        data.num_classes,
+        train,
+        data.val,
+        data.test,
+        data.image_shape,
+        data.extras,
+    )
+
+
+@contextlib.contextmanager
+def prebuilt_data(data: Dataset) -> Iterator[None]:
+    """Make the Trainers built inside use ``data`` instead of building their own.
+
+    The Trainer builds its dataset from its spec's seed; a member's seed differs from the
+    ensemble's, and the members must share the ensemble's data, so the builder it calls is
+    swapped for the duration of the construction (one process runs one experiment at a time).
+    """
+    original = loop.build_dataset
+    loop.build_dataset = lambda *args, **kwargs: data  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        loop.build_dataset = original
+
+
+def build_trainer(
+    spec: ExperimentSpec, workdir: Path, data: Dataset, reporter: Reporter | None, **kwargs: Any
+) -> Trainer:
+    """A single-run Trainer for ``spec`` on ``data`` (no checkpoints of its own)."""
+    with prebuilt_data(data):
+        trainer = Trainer(spec, workdir, reporter=reporter, checkpoint_every=0, **kwargs)
+    trainer.task.steps_per_epoch = math.ceil(len(data.train) / spec.train.batch_size)
+    return trainer
+
+
+class CancelOnly:
+    """Passes a cancel request through to a member; its epochs are reported by the ensemble."""
+
+    def __init__(self, reporter: Reporter):
+        self.reporter = reporter
+
+    def on_start(self, info: dict[str, Any]) -> None:
+        pass
+
+    def on_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
+        pass
+
+    def on_checkpoint(self, info: Any) -> None:
+        pass
+
+    def should_cancel(self) -> bool:
+        return self.reporter.should_cancel()
+
+
+@dataclass
+class Member:
+    """One member's Trainer and its own global-RNG state.
+
+    Members train in lock-step, an epoch each in turn; swapping in each member's RNG state
+    makes its draws (dropout masks, noise) the ones it would have made training alone.
+    """
+
+    trainer: Trainer
+    rng: dict[str, Any] = field(default_factory=dict)
+    done: bool = False
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    def enter(self) -> None:
+        if self.rng:
+            set_rng_state(self.rng, {})
+
+    def leave(self) -> None:
+        self.rng = rng_state({})
+
+    def train_state(self) -> dict[str, Any]:
+        st = self.trainer.train_state()
+        st["rng"] = {**self.rng, "generators": {"shuffle": self.trainer.shuffle.get_state()}}
+        st["epoch"] = self.trainer.epoch
+        st["done"] = self.done
+        return st
+
+    def load(self, model_state: dict[str, torch.Tensor], st: dict[str, Any]) -> None:
+        """Restore what ``train_state`` saved (as ``Trainer.resume`` does for a single run)."""
+        t = self.trainer
+        t.model.load_state_dict(model_state)
+        t.optimizer.load_state_dict(st["optimizer"])
+        if t.scheduler is not None and st["scheduler"] is not None:
+            t.scheduler.load_state_dict(st["scheduler"])
+        for reg, reg_state in zip(t.regs, st["regularizers"], strict=True):
+            reg.load_state_dict(reg_state)
+        t.shuffle.set_state(st["rng"]["generators"]["shuffle"])
+        self.rng = {k: v for k, v in st["rng"].items() if k != "generators"}
+        self.rng["generators"] = {}
+        t.step_index = int(st["step_index"])
+        t.best = (float(st["best"][0]), int(st["best"][1])) if st["best"] else None
+        t.epoch = int(st["epoch"])
+        self.done = bool(st["done"])

@@ -1,0 +1,292 @@
+"""Train an ensemble on top of the single-run Trainer, one member after another each epoch.
+
+Deep ensembles (Lakshminarayanan et al. 2017): k members with different seeds; bagging
+(Breiman 1996): each on a bootstrap resample; hyper-ensembles (Wenzel et al. 2020): ``vary``
+gives each member its own hyperparameters; snapshot ensembles (Huang et al. 2017): one run
+under a cyclic cosine lr, a member kept at the end of each cycle.
+
+Members advance in lock-step, one epoch each, so the ensemble reports per-epoch metrics through
+the same Reporter as a single run: the ensemble's under the usual keys, ``member{i}_<key>`` for
+each member's losses and accuracies, and ``member_mean_<key>``. Checkpoints hold every member
+(keys prefixed ``member{i}.``) and each member's training state, so a run resumes.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from regcore.data import build_dataset
+from regcore.ensemble.combine import Ensemble, error_decomposition
+from regcore.ensemble.members import (
+    CancelOnly,
+    Member,
+    bootstrap_indices,
+    build_trainer,
+    with_train,
+)
+from regcore.spec import ExperimentSpec
+from regcore.training.checkpoint import load_checkpoint, save_checkpoint
+from regcore.training.device import resolve_device
+from regcore.training.loop import Divergence, MetricsLog, RunResult
+from regcore.training.metrics import evaluate, predict
+from regcore.training.reporter import NullReporter, Reporter
+
+#: the member metrics recorded every epoch (the summary has all of each member's keys)
+MEMBER_EPOCH_KEYS = ("train_loss", "val_loss", "test_loss", "train_acc", "val_acc", "test_acc")
+
+
+def member_columns(per_member: list[dict[str, float]], keys: Any = None) -> dict[str, float]:
+    """``member{i}_<key>`` for each member and ``member_mean_<key>`` for keys all members have."""
+    out: dict[str, float] = {}
+    for i, m in enumerate(per_member):
+        out.update({f"member{i}_{k}": v for k, v in m.items() if keys is None or k in keys})
+    common = set.intersection(*(set(m) for m in per_member)) if per_member else set()
+    for k in sorted(common):
+        out[f"member_mean_{k}"] = sum(m[k] for m in per_member) / len(per_member)
+    return out
+
+
+@torch.no_grad()
+def ensemble_metrics(ensemble: Ensemble, data: Any) -> dict[str, float]:
+    """The single-run keys for the combined model, plus the v/c decomposition for regression."""
+    metrics = evaluate(ensemble, data)
+    if data.task == "regression":
+        was = ensemble.training
+        ensemble.eval()
+        outs = torch.stack([predict(m, data.test.x) for m in ensemble.members])
+        ensemble.train(was)
+        metrics.update(error_decomposition(outs, data.test.y))
+    return metrics
+
+
+class EnsembleRun:
+    """Holds the members of one ensemble experiment; ``run()`` trains them and returns a result."""
+
+    def __init__(
+        self,
+        spec: ExperimentSpec,
+        workdir: Path,
+        *,
+        device: str | torch.device | None = None,
+        reporter: Reporter | None = None,
+        cache_dir: Path | None = None,
+        threads: int | None = None,
+        checkpoint_every: int = 1,
+    ):
+        self.spec = spec
+        self.ens = spec.ensemble
+        self.workdir = Path(workdir)
+        self.ckpt_dir = self.workdir / "checkpoints"
+        self.reporter = reporter or NullReporter()
+        self.checkpoint_every = checkpoint_every
+        self.spec_hash = spec.spec_hash()
+        self.device = resolve_device(device or spec.train.device)
+        self.data = build_dataset(spec.data, spec.seed, cache_dir).to(self.device)
+        kw = {"device": self.device, "cache_dir": cache_dir, "threads": threads}
+        member_specs = (
+            [spec.model_copy(update={"ensemble": type(self.ens)()})]
+            if self.ens.snapshot
+            else spec.member_specs()
+        )
+        self.members: list[Member] = []
+        self.bootstrap: list[torch.Tensor] = []
+        for i, ms in enumerate(member_specs):
+            data = self.data
+            if self.ens.bagging:
+                idx = bootstrap_indices(len(data.train), ms.seed, self.device)
+                self.bootstrap.append(idx)
+                data = with_train(data, type(data.train)(data.train.x[idx], data.train.y[idx]))
+            t = build_trainer(
+                ms, self.workdir / f"member{i}", data, CancelOnly(self.reporter), **kw
+            )
+            self.members.append(Member(t))
+            self.members[-1].leave()  # its RNG right after its own seeding and initialization
+        self.snapshots: list[nn.Module] = []
+        if self.ens.snapshot:
+            t = self.members[0].trainer
+            self.cycle = spec.train.epochs // self.ens.snapshot.cycles
+            # the cyclic cosine lr replaces the spec's schedule (stepped once per epoch)
+            t.scheduler = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
+                t.optimizer, T_0=self.cycle
+            )
+        self.threads = self.members[0].trainer.threads
+        self.epoch = 0
+        self.best: tuple[float, int] | None = None
+        self.timings = {"train_s": 0.0, "eval_s": 0.0, "checkpoint_s": 0.0}
+
+    # --- the ensemble as it stands --------------------------------------------------------
+    def current(self) -> Ensemble:
+        if self.ens.snapshot:
+            t = self.members[0].trainer
+            models = list(self.snapshots)
+            if not models or t.epoch % self.cycle:
+                models.append(t.model)
+            return Ensemble(models, self.ens.combine, self.data.task)
+        return Ensemble([m.trainer.model for m in self.members], self.ens.combine, self.data.task)
+
+    # --- checkpoints ----------------------------------------------------------------------
+    def save(self, kind: str, metrics: dict[str, float]) -> None:
+        t0 = time.perf_counter()
+        ens = self.current()
+        state = {
+            "members": [m.train_state() for m in self.members],
+            "snapshots": len(self.snapshots),
+            "best": list(self.best) if self.best else None,
+        }
+        weights = ens.member_state_dict()
+        if self.ens.snapshot:  # the running model too, so that training can continue
+            weights.update(
+                {f"running.{k}": v for k, v in self.members[0].trainer.model.state_dict().items()}
+            )
+        info = save_checkpoint(
+            self.ckpt_dir, kind, self.epoch, weights, state, metrics, self.spec_hash
+        )
+        self.timings["checkpoint_s"] += time.perf_counter() - t0
+        self.reporter.on_checkpoint(info)
+
+    def resume(self) -> bool:
+        ckpt = load_checkpoint(self.ckpt_dir, "last", self.spec_hash)
+        if ckpt is None:
+            return False
+        st = ckpt.train_state
+
+        def part(prefix: str) -> dict[str, torch.Tensor]:
+            return {
+                k[len(prefix) :]: v for k, v in ckpt.model_state.items() if k.startswith(prefix)
+            }
+
+        if self.ens.snapshot:
+            self.members[0].load(part("running."), st["members"][0])
+            for i in range(int(st["snapshots"])):
+                snap = copy.deepcopy(self.members[0].trainer.model)
+                snap.load_state_dict(part(f"member{i}."))
+                self.snapshots.append(snap)
+        else:
+            for i, (m, mst) in enumerate(zip(self.members, st["members"], strict=True)):
+                m.load(part(f"member{i}."), mst)
+        self.best = (float(st["best"][0]), int(st["best"][1])) if st["best"] else None
+        self.epoch = ckpt.epoch
+        return True
+
+    # --- one epoch of every member ----------------------------------------------------------
+    def train_epoch(self) -> bool:
+        """Train each unfinished member one epoch; True when a cancel was seen."""
+        for m in self.members:
+            t = m.trainer
+            if m.done or t.epoch >= t.spec.train.epochs:
+                m.done = True
+                continue
+            m.enter()
+            t0 = time.perf_counter()
+            batch_metrics, cancelled = t.train_epoch()
+            self.timings["train_s"] += time.perf_counter() - t0
+            if cancelled:
+                m.leave()
+                return True
+            t.epoch += 1
+            t0 = time.perf_counter()
+            m.metrics = t.end_epoch(batch_metrics)
+            for reg in t.regs:
+                reg.on_epoch_end(t.epoch, m.metrics, t.model)
+            if t.best is None or m.metrics["val_loss"] < t.best[0]:
+                t.best = (m.metrics["val_loss"], t.epoch)
+            m.done = any(reg.should_stop() for reg in t.regs)
+            self.timings["eval_s"] += time.perf_counter() - t0
+            m.leave()
+        if self.ens.snapshot and self.members[0].trainer.epoch % self.cycle == 0:
+            self.snapshots.append(copy.deepcopy(self.members[0].trainer.model))
+        return False
+
+    def epoch_metrics(self) -> dict[str, float]:
+        t0 = time.perf_counter()
+        metrics = ensemble_metrics(self.current(), self.data)
+        per_member = [m.metrics for m in self.members]
+        if self.ens.snapshot:
+            metrics.update({f"run_{k}": v for k, v in per_member[0].items()})
+        else:
+            metrics.update(member_columns(per_member, MEMBER_EPOCH_KEYS))
+        metrics["lr"] = per_member[0].get("lr", 0.0)
+        self.timings["eval_s"] += time.perf_counter() - t0
+        return metrics
+
+    # --- the run ----------------------------------------------------------------------------
+    def run(self, resume: bool = False) -> RunResult:
+        torch.set_num_threads(self.threads)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        resumed = resume and self.resume()
+        log = MetricsLog(self.workdir / "metrics.jsonl", keep_until=self.epoch if resumed else 0)
+        epochs = max(m.trainer.spec.train.epochs for m in self.members)
+        self.reporter.on_start(
+            {
+                "epochs": epochs,
+                "start_epoch": self.epoch,
+                "device": str(self.device),
+                "threads": self.threads,
+                "resumed": resumed,
+                "members": self.ens.size,
+            }
+        )
+        status, reason, metrics = "succeeded", None, {}
+        try:
+            while not all(m.done for m in self.members) and self.epoch < epochs:
+                if self.train_epoch():
+                    status, reason = "cancelled", f"cancelled during epoch {self.epoch + 1}"
+                    break
+                self.epoch += 1
+                metrics = self.epoch_metrics()
+                log.write(self.epoch, metrics)
+                self.reporter.on_epoch(self.epoch, metrics)
+                if self.best is None or metrics["val_loss"] < self.best[0]:
+                    self.best = (metrics["val_loss"], self.epoch)
+                    if self.checkpoint_every:
+                        self.save("best", metrics)
+                last = all(m.done for m in self.members) or self.epoch >= epochs
+                if self.checkpoint_every and (last or self.epoch % self.checkpoint_every == 0):
+                    self.save("last", metrics)
+        except Divergence as err:
+            log.close()
+            return RunResult("failed", self.epoch, None, metrics, str(err), self._timings())
+        log.close()
+        final, model = self.finish()
+        best_epoch = self.best[1] if self.best else None
+        self.model = model
+        return RunResult(status, self.epoch, best_epoch, final, reason, self._timings())
+
+    def finish(self) -> tuple[dict[str, float], Ensemble]:
+        """Finalize every member (early stopping restores its best) and measure everything."""
+        per_member: list[dict[str, float]] = []
+        for m in self.members:
+            t = m.trainer
+            for reg in t.regs:
+                t.model = reg.finalize(t.model)
+            if not self.ens.snapshot:
+                mm = evaluate(t.model, self.data) if t.epoch else {}
+                best = next((e for r in t.regs if (e := r.best_epoch()) is not None), None)
+                if best is None and t.best is not None:
+                    best = t.best[1]
+                mm.update(epochs_run=float(t.epoch), best_epoch=float(best or 0))
+                per_member.append(mm)
+        ens = self.current()
+        if self.ens.snapshot:
+            per_member = [evaluate(s, self.data) for s in ens.members]
+        final = ensemble_metrics(ens, self.data) if self.epoch else {}
+        final.update(member_columns(per_member))
+        return final, ens
+
+    def _timings(self) -> dict[str, float]:
+        return {k: round(v, 4) for k, v in self.timings.items()}
+
+
+def write_summary(workdir: Path, summary: dict[str, Any]) -> None:
+    path = Path(workdir) / "summary.json"
+    tmp = path.with_name(".summary.json.tmp")
+    tmp.write_text(json.dumps(summary, indent=2))
+    os.replace(tmp, path)

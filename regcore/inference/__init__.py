@@ -1,0 +1,1 @@
+"""Inference-time techniques applied to a trained model."""
