@@ -15,7 +15,7 @@ from regcore.spec import ExperimentSpec
 from service.api import errors
 from service.api.auth import OPEN_PATHS, AuthMiddleware
 from service.api.openapi import document_errors
-from service.api.routes import catalog, experiments, health
+from service.api.routes import catalog, experiments, health, sweeps
 from service.artifacts import open_store
 from service.db.session import make_engine, make_sessionmaker
 from service.queue import make_celery
@@ -42,12 +42,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="1",
         description="Deep-learning regularization experiments as a service.",
         lifespan=lifespan,
+        # A redirect to "<path>/" would echo attacker paths ("//host/x") in Location headers.
+        redirect_slashes=False,
     )
     errors.install(app)
     app.add_middleware(AuthMiddleware)
     app.include_router(experiments.router)
     app.include_router(catalog.router)
     app.include_router(health.router)
+    app.include_router(sweeps.router)
+    app.include_router(sweeps.compare_router)
     _document_spec_body(app)
     return app
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
 from service.artifacts import LocalStore as ReadOnlyLocalStore
-from service.artifacts import validate_key
+from service.artifacts import parse_s3_location, validate_key
 
 
 class ArtifactStore(Protocol):
@@ -108,8 +108,6 @@ class S3Store:
 def open_store(location: str) -> ArtifactStore:
     """``REGLAB_ARTIFACTS``: ``s3://bucket/prefix`` or a folder."""
     if location.startswith("s3://"):
-        bucket, _, prefix = location[len("s3://") :].partition("/")
-        if not bucket:
-            raise ValueError(f"artifact location {location!r} names no bucket (s3://bucket/prefix)")
-        return S3Store(bucket, prefix)
+        # Checked like any key: s3://bucket/../x is refused, not normalised.
+        return S3Store(*parse_s3_location(location))
     return LocalStore(location)
