@@ -78,7 +78,9 @@ def parse_s3_location(location: str) -> tuple[str, str]:
         raise ArtifactKeyError(f"artifact location {location!r} is not s3://bucket/prefix")
     bucket, _, prefix = location[len("s3://") :].partition("/")
     if not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", bucket) or ".." in bucket:
-        raise ArtifactKeyError(f"artifact location {location!r} names no bucket (or an invalid one; s3://bucket/prefix)")
+        raise ArtifactKeyError(
+            f"artifact location {location!r} names no bucket (or an invalid one; s3://bucket/prefix)"
+        )
     prefix = prefix.strip("/")
     return bucket, validate_key(prefix) if prefix else ""
 
