@@ -20,7 +20,7 @@ from celery import Celery
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.db import jobs
+from service.db import jobs, sweeps
 from service.db.models import Experiment, utcnow
 from service.queue import enqueue
 
@@ -36,6 +36,8 @@ GRACE_S = 5.0
 class Report:
     requeued: list[str] = field(default_factory=list)
     enqueued: list[str] = field(default_factory=list)
+    #: sweep experiments asked to stop by early stopping, with the reasons
+    stopped: dict[str, str] = field(default_factory=dict)
 
 
 def reconcile_once(
@@ -49,6 +51,13 @@ def reconcile_once(
     now = utcnow()
     with sessions.begin() as session:
         report.requeued = jobs.requeue_expired(session, now)
+    with sessions.begin() as session:  # early stopping, launches within max_concurrent
+        swept = sweeps.tick(session)
+    report.stopped = swept.stopped
+    for experiment_id, queue in swept.launched:
+        if enqueue(celery, experiment_id, queue):
+            with sessions.begin() as session:
+                jobs.mark_enqueued(session, experiment_id)
     with sessions() as session:
         ids = jobs.stale_queued(
             session, now - timedelta(seconds=stale_after_s), now - timedelta(seconds=grace_s)
@@ -64,6 +73,8 @@ def reconcile_once(
             report.enqueued.append(experiment_id)
     if report.requeued or report.enqueued:
         log.info("reconciler: requeued %s, enqueued %s", report.requeued, report.enqueued)
+    for experiment_id, reason in report.stopped.items():
+        log.info("reconciler: experiment %s %s", experiment_id, reason)
     return report
 
 

@@ -8,11 +8,13 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import ColumnElement, and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from service.db.models import Checkpoint, Experiment, Metric, utcnow
+from service.sweeps.lttb import lttb
 
 
 class CursorError(ValueError):
@@ -101,15 +103,21 @@ def list_page(
     owner: str | None = None,
     limit: int = 50,
     cursor: str | None = None,
+    where: Sequence[ColumnElement[bool]] = (),
+    order_by: Sequence[Any] | None = None,
 ) -> Page:
-    """Newest first; ``cursor`` continues after the last item of the previous page."""
-    stmt = select(Experiment)
+    """Newest first; ``cursor`` continues after the last item of the previous page. ``where``
+    and ``order_by`` come from ``service.db.latest`` (filter and sort by a metric); a custom
+    order pages by offset."""
+    stmt = select(Experiment).where(*where)
     if status is not None:
         stmt = stmt.where(Experiment.status == status)
     if name is not None:
         stmt = stmt.where(Experiment.name == name)
     if owner is not None:
         stmt = stmt.where(owned_by(owner))
+    if order_by is not None:
+        return _offset_page(session, stmt.order_by(*order_by), limit, cursor)
     if cursor is not None:
         created, last_id = decode_cursor(cursor)
         stmt = stmt.where(
@@ -123,6 +131,17 @@ def list_page(
     more = len(rows) > limit
     rows = rows[:limit]
     return Page(rows, encode_cursor(rows[-1]) if more and rows else None)
+
+
+def _offset_page(session: Session, stmt: Any, limit: int, cursor: str | None) -> Page:
+    offset = 0
+    if cursor is not None:
+        if not re.fullmatch(r"o[0-9]{1,9}", cursor):
+            raise CursorError(f"cursor {cursor[:64]!r} is not one this server returned")
+        offset = int(cursor[1:])
+    rows = list(session.scalars(stmt.offset(offset).limit(limit + 1)))
+    more = len(rows) > limit
+    return Page(rows[:limit], f"o{offset + limit}" if more else None)
 
 
 def request_cancel(session: Session, experiment_id: str) -> Experiment | None:
@@ -157,14 +176,10 @@ def metric_keys(session: Session, experiment_id: str) -> list[str]:
 
 
 def downsample(points: Sequence[tuple[int, float]], max_points: int) -> list[tuple[int, float]]:
-    """First, last and evenly spaced points in between (at most ``max_points``)."""
-    n = len(points)
-    if max_points <= 0 or n <= max_points:
+    """At most ``max_points``, first and last kept, by LTTB (peaks survive, unlike even spacing)."""
+    if max_points <= 0:
         return list(points)
-    if max_points == 1:
-        return [points[-1]]
-    idx = sorted({round(i * (n - 1) / (max_points - 1)) for i in range(max_points)})
-    return [points[i] for i in idx]
+    return lttb(points, max_points)
 
 
 def metrics(

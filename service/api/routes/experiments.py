@@ -22,9 +22,11 @@ from service.api.deps import CeleryDep, SessionDep, SettingsDep, StoreDep
 from service.api.errors import APIError, not_found
 from service.artifacts import ArtifactKeyError, InvalidSafetensors, check_servable
 from service.db import experiments as repo
+from service.db import latest
 from service.db.models import STATUSES, Checkpoint, Experiment
 from service.queue import enqueue
 from service.settings import Settings
+from service.sweeps.filters import FilterError, parse_filter, parse_sort
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/experiments", tags=["experiments"])
@@ -309,13 +311,24 @@ def list_experiments(
     name: Annotated[str | None, Query(max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: str | None = None,
+    filter: Annotated[
+        str | None, Query(max_length=500, description="e.g. test_acc>0.8 and status=succeeded")
+    ] = None,
+    sort: Annotated[str | None, Query(max_length=101, description="e.g. -test_acc")] = None,
 ) -> dict[str, Any]:
-    """Newest first; pass ``next_cursor`` back as ``cursor`` for the next page."""
+    """Newest first; pass ``next_cursor`` back as ``cursor`` for the next page. ``filter`` and
+    ``sort`` follow the grammar in ``service.sweeps.filters`` (metrics compare latest values)."""
     _text_param(name, "name")
     try:
+        clauses, order = parse_filter(filter), parse_sort(sort)
+    except FilterError as err:
+        detail = [{"field": err.param, "message": err.message}]
+        raise APIError(422, "invalid request", detail) from None
+    try:
         page = repo.list_page(
-            session, status=status, name=name, owner=owner, limit=limit, cursor=cursor
-        )
+            session, status=status, name=name, owner=owner, limit=limit, cursor=cursor,
+            where=latest.where(clauses), order_by=latest.order_by(order) if order else None,
+        )  # fmt: skip
     except repo.CursorError as err:
         raise APIError(422, "invalid request", [{"field": "cursor", "message": str(err)}]) from None
     return {"items": [experiment_view(r) for r in page.items], "next_cursor": page.next_cursor}
