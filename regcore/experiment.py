@@ -122,7 +122,7 @@ def _pretrain_finetune(
         freeze, scale = spec.pretrain.freeze, spec.pretrain.body_lr_scale
         keep_head = not spec.pretrain.reset_head
     else:
-        source_model, pre_metrics = pretrain_masked(spec, target, stage, dev)
+        source_model, pre_metrics = pretrain_masked(spec, target, stage, dev, workdir / "pretrain")
         assert spec.self_supervised is not None
         freeze, scale, keep_head = spec.self_supervised.freeze, 1.0, False
     fine = build_trainer(spec, workdir, target, reporter, **{**kw, "device": dev})

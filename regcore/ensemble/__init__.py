@@ -1,4 +1,4 @@
-"""Ensembles built on the single-run Trainer: members, bagging, vary, snapshots, batched training."""
+"""Ensembles on the single-run Trainer: members, bagging, vary, snapshots, batched training."""
 
 from __future__ import annotations
 

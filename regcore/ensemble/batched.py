@@ -338,7 +338,7 @@ class BatchedEnsembleRun:
 
 
 def member_split_losses_train(out: torch.Tensor, y: torch.Tensor, task: str) -> torch.Tensor:
-    """Per-member mean data loss ``[k]`` of outputs ``[k, B, C]`` against targets ``[k, B, ...]``."""
+    """Per-member mean data loss ``[k]`` of outputs ``[k, B, C]`` against targets ``[k, B]``."""
     k, b = out.shape[:2]
     if task == "classification":
         return F.cross_entropy(out.flatten(0, 1), y.flatten(), reduction="none").view(k, b).mean(1)

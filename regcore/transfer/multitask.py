@@ -73,7 +73,6 @@ class AuxiliaryTask(Regularizer):
         self.head = head
         self.targets = targets
         self.features: torch.Tensor | None = None
-        self.batch_targets: torch.Tensor | None = None
 
     @property
     def name(self) -> str:
@@ -83,9 +82,10 @@ class AuxiliaryTask(Regularizer):
         self.features = inputs[0]
 
     def penalty(self, step: Step) -> torch.Tensor:
-        assert self.features is not None and self.batch_targets is not None
+        assert self.features is not None and step.indices is not None
         pred = self.head(self.features)
-        return self.spec.weight * nn.functional.mse_loss(pred, self.batch_targets)  # type: ignore[attr-defined]
+        target = self.targets["train"][step.indices]
+        return self.spec.weight * nn.functional.mse_loss(pred, target)  # type: ignore[attr-defined]
 
     @torch.no_grad()
     def split_loss(self, model: nn.Module, x: torch.Tensor, target: torch.Tensor) -> float:
@@ -116,20 +116,6 @@ class MultiTaskTrainer(Trainer):
         self.hooks["penalty"].append(self.aux)
         self.penalty_keys.append("multitask")
         self.reuse_last_eval = False
-
-    def train_epoch(self) -> tuple[dict[str, float], bool]:
-        # the same permutation Trainer.train_epoch draws next, to know each batch's examples
-        g = torch.Generator().set_state(self.shuffle.get_state())
-        self._order = torch.randperm(len(self.data.train), generator=g).to(self.device)
-        self._batch = 0
-        return super().train_epoch()
-
-    def train_step(self, x: torch.Tensor, y: torch.Tensor, sums: dict[str, torch.Tensor]) -> None:
-        bs = self.spec.train.batch_size
-        idx = self._order[self._batch * bs : (self._batch + 1) * bs]
-        self._batch += 1
-        self.aux.batch_targets = self.aux.targets["train"][idx]
-        super().train_step(x, y, sums)
 
     def end_epoch(self, batch_metrics: dict[str, float]) -> dict[str, float]:
         metrics = super().end_epoch(batch_metrics)

@@ -6,6 +6,7 @@ the network to fill them in. Its body then starts the supervised fine-tuning.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -14,6 +15,7 @@ from torch import nn
 from regcore.data import Dataset
 from regcore.models import build_model
 from regcore.spec import ExperimentSpec
+from regcore.training.loop import MetricsLog
 from regcore.training.optim import build_optimizer
 from regcore.training.rng import seed_all
 
@@ -30,7 +32,7 @@ def masked_reconstruction_loss(
 
 
 def pretrain_masked(
-    spec: ExperimentSpec, data: Dataset, reporter: Any, device: torch.device
+    spec: ExperimentSpec, data: Dataset, reporter: Any, device: torch.device, workdir: Path
 ) -> tuple[nn.Module, dict[str, float]]:
     """Train a model of the spec's architecture with an input-sized head to reconstruct masked
     inputs of the training split; returns it and its last metrics."""
@@ -53,6 +55,8 @@ def pretrain_masked(
         }
     )
     metrics: dict[str, float] = {}
+    workdir.mkdir(parents=True, exist_ok=True)
+    log = MetricsLog(workdir / "metrics.jsonl", keep_until=0)
     for epoch in range(1, ssl.epochs + 1):
         model.train()
         total = torch.zeros((), device=device)
@@ -71,7 +75,9 @@ def pretrain_masked(
             "recon_loss": float(total) / math.ceil(n / bs),
             "val_recon_loss": float(val),
         }
+        log.write(epoch, metrics)
         reporter.on_epoch(epoch, metrics)
         if reporter.should_cancel():
             break
+    log.close()
     return model, metrics
