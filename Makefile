@@ -30,6 +30,7 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/overhead.py
+	$(PY) benchmarks/ensemble.py
 
 migrate: $(STAMP)
 	$(VENV)/bin/alembic upgrade head
