@@ -94,7 +94,6 @@ def run(
     if spec.mc_dropout is not None and result.metrics:
         result.metrics.update(mc_metrics(model, data, spec.mc_dropout.passes))
     result.model = model  # type: ignore[attr-defined]
-    result.timings["kind"] = kind  # type: ignore[assignment]
     write_summary(workdir, result.summary())
     return result
 
