@@ -6,9 +6,6 @@ Members share one dataset, built from the ensemble's seed; a member's own seed (
 
 from __future__ import annotations
 
-import contextlib
-import math
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +15,6 @@ import torch
 
 from regcore.data import Dataset, Split
 from regcore.spec import ExperimentSpec
-from regcore.training import loop
 from regcore.training.loop import Trainer
 from regcore.training.reporter import Reporter
 from regcore.training.rng import rng_state, set_rng_state
@@ -44,30 +40,11 @@ def with_train(data: Dataset, train: Split) -> Dataset:
     )
 
 
-@contextlib.contextmanager
-def prebuilt_data(data: Dataset) -> Iterator[None]:
-    """Make the Trainers built inside use ``data`` instead of building their own.
-
-    The Trainer builds its dataset from its spec's seed; a member's seed differs from the
-    ensemble's, and the members must share the ensemble's data, so the builder it calls is
-    swapped for the duration of the construction (one process runs one experiment at a time).
-    """
-    original = loop.build_dataset
-    loop.build_dataset = lambda *args, **kwargs: data  # type: ignore[assignment]
-    try:
-        yield
-    finally:
-        loop.build_dataset = original
-
-
 def build_trainer(
     spec: ExperimentSpec, workdir: Path, data: Dataset, reporter: Reporter | None, **kwargs: Any
 ) -> Trainer:
     """A single-run Trainer for ``spec`` on ``data`` (no checkpoints of its own)."""
-    with prebuilt_data(data):
-        trainer = Trainer(spec, workdir, reporter=reporter, checkpoint_every=0, **kwargs)
-    trainer.task.steps_per_epoch = math.ceil(len(data.train) / spec.train.batch_size)
-    return trainer
+    return Trainer(spec, workdir, reporter=reporter, checkpoint_every=0, data=data, **kwargs)
 
 
 class CancelOnly:

@@ -83,7 +83,10 @@ class Trainer:
         cache_dir: Path | None = None,
         threads: int | None = None,
         checkpoint_every: int = 1,
+        data: Dataset | None = None,
     ):
+        """``data``: train on this dataset instead of building the spec's (ensemble members
+        share the ensemble's data, bagged or not)."""
         self.spec = spec
         self.workdir = Path(workdir)
         self.ckpt_dir = self.workdir / "checkpoints"
@@ -92,7 +95,9 @@ class Trainer:
         self.spec_hash = spec.spec_hash()
         self.device = resolve_device(device or spec.train.device)
 
-        self.data: Dataset = build_dataset(spec.data, spec.seed, cache_dir).to(self.device)
+        if data is None:
+            data = build_dataset(spec.data, spec.seed, cache_dir)
+        self.data: Dataset = data.to(self.device)
         seed_all(spec.seed)  # after the data: mnist1d's generator reseeds the global RNGs
         self.shuffle = torch.Generator().manual_seed(spec.seed)
         steps = math.ceil(len(self.data.train) / spec.train.batch_size)
