@@ -15,12 +15,12 @@ from tests.integration.conftest import PYTHON, Proc, clean_env, free_port
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
 
-def tiny(epochs: int) -> dict:
+def tiny(epochs: int, batch_size: int = 10) -> dict:
     return {
         "name": "embedded",
         "data": {"name": "mnist1d", "n_train": 300, "n_val": 100, "n_test": 100},
         "model": {"name": "mlp", "hidden": [32]},
-        "train": {"lr": 0.05, "batch_size": 10, "epochs": epochs, "device": "cpu"},
+        "train": {"lr": 0.05, "batch_size": batch_size, "epochs": epochs, "device": "cpu"},
     }
 
 
@@ -63,14 +63,14 @@ def test_the_embedded_service_runs_work_queued_before_a_restart_and_resumes_a_st
     assert done["status"] == "succeeded", done
 
     # stopped mid-run: the worker puts the run back in the queue; the next start resumes it
-    long = api.submit(tiny(epochs=150))
+    long = api.submit(tiny(epochs=100, batch_size=1))  # ~0.1 s epochs: ~10 s in all
     deadline = time.monotonic() + 60
     while api.get(long["id"])["progress"]["epoch"] < 3:
         assert time.monotonic() < deadline, server.tail()
         time.sleep(0.2)
     server.stop()
     paused = api_get_offline(tmp_path, long["id"])
-    assert paused["status"] == "queued" and 3 <= paused["last_epoch"] < 150
+    assert paused["status"] == "queued" and 3 <= paused["last_epoch"] < 100
 
     server = serve(tmp_path, port)
     try:
@@ -78,7 +78,7 @@ def test_the_embedded_service_runs_work_queued_before_a_restart_and_resumes_a_st
         assert done["status"] == "succeeded", (done, server.tail())
         assert done["attempts"] == 1, "a clean shutdown does not use up an attempt"
         steps = [p["step"] for p in api.metrics(long["id"], keys=["val_loss"])["val_loss"]]
-        assert steps == list(range(1, 151))
+        assert steps == list(range(1, 101))
         assert f"{long['id']}: resuming from epoch" in server.output()
         assert (tmp_path / "var" / "artifacts" / long["id"] / "checkpoints").is_dir()
     finally:

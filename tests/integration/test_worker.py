@@ -74,8 +74,8 @@ def test_cancel_stops_a_running_experiment_within_an_epoch_and_keeps_its_last_ch
     workers: Stack,
 ):
     workers.start_worker()
-    # ~1.5 s epochs, longer than the worker's 1 s poll, so "within one epoch" is what it promises
-    exp = workers.api.submit(spec(n_train=2000, batch_size=5, epochs=100, hidden=(256, 256)))
+    # ~2 s epochs (1500 steps), longer than the worker's 1 s cancel poll: "within one epoch"
+    exp = workers.api.submit(spec(n_train=3000, batch_size=2, epochs=100, hidden=(1024, 1024)))
     workers.wait(exp["id"], at_epoch(1))
     at_cancel = workers.api.cancel(exp["id"])["progress"]["epoch"]
     done = workers.wait(exp["id"], ended, timeout=30)
@@ -88,13 +88,13 @@ def test_cancel_stops_a_running_experiment_within_an_epoch_and_keeps_its_last_ch
 def test_a_killed_worker_s_run_resumes_from_its_checkpoint_and_matches_an_uninterrupted_run(
     workers: Stack, tmp_path: Path, cache_dir: Path
 ):
-    the_spec = spec(n_train=2000, batch_size=10, epochs=20)
+    the_spec = spec(n_train=2000, batch_size=5, epochs=40)
     first = workers.start_worker()
     exp = workers.api.submit(the_spec)
     workers.wait(exp["id"], at_epoch(4))
     first.kill()
     killed_at = workers.api.get(exp["id"])["progress"]["epoch"]
-    assert killed_at < 20
+    assert killed_at < 40
 
     second = workers.start_worker()  # the reconciler requeues it once the lease expires
     done = workers.wait(exp["id"], ended, timeout=60 + LEASE_S)
@@ -102,7 +102,7 @@ def test_a_killed_worker_s_run_resumes_from_its_checkpoint_and_matches_an_uninte
     assert resumed and 1 <= int(resumed.group(1)) <= killed_at
     assert done["status"] == "succeeded", done
     assert done["attempts"] == 2
-    assert done["summary"]["epochs_run"] == 20
+    assert done["summary"]["epochs_run"] == 40
 
     reference = run_experiment(
         parse_spec(the_spec), workdir=tmp_path / "ref", cache_dir=cache_dir, threads=1
@@ -119,7 +119,7 @@ def test_a_killed_worker_s_run_resumes_from_its_checkpoint_and_matches_an_uninte
 
 
 def test_a_run_whose_workers_keep_dying_fails_after_max_attempts(workers: Stack):
-    exp = workers.api.submit(spec(n_train=2000, batch_size=10, epochs=60))
+    exp = workers.api.submit(spec(n_train=2000, batch_size=10, epochs=500))
     for attempt in (1, 2):  # the stack allows two attempts
         worker = workers.start_worker()
         workers.wait(
