@@ -8,7 +8,7 @@ worker writes through the same classes (``worker/artifacts.py`` adds writing and
 from __future__ import annotations
 
 import re
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import BinaryIO
 
 from regcore.safetensors_check import (
@@ -36,10 +36,20 @@ class ArtifactKeyError(ValueError):
     """A key that is not a safe relative path inside the store."""
 
 
+#: S3's key limit and the usual NAME_MAX: longer keys fail at the filesystem, not here.
+MAX_KEY, MAX_SEGMENT = 1024, 255
+
+
 def validate_key(key: str) -> str:
     if not key or key.startswith("/") or "\\" in key:
         raise ArtifactKeyError(f"artifact key {key!r} must be a relative POSIX path")
-    parts = PurePosixPath(key).parts
+    if len(key) > MAX_KEY or any(len(p) > MAX_SEGMENT for p in key.split("/")):
+        raise ArtifactKeyError(
+            f"artifact key {key[:80]!r}... is too long ({MAX_KEY} characters, "
+            f"{MAX_SEGMENT} a segment at most)"
+        )
+    # Split by hand: PurePosixPath would quietly drop "." and empty segments ("a/./b", "a//b").
+    parts = key.split("/")
     for part in parts:
         if part in (".", "..") or not _SEGMENT.match(part):
             raise ArtifactKeyError(

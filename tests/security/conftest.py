@@ -111,8 +111,10 @@ def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-def tree(root: Path, skip: tuple[str, ...] = ("db", "broker")) -> dict[str, tuple[int, int]]:
-    """Every file under ``root`` (but the database's and broker's) with its size and mtime."""
+def tree(
+    root: Path, skip: tuple[str, ...] = ("db", "broker", "store")
+) -> dict[str, tuple[int, int]]:
+    """Every file under ``root`` but the database's, broker's and store's: size and mtime."""
     out = {}
     for path in root.rglob("*"):
         rel = path.relative_to(root)
@@ -126,7 +128,8 @@ def tree(root: Path, skip: tuple[str, ...] = ("db", "broker")) -> dict[str, tupl
 
 @pytest.fixture
 def untouched(tmp_path: Path, settings: Settings) -> Iterator[None]:
-    """Fails the test if any file outside the database and broker folders appeared or changed."""
+    """Fails the test if a file outside the store (and the database and broker) appeared or
+    changed, the secret beside the store included."""
     before = tree(tmp_path)
     yield
     assert tree(tmp_path) == before
@@ -152,9 +155,15 @@ def raw_request(
         "server": ("127.0.0.1", 8000),
     }
     sent: list[dict] = []
+    delivered = False
 
     async def receive() -> dict:
-        return {"type": "http.request", "body": b"", "more_body": False}
+        nonlocal delivered
+        if not delivered:
+            delivered = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await anyio.sleep_forever()  # the client stays connected until the response is sent
+        raise AssertionError("unreachable")
 
     async def send(message: dict) -> None:
         sent.append(message)

@@ -412,8 +412,8 @@ def download_checkpoint(
         raise not_found("checkpoint", f"{_shown(checkpoint_id)} of experiment {experiment_id}")
     try:
         present = store.exists(ckpt.uri)
-    except ArtifactKeyError:
-        log.error("checkpoint %s has an unsafe key %r", ckpt.id, ckpt.uri)
+    except (ArtifactKeyError, OSError):
+        log.error("checkpoint %s has an unsafe or unreadable key %r", ckpt.id, ckpt.uri[:300])
         present = False
     if not present:
         raise APIError(404, "not found", f"the file of checkpoint {checkpoint_id} is missing")
