@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+import torch
 from safetensors.torch import load_file
 from sqlalchemy import select
 
@@ -210,3 +211,45 @@ def test_a_worker_shutting_down_puts_its_run_back_and_the_next_one_resumes_it(ct
     row = _row(ctx, eid)
     assert row.attempts == 1 and row.summary["epochs_run"] == 6
     assert [len(v) for v in _series(ctx, eid).values()][0] == 6
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_a_spec_asking_for_a_missing_gpu_fails_at_once_with_the_reason(ctx):
+    eid = add_experiment(ctx.sessions, tiny_spec(device="cuda"))
+    assert run_job(eid, ctx) == "failed"
+    row = _row(ctx, eid)
+    assert row.attempts == 1 and "DeviceUnavailable" in row.error and "CUDA" in row.error
+
+
+def test_cuda_out_of_memory_fails_at_once_instead_of_being_retried(ctx, monkeypatch):
+    from worker import tasks
+
+    def oom(*args, **kwargs):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(tasks, "run_experiment", oom)
+    eid = add_experiment(ctx.sessions)
+    assert run_job(eid, ctx) == "failed"
+    row = _row(ctx, eid)
+    assert row.attempts == 1 and row.lease_owner is None
+    assert row.error.startswith("OutOfMemoryError: CUDA out of memory")
+
+
+def test_an_unexpected_exception_is_recorded_as_failed_by_the_task_base_class(ctx, monkeypatch):
+    from worker import tasks
+    from worker.context import set_context
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(tasks, "run_experiment", boom)
+    eid = add_experiment(ctx.sessions)
+    set_context(ctx)
+    try:
+        result = tasks.run.apply(args=[eid])
+    finally:
+        set_context(None)
+    assert result.failed()
+    row = _row(ctx, eid)
+    assert row.status == "failed" and row.error == "worker error: RuntimeError: boom"
+    assert row.finished_at is not None and row.lease_owner is None
