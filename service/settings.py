@@ -19,6 +19,10 @@ class Settings(BaseSettings):
     #: a local folder, or ``s3://bucket/prefix``.
     artifacts: str = "./var/artifacts"
     cache_dir: Path = Path("./var/cache")
+    #: the worker's local working folders (one per experiment; checkpoints are uploaded from here)
+    scratch_dir: Path = Path("./var/scratch")
+    #: torch CPU threads of a worker's runs; None lets regcore choose (1 for small models)
+    worker_threads: int | None = None
     lease_seconds: int = 60
     heartbeat_seconds: int = 10
     max_attempts: int = 3

@@ -149,8 +149,9 @@ def worker(
         import torch
 
         queues = "gpu,cpu" if torch.cuda.is_available() else "cpu"
-    if threads is not None:
+    if threads is not None:  # read by the worker context, in this process (solo pool)
         os.environ["REGLAB_WORKER_THREADS"] = str(threads)
+        get_settings.cache_clear()
     if parent_pid is not None:
         _exit_with_parent(parent_pid)
 

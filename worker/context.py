@@ -35,8 +35,6 @@ _ctx: WorkerContext | None = None
 
 def make_context(settings: Settings) -> WorkerContext:
     engine = make_engine(settings.database_url)
-    scratch = Path(os.environ.get("REGLAB_SCRATCH_DIR", "./var/scratch")).resolve()
-    threads = os.environ.get("REGLAB_WORKER_THREADS")
     return WorkerContext(
         settings=settings,
         engine=engine,
@@ -44,8 +42,8 @@ def make_context(settings: Settings) -> WorkerContext:
         store=open_store(settings.artifacts),
         # unique per process: a restarted worker never mistakes an old lease for its own
         worker_id=f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}",
-        scratch=scratch,
-        threads=int(threads) if threads else None,
+        scratch=Path(settings.scratch_dir).resolve(),
+        threads=settings.worker_threads,
     )
 
 

@@ -17,9 +17,9 @@ import torch
 from celery import Task
 from celery.signals import worker_shutting_down
 
+from regcore.experiment import run as run_experiment
 from regcore.spec import SpecError, parse_spec
 from regcore.training.device import DeviceUnavailable
-from regcore.training.loop import run_experiment
 from service.db import jobs
 from service.queue import TASK_NAME
 from worker.celery_app import app
