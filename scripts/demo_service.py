@@ -17,7 +17,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-from service.client import RegLabClient
+from service.client import RegLabClient, RegLabError
 
 console = Console(stderr=True)
 
@@ -44,9 +44,11 @@ def _wait_ready(client: RegLabClient, proc: subprocess.Popen[bytes], timeout: fl
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"reglab serve exited with {proc.returncode}; see service.log")
-        if client.ready():
+        try:
+            client.ready()
             return
-        time.sleep(0.3)
+        except RegLabError:  # not listening yet, or 503 while the worker starts
+            time.sleep(0.3)
     raise TimeoutError("reglab serve did not become ready")
 
 
