@@ -2,14 +2,15 @@
 
 Keys are relative POSIX paths like ``<experiment_id>/checkpoints/last-0003.safetensors``; they
 never contain ``..`` or start with ``/``, so a stored key cannot escape the store's root. The
-worker writes through the same classes (``worker/artifacts.py`` adds writing and S3).
+worker writes through the same classes (``worker/artifacts.py`` adds writing).
 """
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from regcore.safetensors_check import (
     MAX_HEADER,
@@ -22,6 +23,7 @@ __all__ = [
     "ArtifactKeyError",
     "InvalidSafetensors",
     "LocalStore",
+    "S3ReadStore",
     "check_servable",
     "open_store",
     "parse_s3_location",
@@ -82,6 +84,47 @@ class LocalStore:
         return self.path(key)
 
 
+class S3ReadStore:
+    """Artifacts in an S3-compatible bucket under a prefix, read side; credentials and endpoint
+    come from the usual AWS_* variables (boto3 is imported only when this store is used)."""
+
+    def __init__(self, bucket: str, prefix: str = "", client: Any = None):
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        self._client = client
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            import boto3
+
+            self._client = boto3.client("s3", endpoint_url=os.environ.get("AWS_ENDPOINT_URL"))
+        return self._client
+
+    def _key(self, key: str) -> str:
+        key = validate_key(key)
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def open(self, key: str) -> BinaryIO:
+        return self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"]
+
+    def size(self, key: str) -> int:
+        return int(self.client.head_object(Bucket=self.bucket, Key=self._key(key))["ContentLength"])
+
+    def exists(self, key: str) -> bool:
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=self._key(key))
+        except Exception as err:  # botocore's ClientError, without importing botocore here
+            code = getattr(err, "response", {}).get("Error", {}).get("Code")
+            if code in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise
+        return True
+
+    def local_path(self, key: str) -> Path | None:
+        return None
+
+
 def parse_s3_location(location: str) -> tuple[str, str]:
     """``s3://bucket/prefix`` as (bucket, prefix); the prefix obeys the key rules (no ``..``)."""
     if not location.startswith("s3://"):
@@ -95,7 +138,7 @@ def parse_s3_location(location: str) -> tuple[str, str]:
     return bucket, validate_key(prefix) if prefix else ""
 
 
-def check_servable(store: LocalStore, key: str, max_header: int = MAX_HEADER) -> None:
+def check_servable(store: LocalStore | S3ReadStore, key: str, max_header: int = MAX_HEADER) -> None:
     """Raise ``InvalidSafetensors`` unless ``key`` is a ``.safetensors`` file whose header
     checks out: the API serves weights only in the format that cannot carry code."""
     if not validate_key(key).endswith(".safetensors"):
@@ -108,11 +151,11 @@ def check_servable(store: LocalStore, key: str, max_header: int = MAX_HEADER) ->
         check_header(fh, store.size(key), max_header)
 
 
-def open_store(location: str) -> LocalStore:
-    """The store for ``REGLAB_ARTIFACTS``: a folder (``s3://`` is added by the worker side)."""
+def open_store(location: str) -> LocalStore | S3ReadStore:
+    """The store for ``REGLAB_ARTIFACTS``, read side: a folder or ``s3://bucket/prefix``."""
     if location.startswith("s3://"):
-        parse_s3_location(location)
-        raise NotImplementedError("s3:// artifact stores are not supported by this build yet")
+        # checked like any key: s3://bucket/../x is refused, not normalised
+        return S3ReadStore(*parse_s3_location(location))
     if location.startswith("file:") or "\x00" in location:
         raise ArtifactKeyError(f"artifact location {location!r} must be a folder or s3://...")
     return LocalStore(location)

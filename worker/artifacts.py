@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
 from service.artifacts import LocalStore as ReadOnlyLocalStore
-from service.artifacts import parse_s3_location, validate_key
+from service.artifacts import S3ReadStore, parse_s3_location
 
 
 class ArtifactStore(Protocol):
@@ -58,26 +58,8 @@ class LocalStore(ReadOnlyLocalStore):
         self.path(key).unlink(missing_ok=True)
 
 
-class S3Store:
-    """Artifacts in an S3-compatible bucket under a prefix; credentials and endpoint come from
-    the usual AWS_* variables (boto3 is imported only when this store is used)."""
-
-    def __init__(self, bucket: str, prefix: str = "", client: Any = None):
-        self.bucket = bucket
-        self.prefix = prefix.strip("/")
-        self._client = client
-
-    @property
-    def client(self) -> Any:
-        if self._client is None:
-            import boto3
-
-            self._client = boto3.client("s3", endpoint_url=os.environ.get("AWS_ENDPOINT_URL"))
-        return self._client
-
-    def _key(self, key: str) -> str:
-        key = validate_key(key)
-        return f"{self.prefix}/{key}" if self.prefix else key
+class S3Store(S3ReadStore):
+    """Artifacts in an S3-compatible bucket under a prefix (an upload is atomic per object)."""
 
     def put(self, local_path: Path, key: str) -> None:
         self.client.upload_file(str(local_path), self.bucket, self._key(key))
@@ -87,19 +69,6 @@ class S3Store:
         _download_to(
             local_path, lambda tmp: self.client.download_file(self.bucket, s3_key, str(tmp))
         )
-
-    def open(self, key: str) -> BinaryIO:
-        return self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"]
-
-    def exists(self, key: str) -> bool:
-        try:
-            self.client.head_object(Bucket=self.bucket, Key=self._key(key))
-        except Exception as err:  # botocore's ClientError, without importing botocore here
-            code = getattr(err, "response", {}).get("Error", {}).get("Code")
-            if code in ("404", "NoSuchKey", "NotFound"):
-                return False
-            raise
-        return True
 
     def delete(self, key: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
