@@ -71,37 +71,62 @@ class ProgressReporter:
 @app.command()
 def run(
     spec_path: Annotated[Path, typer.Argument(metavar="SPEC.json", help="experiment spec (JSON)")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="output directory")] = Path("runs/latest"),
-    device: Annotated[str | None, typer.Option(help="override train.device: auto, cpu, cuda, cuda:N")] = None,
-    threads: Annotated[int | None, typer.Option(help="CPU threads (default: 1 for small models)")] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="output directory")] = Path(
+        "runs/latest"
+    ),
+    device: Annotated[
+        str | None, typer.Option(help="override train.device: auto, cpu, cuda, cuda:N")
+    ] = None,
+    threads: Annotated[
+        int | None, typer.Option(help="CPU threads (default: 1 for small models)")
+    ] = None,
     resume: Annotated[bool, typer.Option(help="continue from OUT/checkpoints/last")] = False,
     force: Annotated[bool, typer.Option(help="overwrite a finished run in OUT")] = False,
-    cache_dir: Annotated[Path, typer.Option(help="where generated datasets are cached")] = DEFAULT_CACHE,
-    checkpoint_every: Annotated[int, typer.Option(help="epochs between 'last' checkpoints (0: never)")] = 1,
+    cache_dir: Annotated[
+        Path, typer.Option(help="where generated datasets are cached")
+    ] = DEFAULT_CACHE,
+    checkpoint_every: Annotated[
+        int, typer.Option(help="epochs between 'last' checkpoints (0: never)")
+    ] = 1,
 ) -> None:
     """Train SPEC.json locally; write OUT/summary.json, OUT/metrics.jsonl and OUT/checkpoints/."""
     spec = load_spec_file(spec_path)
     if device is not None:
         try:
-            spec = parse_spec({**spec.model_dump(mode="json"), "train": {**spec.train.model_dump(mode="json"), "device": device}})
+            spec = parse_spec(
+                {
+                    **spec.model_dump(mode="json"),
+                    "train": {**spec.train.model_dump(mode="json"), "device": device},
+                }
+            )
         except SpecError as err:
             _fail(str(err))
     if (out / "summary.json").exists() and not (resume or force):
         _fail(f"{out} already holds a finished run; pass --force to overwrite or --resume")
     if force and out.exists() and not resume:
         shutil.rmtree(out)
-    from regcore.training.device import DeviceUnavailable
     from regcore.experiment import run as run_experiment
+    from regcore.training.device import DeviceUnavailable
 
     progress = Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TimeElapsedColumn(), TextColumn("{task.fields[status]}"), console=console,
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[status]}"),
+        console=console,
     )
     try:
         with progress:
             result = run_experiment(
-                spec, workdir=out, device=device, reporter=ProgressReporter(progress),
-                cache_dir=cache_dir, threads=threads, resume=resume, checkpoint_every=checkpoint_every,
+                spec,
+                workdir=out,
+                device=device,
+                reporter=ProgressReporter(progress),
+                cache_dir=cache_dir,
+                threads=threads,
+                resume=resume,
+                checkpoint_every=checkpoint_every,
             )
     except DeviceUnavailable as err:
         _fail(str(err))
@@ -112,7 +137,9 @@ def run(
 
 
 def print_summary(summary: dict[str, Any]) -> None:
-    table = Table(title=f"{summary['status']}: {summary['epochs_run']} epochs, best {summary['best_epoch']}")
+    table = Table(
+        title=f"{summary['status']}: {summary['epochs_run']} epochs, best {summary['best_epoch']}"
+    )
     table.add_column("metric")
     table.add_column("value", justify="right")
     for k, v in summary["metrics"].items():

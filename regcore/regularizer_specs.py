@@ -34,7 +34,7 @@ class L2Spec(RegularizerSpec):
     )
     per_layer: dict[str, float] = Field(
         default_factory=dict,
-        description="strength per parameter-name prefix (e.g. {'net.0': 1e-2}); others use strength",
+        description="strength per parameter-name prefix (e.g. {'net.0': 1e-2})",
     )
 
 

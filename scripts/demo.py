@@ -36,22 +36,29 @@ def variants() -> dict[str, dict[str, Any]]:
 
 
 def run_local(specs: dict[str, dict[str, Any]], out: Path) -> dict[str, Any]:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
     from regcore.cli import ProgressReporter, console
     from regcore.spec import parse_spec
     from regcore.training.loop import run_experiment
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     results = {}
     progress = Progress(
-        TextColumn("{task.description:16s}"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("{task.fields[status]}"), console=console,
+        TextColumn("{task.description:16s}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[status]}"),
+        console=console,
     )
     with progress:
         for name, spec in specs.items():
             reporter = ProgressReporter(progress)
             r = run_experiment(
-                parse_spec(spec), workdir=out / "runs" / name, reporter=reporter,
-                cache_dir=out / "cache", checkpoint_every=0,
+                parse_spec(spec),
+                workdir=out / "runs" / name,
+                reporter=reporter,
+                cache_dir=out / "cache",
+                checkpoint_every=0,
             )
             progress.update(reporter.task, description=name)
             results[name] = {"summary": r.summary(), "series": _series(out / "runs" / name)}

@@ -17,7 +17,10 @@ def print_table(results: dict[str, Any]) -> None:
         s = r["summary"]
         m = s.get("metrics") or {}
         table.add_row(
-            name, s["status"], str(s.get("epochs_run")), str(s.get("best_epoch")),
+            name,
+            s["status"],
+            str(s.get("epochs_run")),
+            str(s.get("best_epoch")),
             *(f"{m[k]:.3f}" if k in m else "-" for k in ("test_acc", "gen_gap", "ece")),
         )
     Console().print(table)
@@ -35,7 +38,9 @@ def plot_comparison(results: dict[str, Any], path: Path) -> Path:
         for ax, key in zip(axes, ("train_loss", "val_loss", "gen_gap"), strict=True):
             points = series.get(key, [])
             ax.plot([p["step"] for p in points], [p["value"] for p in points], label=name)
-    for ax, title in zip(axes, ("train loss", "validation loss", "gen_gap = val − train loss"), strict=True):
+    for ax, title in zip(
+        axes, ("train loss", "validation loss", "gen_gap = val − train loss"), strict=True
+    ):
         ax.set_title(title)
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)

@@ -34,8 +34,12 @@ def _start_service(workdir: Path, port: int) -> subprocess.Popen[bytes]:
     reglab = Path(sys.executable).with_name("reglab")
     log = open(workdir / "service.log", "wb")  # noqa: SIM115 - lives as long as the service
     return subprocess.Popen(
-        [str(reglab), "serve", "--port", str(port)], cwd=workdir, env=env, stdout=log,
-        stderr=subprocess.STDOUT, start_new_session=True,
+        [str(reglab), "serve", "--port", str(port)],
+        cwd=workdir,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
 
 
@@ -71,8 +75,11 @@ def run_through_service(specs: dict[str, dict[str, Any]], out: Path) -> dict[str
         console.print(f"reglab serve is up on port {port} (embedded default, in {out / 'service'})")
         ids = {name: client.submit(spec)["id"] for name, spec in specs.items()}
         progress = Progress(
-            TextColumn("{task.description:16s}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("{task.fields[status]}"), console=console,
+            TextColumn("{task.description:16s}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[status]}"),
+            console=console,
         )
         results: dict[str, Any] = {}
         with progress:
@@ -85,14 +92,20 @@ def run_through_service(specs: dict[str, dict[str, Any]], out: Path) -> dict[str
                 for name, eid in list(pending.items()):
                     exp = client.get(eid)
                     prog = exp.get("progress") or {}
-                    progress.update(bars[name], completed=prog.get("epoch", 0), status=exp["status"])
+                    progress.update(
+                        bars[name], completed=prog.get("epoch", 0), status=exp["status"]
+                    )
                     if exp["status"] in ("succeeded", "failed", "cancelled"):
                         summary = exp.get("summary") or {"status": exp["status"], "metrics": {}}
                         summary.setdefault("status", exp["status"])
                         if exp["status"] == "succeeded":  # early stopping ends before `epochs`
                             progress.update(bars[name], total=prog.get("epoch", 0))
                         series = client.metrics(eid, keys=["train_loss", "val_loss", "gen_gap"])
-                        results[name] = {"summary": summary, "series": series, "error": exp.get("error")}
+                        results[name] = {
+                            "summary": summary,
+                            "series": series,
+                            "error": exp.get("error"),
+                        }
                         del pending[name]
                 time.sleep(0.5)
         return {name: results[name] for name in ids}

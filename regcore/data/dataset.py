@@ -34,8 +34,14 @@ class Dataset:
 
     def to(self, device: torch.device) -> Dataset:
         return Dataset(
-            self.name, self.task, self.num_classes, self.train.to(device), self.val.to(device),
-            self.test.to(device), self.image_shape, self.extras,
+            self.name,
+            self.task,
+            self.num_classes,
+            self.train.to(device),
+            self.val.to(device),
+            self.test.to(device),
+            self.image_shape,
+            self.extras,
         )
 
     @property

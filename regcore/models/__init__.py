@@ -21,8 +21,14 @@ def build_model(spec: object, in_features: int, out_features: int) -> SlotModel:
         return MLP(in_features, out_features, spec.hidden, spec.activation, spec.batch_norm)
     if isinstance(spec, CNN1DSpec):
         return CNN1D(
-            in_features, out_features, spec.channels, spec.kernel_size, spec.hidden,
-            spec.activation, spec.batch_norm, spec.residual,
+            in_features,
+            out_features,
+            spec.channels,
+            spec.kernel_size,
+            spec.hidden,
+            spec.activation,
+            spec.batch_norm,
+            spec.residual,
         )
     if isinstance(spec, ResMLPSpec):
         return ResMLP(
@@ -32,7 +38,13 @@ def build_model(spec: object, in_features: int, out_features: int) -> SlotModel:
         return GRU(in_features, out_features, spec.hidden_size)
     if isinstance(spec, TransformerSpec):
         return Transformer(
-            in_features, out_features, spec.patch_size, spec.d_model, spec.heads, spec.layers,
-            spec.ff, spec.activation,
+            in_features,
+            out_features,
+            spec.patch_size,
+            spec.d_model,
+            spec.heads,
+            spec.layers,
+            spec.ff,
+            spec.activation,
         )
     raise ValueError(f"unknown model spec {type(spec).__name__}")

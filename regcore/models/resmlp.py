@@ -26,7 +26,13 @@ class ResidualBlock(nn.Module):
 
 class ResMLP(SlotModel):
     def __init__(
-        self, in_features: int, out_features: int, width: int, blocks: int, act: str, batch_norm: bool
+        self,
+        in_features: int,
+        out_features: int,
+        width: int,
+        blocks: int,
+        act: str,
+        batch_norm: bool,
     ):
         super().__init__()
         self.input_slot = Slot("input")

@@ -59,8 +59,8 @@ class ActivationL1(Regularizer):
         return activation_l1(acts, self.spec.strength)
 
     def extra_metrics(self, model: nn.Module) -> dict[str, float]:
-        """``activation_sparsity_train_batch``: fraction of exactly-zero hidden activations in the last
-        training batch (free: the tensors are already held)."""
+        """``activation_sparsity_train_batch``: fraction of exactly-zero hidden activations in
+        the last training batch (free: the tensors are already held)."""
         if not self.last:
             return {}
         zeros = sum(int((h == 0).sum()) for h in self.last)

@@ -13,7 +13,7 @@ from torch import nn
 
 from regcore.models.params import named_penalized
 from regcore.regularizer_specs import L2Spec
-from regcore.regularizers.base import Regularizer, Step, TaskInfo
+from regcore.regularizers.base import Regularizer, Step
 
 
 def l2_penalty(params: Iterable[torch.Tensor], strength: float | Iterable[float]) -> torch.Tensor:

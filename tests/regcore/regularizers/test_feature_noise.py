@@ -4,6 +4,7 @@ import torch
 
 from regcore.data import build_dataset
 from regcore.data.mnist1d_render import TorchRenderer, generate, mnist1d_args, render
+from regcore.regularizers.base import Step
 from regcore.regularizers.feature_noise import (
     LATENT_SPREAD,
     FeatureNoise,
@@ -11,7 +12,6 @@ from regcore.regularizers.feature_noise import (
     perturb,
     perturb_latents,
 )
-from regcore.regularizers.base import Step
 from regcore.spec import DataSpec
 from tests.regcore.runs import make_spec, trainer
 
