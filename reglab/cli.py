@@ -7,6 +7,7 @@ import typer
 from regcore.cli import catalog, run
 from service.keys_cli import keys
 from service.submit_cli import submit
+from service.sweep_cli import compare, sweep
 from worker.cli import reconcile, serve, worker
 
 app = typer.Typer(
@@ -16,6 +17,8 @@ app = typer.Typer(
 app.command()(run)
 app.command()(catalog)
 app.command()(submit)
+app.command()(sweep)
+app.command()(compare)
 app.command()(serve)
 app.command()(worker)
 app.command()(reconcile)

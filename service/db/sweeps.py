@@ -324,7 +324,9 @@ def counts(sweep: Sweep, rows: Sequence[TrialRow]) -> dict[str, int]:
             c[r.experiment.status] += 1
         else:
             c["skipped" if sweep.cancel_requested else "pending"] += 1
-    c["stopped_early"] = sum(1 for r in rows if r.stop_reason)
+    c["stopped_early"] = sum(
+        1 for r in rows if r.stop_reason and r.experiment and r.experiment.status == "cancelled"
+    )
     return dict(c)
 
 

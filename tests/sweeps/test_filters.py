@@ -17,6 +17,8 @@ def test_a_filter_parses_into_metric_and_field_clauses():
         Clause("name", "=", "my run", "field"),
     ]
     assert parse_filter("") == [] and parse_filter(None) == []
+    sweep = "0123456789abcdef0123456789abcdef"
+    assert parse_filter(f"sweep_id={sweep}") == [Clause("sweep_id", "=", sweep, "field")]
 
 
 def test_sort_takes_a_metric_or_a_field_with_an_optional_minus():
