@@ -325,7 +325,11 @@ def counts(sweep: Sweep, rows: Sequence[TrialRow]) -> dict[str, int]:
         else:
             c["skipped" if sweep.cancel_requested else "pending"] += 1
     c["stopped_early"] = sum(
-        1 for r in rows if r.stop_reason and r.experiment and r.experiment.status == "cancelled"
+        # asked to stop and not (yet) succeeded: a run that ended before the worker saw the
+        # request keeps its result
+        1
+        for r in rows
+        if r.stop_reason and r.experiment and r.experiment.status != "succeeded"
     )
     return dict(c)
 

@@ -307,3 +307,23 @@ def test_compare_refuses_more_than_100_ids_and_unknown_ones(client):
     }
     assert client.get("/v1/compare", params={"ids": "0" * 32}).status_code == 404
     assert client.get("/v1/compare").status_code == 422
+
+
+def test_another_owner_s_sweep_and_experiments_answer_404(client, sessions):
+    from service.db import api_keys
+
+    with sessions.begin() as s:
+        _, alice = api_keys.create(s, "alice")
+        _, bob = api_keys.create(s, "bob")
+    as_alice = {"Authorization": f"Bearer {alice}"}
+    as_bob = {"Authorization": f"Bearer {bob}"}
+    sweep = client.post("/v1/sweeps", json=grid(max_concurrent=2), headers=as_alice).json()
+    eid = sweep["experiments"][0]["experiment_id"]
+    assert client.get(f"/v1/sweeps/{sweep['id']}", headers=as_alice).status_code == 200
+    assert client.get(f"/v1/experiments/{eid}", headers=as_alice).status_code == 200
+    for path in (f"/v1/sweeps/{sweep['id']}", f"/v1/sweeps/{sweep['id']}/plot"):
+        assert client.get(path, headers=as_bob).status_code == 404
+    assert client.post(f"/v1/sweeps/{sweep['id']}/cancel", headers=as_bob).status_code == 404
+    assert client.get(f"/v1/experiments/{eid}", headers=as_bob).status_code == 404
+    assert client.get("/v1/compare", params={"ids": eid}, headers=as_bob).status_code == 404
+    assert client.get("/v1/sweeps", headers=as_bob).json()["items"] == []
