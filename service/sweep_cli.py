@@ -26,6 +26,9 @@ out = Console()
 class SweepClient(RegLabClient):
     """The client, with the sweep and compare routes."""
 
+    def __enter__(self) -> SweepClient:
+        return self
+
     def create_sweep(self, body: dict[str, Any]) -> dict[str, Any]:
         return self._json("POST", "/v1/sweeps", json=body)
 

@@ -281,7 +281,7 @@ def plot(
     y = y or sweep.metric
     params = list(sweep.configs[0]) if sweep.configs else []
     x = x or (params[0] if params else None)
-    if x not in params:
+    if x is None or x not in params:
         raise APIError(
             422,
             "invalid request",
