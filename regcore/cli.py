@@ -6,7 +6,7 @@ import json
 import shutil
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -37,7 +37,7 @@ def load_spec_file(path: Path) -> ExperimentSpec:
         _fail(f"invalid spec {path}:\n{lines}")
 
 
-def _fail(message: str, code: int = 2) -> Any:
+def _fail(message: str, code: int = 2) -> NoReturn:
     console.print(f"[red]error:[/red] {message}", highlight=False)
     raise typer.Exit(code)
 

@@ -14,6 +14,20 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Probability = Field(ge=0.0, lt=1.0)
 
+ParamKind = Literal["bias", "norm"]
+AugmentTransform = Literal[
+    "shift", "scale", "noise", "translate", "rotate", "flip", "blur", "brightness"
+]
+
+
+# typed factories: a lambda's list literal infers as list[str], not the field's Literal list
+def _bias_and_norm() -> list[ParamKind]:
+    return ["bias", "norm"]
+
+
+def _shift_and_scale() -> list[AugmentTransform]:
+    return ["shift", "scale"]
+
 
 class RegularizerSpec(BaseModel):
     """Base of every regularizer's parameters: unknown fields are errors."""
@@ -29,8 +43,8 @@ class L2Spec(RegularizerSpec):
 
     name: Literal["l2"] = "l2"
     strength: float = Field(1e-3, ge=0.0, description="λ in λΣw²")
-    exclude: list[Literal["bias", "norm"]] = Field(
-        default_factory=lambda: ["bias", "norm"], description="parameter kinds left unpenalized"
+    exclude: list[ParamKind] = Field(
+        default_factory=_bias_and_norm, description="parameter kinds left unpenalized"
     )
     per_layer: dict[str, float] = Field(
         default_factory=dict,
@@ -170,9 +184,7 @@ class AugmentSpec(RegularizerSpec):
     """
 
     name: Literal["augment"] = "augment"
-    transforms: list[
-        Literal["shift", "scale", "noise", "translate", "rotate", "flip", "blur", "brightness"]
-    ] = Field(default_factory=lambda: ["shift", "scale"])
+    transforms: list[AugmentTransform] = Field(default_factory=_shift_and_scale)
     max_shift: int = Field(4, ge=0, description="largest circular shift, in samples")
     scale_range: tuple[float, float] = Field((0.8, 1.2), description="uniform amplitude factor")
     noise_sigma: float = Field(0.05, ge=0.0, description="σ of additive noise")
@@ -266,8 +278,8 @@ class TieSpec(RegularizerSpec):
     reference: str | None = Field(
         None, description="a safetensors file of the model's state_dict; None: the initial weights"
     )
-    exclude: list[Literal["bias", "norm"]] = Field(
-        default_factory=lambda: ["bias", "norm"], description="parameter kinds left untied"
+    exclude: list[ParamKind] = Field(
+        default_factory=_bias_and_norm, description="parameter kinds left untied"
     )
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -154,19 +155,26 @@ class TrainSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    # default= by keyword: type checkers (dataclass_transform) see only that form as a default,
+    # and TrainSpec() / EnsembleSpec() are called with no arguments
     optimizer: Literal["sgd", "adam", "adamw"] = "sgd"
-    lr: float = Field(0.05, gt=0.0, le=10.0)
-    momentum: float = Field(0.0, ge=0.0, lt=1.0, description="sgd only")
-    nesterov: bool = Field(False, description="sgd only; needs momentum > 0")
-    betas: tuple[float, float] = Field((0.9, 0.999), description="adam / adamw")
-    batch_size: int = Field(100, ge=1, le=1_000_000)
-    epochs: int = Field(20, ge=1, le=100_000)
+    lr: float = Field(default=0.05, gt=0.0, le=10.0)
+    momentum: float = Field(default=0.0, ge=0.0, lt=1.0, description="sgd only")
+    nesterov: bool = Field(default=False, description="sgd only; needs momentum > 0")
+    betas: tuple[float, float] = Field(default=(0.9, 0.999), description="adam / adamw")
+    batch_size: int = Field(default=100, ge=1, le=1_000_000)
+    epochs: int = Field(default=20, ge=1, le=100_000)
     schedule: Literal["constant", "step", "cosine"] = "constant"
-    step_size: int = Field(30, ge=1, description="step schedule: epochs between decays")
-    gamma: float = Field(0.1, gt=0.0, le=1.0, description="step schedule: decay factor")
-    device: str = Field("auto", description="auto (CUDA when present, else CPU), cpu, cuda, cuda:N")
+    step_size: int = Field(default=30, ge=1, description="step schedule: epochs between decays")
+    gamma: float = Field(default=0.1, gt=0.0, le=1.0, description="step schedule: decay factor")
+    device: str = Field(
+        default="auto", description="auto (CUDA when present, else CPU), cpu, cuda, cuda:N"
+    )
     threads: int | None = Field(
-        None, ge=1, le=256, description="CPU threads; default 1 for small models, else all cores"
+        default=None,
+        ge=1,
+        le=256,
+        description="CPU threads; default 1 for small models, else all cores",
     )
 
     @field_validator("device")
@@ -206,8 +214,8 @@ class EnsembleSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    members: int = Field(1, ge=1, le=64, description="k; member i trains with seed + i")
-    bagging: bool = Field(False, description="each member on a bootstrap resample of train")
+    members: int = Field(default=1, ge=1, le=64, description="k; member i trains with seed + i")
+    bagging: bool = Field(default=False, description="each member on a bootstrap resample of train")
     vary: list[dict[str, Any]] = Field(
         default_factory=list,
         description="hyper-ensemble: one spec override per member (merged into the spec)",
@@ -215,7 +223,8 @@ class EnsembleSpec(BaseModel):
     snapshot: SnapshotSpec | None = None
     combine: Literal["mean_prob", "mean_logit", "median", "vote"] = "mean_prob"
     batched: Literal["auto", "on", "off"] = Field(
-        "auto", description="train same-architecture members as one vmapped model when supported"
+        default="auto",
+        description="train same-architecture members as one vmapped model when supported",
     )
 
     @model_validator(mode="after")
@@ -493,7 +502,7 @@ BASE_METRICS = (
 CLASSIFICATION_METRICS = ("train_acc", "val_acc", "test_acc", "ece", "confidence")
 
 
-def _check_monitor(i: int, monitor: str, regression: bool, measures: list[str]) -> None:
+def _check_monitor(i: int, monitor: str, regression: bool, measures: Sequence[str]) -> None:
     known = [*BASE_METRICS, *(() if regression else CLASSIFICATION_METRICS), *measures]
     if monitor not in known and not monitor.startswith("penalty_"):
         raise ValueError(
@@ -502,7 +511,7 @@ def _check_monitor(i: int, monitor: str, regression: bool, measures: list[str]) 
         )
 
 
-def _check_reuse(spec: ExperimentSpec, names: list[str]) -> None:
+def _check_reuse(spec: ExperimentSpec, names: Sequence[str]) -> None:
     """Checks of the ensemble, transfer and inference sections (issue 5)."""
     regression = spec.data.name == "toy1d"
     ens = spec.ensemble

@@ -174,7 +174,7 @@ class TorchRenderer:
         tmpl = get_templates()["x"] + EPS
         # one trailing zero: positions past the template read the padding
         padded = np.concatenate([tmpl, np.zeros((len(tmpl), 1))], axis=1)
-        f32 = {"device": device, "dtype": torch.float32}
+        f32: dict[str, Any] = {"device": device, "dtype": torch.float32}
         self.templates = torch.as_tensor(padded, **f32)
         self.grid = torch.linspace(0, 1, self.length, **f32)
         self.blur = torch.as_tensor(
@@ -226,7 +226,7 @@ class TorchRenderer:
     def latents_to_tensors(
         self, lat: Latents, device: torch.device | str
     ) -> dict[str, torch.Tensor]:
-        f32 = {"device": device, "dtype": torch.float32}
+        f32: dict[str, Any] = {"device": device, "dtype": torch.float32}
         return {
             "template": torch.as_tensor(lat.template, device=device, dtype=torch.long),
             "padding": torch.as_tensor(lat.padding, **f32),

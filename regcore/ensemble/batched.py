@@ -30,6 +30,7 @@ from regcore.ensemble.members import bootstrap_indices
 from regcore.ensemble.runner import MEMBER_EPOCH_KEYS, ensemble_metrics, member_columns
 from regcore.models import build_model
 from regcore.models.params import classify_parameters
+from regcore.regularizer_specs import L2Spec
 from regcore.spec import ExperimentSpec
 from regcore.training.checkpoint import save_checkpoint
 from regcore.training.device import choose_threads, resolve_device
@@ -163,11 +164,13 @@ class BatchedEnsembleRun:
         self.optimizer = build_optimizer(self.stack, spec.train)
         self.scheduler = build_scheduler(self.optimizer, spec.train)
         kinds = classify_parameters(self.models[0])
+        # why_not_batched admits l2 alone, so every regularizer here is an L2Spec
+        l2_specs = [reg for reg in spec.regularizers if isinstance(reg, L2Spec)]
         self.l2 = [
-            (n, reg.strength)  # type: ignore[union-attr]
-            for reg in spec.regularizers
+            (n, reg.strength)
+            for reg in l2_specs
             for n in self.stack.names
-            if kinds.get(n, "weight") not in set(reg.exclude)  # type: ignore[union-attr]
+            if kinds.get(n, "weight") not in set(reg.exclude)
         ]
         self.threads = threads or spec.train.threads or choose_threads(self.models[0], self.device)
         self.epoch = 0

@@ -24,7 +24,7 @@ def predictive_entropy(probs: torch.Tensor) -> torch.Tensor:
 def dropout_on(model: nn.Module) -> list[nn.Module]:
     """Put the model in eval mode except its dropout modules; return those modules."""
     model.eval()
-    drops = [m for m in model.modules() if isinstance(m, _DropoutNd)]
+    drops: list[nn.Module] = [m for m in model.modules() if isinstance(m, _DropoutNd)]
     for m in drops:
         m.train()
     return drops

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from regcore.data import Split
+from regcore.models.slots import SlotModel
 
 
 def zero_fraction(activations: list[torch.Tensor]) -> float:
@@ -21,7 +22,7 @@ def zero_fraction(activations: list[torch.Tensor]) -> float:
 
 @torch.no_grad()
 def activation_sparsity(model: nn.Module, split: Split) -> float | None:
-    slots = model.slots("hidden", "conv") if hasattr(model, "slots") else []
+    slots = model.slots("hidden", "conv") if isinstance(model, SlotModel) else []
     if not slots:
         return None
     seen: list[torch.Tensor] = []

@@ -30,7 +30,10 @@ class ResidualConvBlock(nn.Module):
         super().__init__()
         if kernel_size % 2 == 0:
             raise ValueError("residual cnn1d blocks need an odd kernel_size to keep the length")
-        self.branch = nn.Sequential(*conv_unit(c_in, c_out, kernel_size, act, batch_norm))
+        # typed as a Module: stochastic depth swaps in a DropPath around it
+        self.branch: nn.Module = nn.Sequential(
+            *conv_unit(c_in, c_out, kernel_size, act, batch_norm)
+        )
         self.shortcut: nn.Module = nn.Identity() if c_in == c_out else nn.Conv1d(c_in, c_out, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -18,7 +18,8 @@ class ResidualBlock(nn.Module):
         if batch_norm:
             layers.append(nn.BatchNorm1d(width))
         layers += [activation(act), Slot("hidden"), nn.Linear(width, width)]
-        self.branch = nn.Sequential(*layers)
+        # typed as a Module: stochastic depth swaps in a DropPath around it
+        self.branch: nn.Module = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.branch(x)

@@ -47,11 +47,12 @@ class SAM(Regularizer):
         return loss
 
     def before_optimizer_step(self, step: Step) -> None:
-        params = [p for p in self.params if p.grad is not None]
+        params: list[torch.Tensor] = [p for p in self.params if p.grad is not None]
         if not params:
             return
         data_at_w = dict(zip(map(id, self.params), step.scratch.pop("sam_data_grads"), strict=True))
-        total = [p.grad for p in params]
+        # the .grad tensors themselves: the in-place edits below land in p.grad
+        total = [p.grad for p in params if p.grad is not None]
         eps = ascent_step(total, self.spec.rho)
         momenta = [m.momentum for m in self.norms]
         saved = [p.detach().clone() for p in params]  # restore exactly, not by w + e − e
@@ -70,8 +71,7 @@ class SAM(Regularizer):
                 for p, w in zip(params, saved, strict=True):
                     p.copy_(w)
         with torch.no_grad():
-            for p, g_eps in zip(params, at_w_eps, strict=True):
-                g_w = data_at_w[id(p)]
-                p.grad.sub_(g_w)
+            for p, grad, g_eps in zip(params, total, at_w_eps, strict=True):
+                grad.sub_(data_at_w[id(p)])
                 if g_eps is not None:
-                    p.grad.add_(g_eps)
+                    grad.add_(g_eps)

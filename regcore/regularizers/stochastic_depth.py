@@ -56,7 +56,7 @@ class DropPath(nn.Module):
         return f"p={self.p:.4g}"
 
 
-def residual_blocks(model: nn.Module) -> list[nn.Module]:
+def residual_blocks(model: nn.Module) -> list[ResidualBlock | ResidualConvBlock]:
     return [m for m in model.modules() if isinstance(m, ResidualBlock | ResidualConvBlock)]
 
 

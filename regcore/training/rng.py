@@ -16,10 +16,13 @@ def seed_all(seed: int) -> None:
 
 
 def rng_state(generators: dict[str, torch.Generator]) -> dict[str, Any]:
+    # legacy=False: the dict form, whose type numpy's stubs state exactly (the legacy tuple's
+    # overload is shadowed there); "key" and "pos" are the same values the tuple holds
+    mt = np.random.get_state(legacy=False)["state"]
     state: dict[str, Any] = {
         "torch": torch.get_rng_state(),
-        "numpy": torch.from_numpy(np.random.get_state()[1].astype(np.int64)),
-        "numpy_pos": int(np.random.get_state()[2]),
+        "numpy": torch.from_numpy(mt["key"].astype(np.int64)),
+        "numpy_pos": int(mt["pos"]),
         "python": [list(random.getstate()[1]), random.getstate()[0]],
         "generators": {k: g.get_state() for k, g in generators.items()},
     }
