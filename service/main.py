@@ -12,7 +12,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from regcore.spec import ExperimentSpec
-from service.api import errors
+from service.api import errors, unavailable
 from service.api.auth import OPEN_PATHS, AuthMiddleware
 from service.api.openapi import document_errors
 from service.api.routes import catalog, experiments, health, sweeps
@@ -46,6 +46,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redirect_slashes=False,
     )
     errors.install(app)
+    unavailable.install(app)
     app.add_middleware(AuthMiddleware)
     app.include_router(experiments.router)
     app.include_router(catalog.router)

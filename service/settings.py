@@ -27,6 +27,9 @@ class Settings(BaseSettings):
     heartbeat_seconds: int = 10
     max_attempts: int = 3
     reconcile_seconds: int = 15
+    #: a queued row whose message was sent this long ago is sent again: a broker restarted
+    #: without persistence (Redis without AOF) forgets its messages. Duplicates are harmless.
+    stale_queued_seconds: int = 600
     #: where ``device: auto`` experiments go; "gpu" only when a GPU worker pool exists.
     auto_queue: Literal["cpu", "gpu"] = "cpu"
     api_url: str = "http://127.0.0.1:8000"

@@ -74,7 +74,12 @@ def serve(
 
     engine = make_engine(settings.database_url)
     celery: Celery = make_celery(settings)
-    reconciler = Reconciler(make_sessionmaker(engine), celery, settings.reconcile_seconds)
+    reconciler = Reconciler(
+        make_sessionmaker(engine),
+        celery,
+        settings.reconcile_seconds,
+        stale_after_s=settings.stale_queued_seconds,
+    )
     reconciler.start()
     where = settings.broker_url and "a broker" or f"the filesystem broker in {settings.broker_dir}"
     console.print(

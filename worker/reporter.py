@@ -2,7 +2,9 @@
 
 Each call is one short transaction; none is held across training. Every write is guarded by the
 lease (``service.db.jobs``): when the lease is lost (this worker was paused past it and another
-took over) the reporter asks the loop to stop and the task leaves the row alone.
+took over) the reporter asks the loop to stop and the task leaves the row alone. While the
+database is unreachable each transaction is retried (``retry_db``) for up to the lease, so an
+outage shorter than that only pauses the run.
 """
 
 from __future__ import annotations
@@ -10,8 +12,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from regcore.training.checkpoint import CheckpointInfo
@@ -26,6 +30,47 @@ def checkpoint_keys(experiment_id: str, kind: str, epoch: int) -> tuple[str, str
     newer checkpoint never overwrites the file an older row points at."""
     base = f"{experiment_id}/checkpoints/{kind}-{epoch:04d}"
     return f"{base}.safetensors", f"{base}.state.safetensors", f"{base}.json"
+
+
+T = TypeVar("T")
+
+
+def unreachable(exc: BaseException) -> bool:
+    """The database went away (restart, failover, network), as opposed to a bad statement."""
+    return isinstance(exc, OperationalError) or (
+        isinstance(exc, DBAPIError) and exc.connection_invalidated
+    )
+
+
+def retry_db(
+    transaction: Callable[[], T],
+    budget_s: float,
+    what: str,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> T:
+    """Run a short transaction, running it again with backoff while the database is
+    unreachable, for up to ``budget_s`` (the lease: past it another worker may own the row, and
+    the lease guard in every write settles who). Each transaction here is idempotent, so one
+    whose commit was cut off can be repeated. Other errors, and an outage longer than the
+    budget, are raised."""
+    deadline: float | None = None
+    delay = 0.25
+    while True:
+        try:
+            return transaction()
+        except DBAPIError as exc:
+            now = clock()
+            if not unreachable(exc):
+                raise
+            if deadline is None:
+                deadline = now + budget_s
+                log.warning("database unreachable while %s; retrying for %.0f s", what, budget_s)
+            if now >= deadline:
+                raise
+            sleep(min(delay, deadline - now))
+            delay = min(delay * 2, 2.0)
 
 
 class LeaseLost(RuntimeError):
@@ -71,8 +116,14 @@ class DbReporter:
     def on_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
         if self.lease_lost:
             return
-        with self.sessions.begin() as session:
-            ok = jobs.record_epoch(session, self.id, self.worker_id, epoch, metrics, self.lease_s)
+
+        def write() -> bool:
+            with self.sessions.begin() as session:
+                return jobs.record_epoch(
+                    session, self.id, self.worker_id, epoch, metrics, self.lease_s
+                )
+
+        ok = retry_db(write, self.lease_s, f"recording epoch {epoch}")
         if ok:
             self._last_beat = self.clock()
         else:
@@ -84,19 +135,23 @@ class DbReporter:
         keys = checkpoint_keys(self.id, info.kind, info.epoch)
         for path, key in zip((info.weights, info.state, info.sidecar), keys, strict=True):
             self.store.put(path, key)
-        with self.sessions.begin() as session:
-            stale = jobs.record_checkpoint(
-                session,
-                self.id,
-                self.worker_id,
-                kind=info.kind,
-                epoch=info.epoch,
-                uri=keys[0],
-                state_uri=keys[1],
-                sidecar_uri=keys[2],
-                size=info.size,
-                sha256=info.sha256,
-            )
+
+        def write() -> list[str] | None:
+            with self.sessions.begin() as session:
+                return jobs.record_checkpoint(
+                    session,
+                    self.id,
+                    self.worker_id,
+                    kind=info.kind,
+                    epoch=info.epoch,
+                    uri=keys[0],
+                    state_uri=keys[1],
+                    sidecar_uri=keys[2],
+                    size=info.size,
+                    sha256=info.sha256,
+                )
+
+        stale = retry_db(write, self.lease_s, f"recording checkpoint {info.kind}-{info.epoch}")
         if stale is None:
             self._lose(f"recording checkpoint {info.kind} of epoch {info.epoch}")
             return
@@ -118,8 +173,12 @@ class DbReporter:
         self._last_poll = now
         if now - self._last_beat >= self.heartbeat_s and not self._beat():
             return True
-        with self.sessions() as session:
-            control = jobs.poll(session, self.id, self.worker_id)
+
+        def read() -> jobs.Control:
+            with self.sessions() as session:
+                return jobs.poll(session, self.id, self.worker_id)
+
+        control = retry_db(read, self.lease_s, "polling for a cancel")
         if not control.owned:
             self._lose("polling")
             return True
@@ -127,8 +186,11 @@ class DbReporter:
         return self.cancel_seen
 
     def _beat(self) -> bool:
-        with self.sessions.begin() as session:
-            ok = jobs.heartbeat(session, self.id, self.worker_id, self.lease_s)
+        def write() -> bool:
+            with self.sessions.begin() as session:
+                return jobs.heartbeat(session, self.id, self.worker_id, self.lease_s)
+
+        ok = retry_db(write, self.lease_s, "renewing the lease")
         if ok:
             self._last_beat = self.clock()
         else:

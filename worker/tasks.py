@@ -24,7 +24,7 @@ from service.db import jobs
 from service.queue import TASK_NAME
 from worker.celery_app import app
 from worker.context import WorkerContext, get_context
-from worker.reporter import DbReporter
+from worker.reporter import DbReporter, retry_db
 
 log = logging.getLogger(__name__)
 
@@ -73,17 +73,11 @@ def run(self: Task, experiment_id: str) -> str:
 def run_job(experiment_id: str, ctx: WorkerContext) -> str:
     """Run one experiment to its end (or to a lost lease); returns what happened, for the log."""
     settings = ctx.settings
-    with ctx.sessions.begin() as session:
-        row = jobs.claim(session, experiment_id, ctx.worker_id, settings.lease_seconds)
-        if row is None:
-            settled = jobs.settle_unclaimable(session, experiment_id)
-            log.info("experiment %s not claimed (%s)", experiment_id, settled or "not runnable")
-            return f"skipped: {settled or 'not runnable'}"
-        spec_data, attempt = row.spec, row.attempts
-        last = jobs.latest_checkpoint(session, experiment_id, "last")
-        resume_keys = None
-        if last is not None and last.state_uri and last.sidecar_uri:
-            resume_keys = (last.uri, last.state_uri, last.sidecar_uri)
+    claimed = retry_db(lambda: _claim(ctx, experiment_id), settings.lease_seconds, "claiming")
+    if isinstance(claimed, str):
+        log.info("experiment %s not claimed (%s)", experiment_id, claimed)
+        return f"skipped: {claimed}"
+    spec_data, attempt, resume_keys = claimed
     log.info("experiment %s: attempt %d on %s", experiment_id, attempt, ctx.worker_id)
 
     try:
@@ -118,14 +112,34 @@ def run_job(experiment_id: str, ctx: WorkerContext) -> str:
     if reporter.lease_lost:
         return "lease lost"  # the new owner records the outcome
     if result.status == "cancelled" and not reporter.cancel_seen:  # stopped for shutdown
-        with ctx.sessions.begin() as session:
-            released = jobs.release(session, experiment_id, ctx.worker_id)
+
+        def give_back() -> bool:
+            with ctx.sessions.begin() as session:
+                return jobs.release(session, experiment_id, ctx.worker_id)
+
+        released = retry_db(give_back, settings.lease_seconds, "releasing the run")
         log.info("experiment %s back in the queue: the worker is shutting down", experiment_id)
         return "released" if released else "lease lost"
     error = result.reason if result.status == "failed" else None
     outcome = _finish(ctx, experiment_id, result.status, _clean(result.summary()), error)
     shutil.rmtree(workdir, ignore_errors=True)
     return outcome
+
+
+def _claim(
+    ctx: WorkerContext, experiment_id: str
+) -> str | tuple[Any, int, tuple[str, str, str] | None]:
+    """One transaction: claim the row (the spec, the attempt, the checkpoint to resume from),
+    or settle a row that can never run and say why it was not claimed."""
+    with ctx.sessions.begin() as session:
+        row = jobs.claim(session, experiment_id, ctx.worker_id, ctx.settings.lease_seconds)
+        if row is None:
+            return jobs.settle_unclaimable(session, experiment_id) or "not runnable"
+        last = jobs.latest_checkpoint(session, experiment_id, "last")
+        resume_keys = None
+        if last is not None and last.state_uri and last.sidecar_uri:
+            resume_keys = (last.uri, last.state_uri, last.sidecar_uri)
+        return row.spec, row.attempts, resume_keys
 
 
 def _fetch_last_checkpoint(
@@ -148,9 +162,11 @@ def _finish(
     summary: dict[str, Any] | None = None,
     error: str | None = None,
 ) -> str:
-    with ctx.sessions.begin() as session:
-        ok = jobs.finish(session, experiment_id, ctx.worker_id, status, summary, error)
-    if not ok:
+    def write() -> bool:
+        with ctx.sessions.begin() as session:
+            return jobs.finish(session, experiment_id, ctx.worker_id, status, summary, error)
+
+    if not retry_db(write, ctx.settings.lease_seconds, f"recording the outcome {status}"):
         return "lease lost"
     log.info("experiment %s %s%s", experiment_id, status, f": {error}" if error else "")
     return status
