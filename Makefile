@@ -32,6 +32,16 @@ bench: $(STAMP)
 	$(PY) benchmarks/overhead.py
 	$(PY) benchmarks/ensemble.py
 
+# Fault and security tests (real PostgreSQL, Redis, worker subprocesses), then docs/reliability.md
+# from the figures they leave in var/reports/ (written even when a test fails; the exit status is
+# pytest's).
+faults: $(STAMP)
+	bash scripts/ensure-services.sh
+	mkdir -p var/reports
+	rm -f var/reports/faults-*.json var/reports/faults-junit.xml var/reports/schemathesis.json
+	$(PY) -m pytest tests/faults tests/security --junitxml=var/reports/faults-junit.xml; \
+	status=$$?; $(PY) scripts/faults_report.py && exit $$status
+
 migrate: $(STAMP)
 	$(VENV)/bin/alembic upgrade head
 

@@ -1,0 +1,239 @@
+"""Write docs/reliability.md from the figures the fault and security tests leave behind.
+
+Inputs (under ``var/reports/`` or ``$REGLAB_REPORTS_DIR``): ``faults-<scenario>.json`` from each
+test in tests/faults, ``schemathesis.json`` from tests/security/test_schemathesis.py, and
+``faults-junit.xml`` (pytest's ``--junitxml`` of the ``make faults`` run) for pass/fail counts.
+A missing input is reported as missing, never filled in.
+
+    python scripts/faults_report.py [--reports DIR] [--out docs/reliability.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import xml.etree.ElementTree as ET
+from collections import Counter, defaultdict
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+
+#: scenario file name -> (title, what is broken, what must hold)
+SCENARIOS: dict[str, tuple[str, str, str]] = {
+    "worker_kills": (
+        "Worker SIGKILLed mid-training",
+        "20 experiments; the worker's process group SIGKILLed 3 times mid-run, then restarted",
+        "all terminal, none lost, no metric point duplicated, one lease holder at a time, "
+        "resumed runs equal uninterrupted ones",
+    ),
+    "poison_run": (
+        "A run that kills its worker every time",
+        "the worker dies at epoch 1 of one experiment, every attempt; a supervisor restarts it",
+        "`failed` after max_attempts with the reason; no further claims; the worker goes on",
+    ),
+    "redis_restart": (
+        "Redis restarted during a submission burst",
+        "a private Redis without persistence SIGKILLed after 4 of 12 submissions, down for 4",
+        "every 202 reaches a terminal state (lost messages are re-sent by the reconciler)",
+    ),
+    "postgres_restart": (
+        "PostgreSQL restarted during training",
+        "a private cluster stopped with `pg_ctl -m immediate` mid-run, restarted after ~6 s",
+        "503 JSON while down; recovery without restarts; no acknowledged metric lost",
+    ),
+    "paused_worker": (
+        "Worker paused past its lease",
+        "SIGSTOP of the running worker until another took over, then SIGCONT",
+        "the other worker finishes it; the woken worker's writes are refused and it stops",
+    ),
+    "commit_enqueue_crash": (
+        "Crash between commit and enqueue",
+        "a row committed and never enqueued; a row enqueued but never stamped",
+        "both run, exactly once (a duplicate message is refused by the claim)",
+    ),
+    "checkpoint_cut": (
+        "Checkpoint write killed halfway",
+        "SIGKILL while uploading the epoch-3 checkpoint's state (half written); local copy cut",
+        "no row points at a partial file; resume from the last complete (epoch 2)",
+    ),
+}
+
+COLUMNS = ("experiments", "kills", "restarts", "lost", "duplicated")
+
+
+def _restarts(fig: dict[str, Any]) -> int:
+    return sum(int(fig.get(k) or 0) for k in ("restarts", "redis_restarts", "postgres_restarts"))
+
+
+def _duplicated(fig: dict[str, Any]) -> int | str:
+    value = fig.get("duplicated_metric_points")
+    return "–" if value is None else int(value)
+
+
+def _details(name: str, fig: dict[str, Any]) -> str:
+    keys = {
+        "worker_kills": ("succeeded", "resumed", "resumed_matching_uninterrupted", "claims",
+                         "lease_violations"),
+        "poison_run": ("status", "attempts", "claims", "next_experiment", "error"),
+        "redis_restart": ("accepted", "refused", "server_errors_5xx", "resent_by_reconciler",
+                          "succeeded"),
+        "postgres_restart": ("outage_s", "requests_while_down", "answered_503",
+                             "server_errors_other_than_503", "acknowledged_metric_points",
+                             "worker_db_retry_episodes", "attempts"),
+        "paused_worker": ("paused_at_epoch", "writers", "writes_by_paused_worker_after_takeover",
+                          "lease_violations", "attempts"),
+        "commit_enqueue_crash": ("succeeded", "runs", "duplicate_messages_refused"),
+        "checkpoint_cut": ("partial_files_left", "last_recorded_at_kill", "resumed_from_epoch",
+                           "bad_checkpoint_references"),
+    }.get(name, ())  # fmt: skip
+    return "; ".join(f"{k.replace('_', ' ')}: {fig[k]}" for k in keys if k in fig)
+
+
+def _junit(path: Path) -> tuple[dict[str, Counter[str]], float] | None:
+    if not path.is_file():
+        return None
+    root = ET.parse(path).getroot()
+    per_file: dict[str, Counter[str]] = defaultdict(Counter)
+    total_time = 0.0
+    for suite in root.iter("testsuite"):
+        total_time += float(suite.get("time", 0))
+    for case in root.iter("testcase"):
+        module = (case.get("classname") or "").rsplit(".", 1)
+        name = module[0] if len(module) > 1 and module[1][:1].isupper() else case.get("classname")
+        outcome = "passed"
+        for child in case:
+            if child.tag in ("failure", "error"):
+                outcome = "failed"
+            elif child.tag == "skipped":
+                outcome = "skipped"
+        per_file[(name or "?").replace(".", "/") + ".py"][outcome] += 1
+    return per_file, total_time
+
+
+def build(reports: Path) -> str:
+    figures = {
+        p.stem.removeprefix("faults-"): json.loads(p.read_text())
+        for p in sorted(reports.glob("faults-*.json"))
+    }
+    schemathesis = reports / "schemathesis.json"
+    fuzz = json.loads(schemathesis.read_text()) if schemathesis.is_file() else None
+    junit = _junit(reports / "faults-junit.xml")
+
+    out = [
+        "# Reliability",
+        "",
+        "Generated by `make faults` (`scripts/faults_report.py`, from the figures the tests in "
+        "`tests/faults/` and `tests/security/` leave in `var/reports/`); do not edit by hand. "
+        f"Last generated {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}.",
+        "",
+        "Every fault test runs the real parts: `reglab serve` (API + reconciler), `reglab "
+        "worker` subprocesses, PostgreSQL and Redis, with 4 s leases (30 s in the PostgreSQL "
+        "restart) and a 1 s reconciler. Redis is a private `redis-server` per test, PostgreSQL "
+        "a fresh database (a private `initdb` cluster for the restart), so nothing shared is "
+        "disturbed. Who wrote what is taken from the database: triggers in the test databases "
+        "record each write to an experiment, metric or checkpoint row with the writing "
+        "connection's `application_name` (a worker names its connections after its id) and the "
+        "lease owner the writing transaction saw.",
+        "",
+    ]
+    totals: Counter[str] = Counter()
+    for fig in figures.values():
+        totals["experiments"] += int(fig.get("experiments") or 0)
+        totals["kills"] += int(fig.get("kills") or 0)
+        totals["restarts"] += _restarts(fig)
+        totals["lost"] += int(fig.get("lost") or 0)
+        dup = _duplicated(fig)
+        totals["duplicated"] += dup if isinstance(dup, int) else 0
+    passed = sum(1 for f in figures.values() if f.get("outcome") == "passed")
+    out += [
+        "## Summary",
+        "",
+        "| figure | value |",
+        "|---|---|",
+        f"| fault scenarios passed | {passed} of {len(figures)} run ({len(SCENARIOS)} defined) |",
+        f"| experiments submitted under faults | {totals['experiments']} |",
+        f"| worker kills (SIGKILL) | {totals['kills']} |",
+        f"| restarts (workers, Redis, PostgreSQL) | {totals['restarts']} |",
+        f"| experiments lost | {totals['lost']} |",
+        f"| metric points duplicated | {totals['duplicated']} |",
+    ]
+    if fuzz is not None:
+        out += [
+            f"| schemathesis requests sent | {fuzz.get('requests_sent')} |",
+            f"| 5xx answers seen by schemathesis | {fuzz.get('server_errors_5xx')} |",
+        ]
+    else:
+        out.append("| schemathesis | no figures (var/reports/schemathesis.json missing) |")
+    out += ["", "## Fault scenarios", ""]
+    out += [
+        "| scenario | fault | must hold | outcome | " + " | ".join(COLUMNS) + " | wall s |",
+        "|---|---|---|---|" + "---|" * len(COLUMNS) + "---|",
+    ]
+    for name, (title, fault, holds) in SCENARIOS.items():
+        fig = figures.get(name)
+        if fig is None:
+            out.append(f"| {title} | {fault} | {holds} | not run |" + " – |" * (len(COLUMNS) + 1))
+            continue
+        cells = [
+            fig.get("experiments", "–"),
+            fig.get("kills", 0),
+            _restarts(fig),
+            fig.get("lost", "–"),
+            _duplicated(fig),
+        ]
+        out.append(
+            f"| {title} | {fault} | {holds} | **{fig.get('outcome')}** | "
+            + " | ".join(str(c) for c in cells)
+            + f" | {fig.get('wall_s', '–')} |"
+        )
+    out += ["", "Details per scenario:", ""]
+    for name, fig in figures.items():
+        title = SCENARIOS.get(name, (name, "", ""))[0]
+        out.append(f"- **{title}** (`tests/faults/test_{name}.py`): {_details(name, fig)}")
+    out += ["", "## Bad input, access and the API's schema", ""]
+    if fuzz is not None:
+        out += [
+            f"schemathesis (`tests/security/test_schemathesis.py`, in process, "
+            f"{fuzz.get('seed')}, {fuzz.get('examples_per_operation')} examples per operation) "
+            f"sent **{fuzz.get('requests_sent')}** requests and saw "
+            f"**{fuzz.get('server_errors_5xx')}** 5xx answers; every response was checked "
+            "against the OpenAPI document.",
+            "",
+            "| operation | requests |",
+            "|---|---|",
+        ]
+        out += [f"| `{op}` | {n} |" for op, n in (fuzz.get("per_operation") or {}).items()]
+        out.append("")
+    if junit is not None:
+        per_file, total_time = junit
+        out += [
+            f"Tests run by `make faults` ({total_time:.0f} s in all):",
+            "",
+            "| file | passed | failed | skipped |",
+            "|---|---|---|---|",
+        ]
+        for file, counts in sorted(per_file.items()):
+            out.append(
+                f"| `{file}` | {counts['passed']} | {counts['failed']} | {counts['skipped']} |"
+            )
+        out.append("")
+    else:
+        out += ["(no `faults-junit.xml`: run `make faults` for the per-file test counts)", ""]
+    return "\n".join(out)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    default_reports = Path(os.environ.get("REGLAB_REPORTS_DIR", ROOT / "var" / "reports"))
+    parser.add_argument("--reports", type=Path, default=default_reports)
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "reliability.md")
+    args = parser.parse_args()
+    args.out.write_text(build(args.reports) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
