@@ -61,6 +61,19 @@ SCENARIOS: dict[str, tuple[str, str, str]] = {
     ),
 }
 
+FIXES = (
+    "The API answered 500 while the database was unreachable; it now answers 503 with "
+    '`{"error": "not ready", ...}` and `Retry-After` (`service/api/unavailable.py`).',
+    "A database error in any of a run's writes ended the worker's task (the run came back only "
+    "after its lease expired, as a new attempt); the worker now repeats each short "
+    "transaction with backoff for up to the lease (`worker.reporter.retry_db`), so an "
+    "outage shorter than that only pauses the run.",
+    "Messages a broker forgets (Redis without persistence, restarted) left rows queued for a "
+    "fixed 600 s; the delay is now the setting `REGLAB_STALE_QUEUED_SECONDS`.",
+    "Workers name their PostgreSQL connections after their worker id (`application_name`), "
+    "which the audit above relies on.",
+)
+
 COLUMNS = ("experiments", "kills", "restarts", "lost", "duplicated")
 
 
@@ -190,9 +203,13 @@ def build(reports: Path) -> str:
             + f" | {fig.get('wall_s', '–')} |"
         )
     out += ["", "Details per scenario:", ""]
-    for name, fig in figures.items():
+    ordered = [n for n in SCENARIOS if n in figures] + [n for n in figures if n not in SCENARIOS]
+    for name in ordered:
+        fig = figures[name]
         title = SCENARIOS.get(name, (name, "", ""))[0]
         out.append(f"- **{title}** (`tests/faults/test_{name}.py`): {_details(name, fig)}")
+    out += ["", "What the fault tests led to in the code:", ""]
+    out += [f"- {line}" for line in FIXES]
     out += ["", "## Bad input, access and the API's schema", ""]
     if fuzz is not None:
         out += [
@@ -205,7 +222,14 @@ def build(reports: Path) -> str:
             "| operation | requests |",
             "|---|---|",
         ]
-        out += [f"| `{op}` | {n} |" for op, n in (fuzz.get("per_operation") or {}).items()]
+        per_op = fuzz.get("per_operation") or {}
+        probes = {op: n for op, n in per_op.items() if n <= 3}
+        out += [f"| `{op}` | {n} |" for op, n in per_op.items() if op not in probes]
+        if probes:
+            out.append(
+                f"| {len(probes)} other method/path pairs (undocumented methods, parameterless "
+                f"routes) | {sum(probes.values())} |"
+            )
         out.append("")
     if junit is not None:
         per_file, total_time = junit

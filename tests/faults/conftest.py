@@ -194,6 +194,7 @@ def private_postgres() -> Iterator[PrivatePostgres]:
     bindir = _pg_bin()
     if bindir is None:
         unavailable("PostgreSQL server binaries (initdb, pg_ctl) are not installed")
+    assert bindir is not None
     server = PrivatePostgres(bindir)
     try:
         server.init()
