@@ -195,11 +195,14 @@ def private_postgres() -> Iterator[PrivatePostgres]:
     if bindir is None:
         unavailable("PostgreSQL server binaries (initdb, pg_ctl) are not installed")
     assert bindir is not None
-    server = PrivatePostgres(bindir)
+    try:
+        server = PrivatePostgres(bindir)
+    except LookupError:  # root, but no ``postgres`` user to own the cluster
+        unavailable("running as root without a 'postgres' user: initdb cannot run")
     try:
         server.init()
-    except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
-        output = getattr(exc, "stdout", b"") or b""
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as exc:
+        output = getattr(exc, "stdout", b"") or str(exc).encode()
         server.destroy()
         unavailable(f"a private PostgreSQL cluster could not start: {output.decode()[-500:]}")
     yield server
