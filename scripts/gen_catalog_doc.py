@@ -1,6 +1,7 @@
-"""Write docs/catalog.md from the spec models, so the docs match what a spec accepts.
+"""Write docs/catalog.md and README.md's catalog table from the spec models, so the docs match
+what a spec accepts.
 
-A test (tests/test_docs.py) fails when the file is stale: rerun `python scripts/gen_catalog_doc.py`.
+A test (tests/test_docs.py) fails when either is stale: rerun `python scripts/gen_catalog_doc.py`.
 """
 
 from __future__ import annotations
@@ -26,21 +27,33 @@ normalization parameters are not penalized unless asked; label smoothing's `epsi
 all K classes and `rho` puts ρ/(K−1) on each wrong class (ε = ρK/(K−1)); where order matters the
 list order of `regularizers` is the order of application (put `mixup` before `label_smoothing`).
 
-| name | what it does | parameters (default) |
-| --- | --- | --- |
 """
+START, END = "<!-- catalog:start -->", "<!-- catalog:end -->"
 
 
-def render() -> str:
-    rows = []
+def table() -> str:
+    rows = ["| name | what it does | parameters (default) |", "| --- | --- | --- |"]
     for e in catalog_entries():
         params = ", ".join(f"`{k}` ({v})" for k, v in e["defaults"].items()) or "—"
         rows.append(f"| `{e['name']}` | {e['description']} | {params} |")
-    return HEADER + "\n".join(rows) + "\n"
+    return "\n".join(rows) + "\n"
+
+
+def render() -> str:
+    return HEADER + table()
+
+
+def render_readme(readme: str) -> str:
+    """README.md with the table between its catalog markers replaced."""
+    head, _, rest = readme.partition(START)
+    _, _, tail = rest.partition(END)
+    return f"{head}{START}\n{table()}{END}{tail}"
 
 
 if __name__ == "__main__":
     out = ROOT / "docs" / "catalog.md"
     out.parent.mkdir(exist_ok=True)
     out.write_text(render())
-    print(f"wrote {out}")
+    readme = ROOT / "README.md"
+    readme.write_text(render_readme(readme.read_text()))
+    print(f"wrote {out} and the table in {readme}")

@@ -18,6 +18,17 @@ def test_catalog_doc_matches_the_spec_models():
     )
 
 
+def test_readme_catalog_table_matches_the_spec_models():
+    sys.path.insert(0, str(ROOT))
+    from scripts.gen_catalog_doc import render_readme
+
+    readme = (ROOT / "README.md").read_text()
+    assert "<!-- catalog:start -->" in readme
+    assert readme == render_readme(readme), (
+        "README's catalog is stale: run scripts/gen_catalog_doc.py"
+    )
+
+
 def test_readme_shows_the_two_commands_and_ci_runs_the_test_command():
     readme = (ROOT / "README.md").read_text()
     assert "make demo" in readme and "make test" in readme
