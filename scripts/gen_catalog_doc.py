@@ -35,7 +35,8 @@ def table() -> str:
     rows = ["| name | what it does | parameters (default) |", "| --- | --- | --- |"]
     for e in catalog_entries():
         params = ", ".join(f"`{k}` ({v})" for k, v in e["defaults"].items()) or "—"
-        rows.append(f"| `{e['name']}` | {e['description']} | {params} |")
+        cells = (f"`{e['name']}`", e["description"], params)
+        rows.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     return "\n".join(rows) + "\n"
 
 
