@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class Settings(BaseSettings):
@@ -38,6 +39,18 @@ class Settings(BaseSettings):
     auth: Literal["on", "off", "auto"] = "auto"
     #: the address ``reglab serve --host`` binds; "auto" auth decides from it.
     bind_host: str = "127.0.0.1"
+    #: Host names (besides localhost, 127.0.0.0/8 and [::1]) that a request without a key may
+    #: name, comma-separated in the environment; "*" allows any. Guards against DNS rebinding.
+    allowed_hosts: Annotated[list[str], NoDecode] = []
+    #: the reconciler deletes a local store's ``.part`` files (left by a killed upload) this old
+    partial_file_seconds: int = 3600
+
+    @field_validator("allowed_hosts", mode="before")
+    @classmethod
+    def _comma_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [h.strip() for h in value.split(",") if h.strip()]
+        return value
 
 
 @lru_cache

@@ -8,6 +8,11 @@ without a key: ``/readyz`` would tell a stranger which database and broker error
 header. When auth is not required, a request without a key acts as the anonymous owner ``""``
 (loopback only); a request that presents a key is always checked, and a bad key is 401 either way.
 
+A request served without a key must also name a loopback host in its ``Host`` header (localhost,
+127.0.0.0/8 or [::1], any port), or one listed in ``REGLAB_ALLOWED_HOSTS``; otherwise it is 403.
+A web page whose DNS name an attacker rebinds to 127.0.0.1 (DNS rebinding) reaches the loopback
+server from the victim's browser, but its requests still carry the attacker's name as Host.
+
 The owner found here scopes every query: another owner's experiments answer 404 (see
 ``routes/experiments.py``). This is a pure ASGI middleware, so it also guards routes that
 FastAPI adds itself (the OpenAPI document, the docs) and never buffers a streamed download.
@@ -17,6 +22,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+from collections.abc import Collection
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -67,6 +73,35 @@ def auth_required(settings: Settings, scope: Scope | None = None) -> bool:
     return isinstance(local, str) and _is_ip(local) and not is_loopback(local)
 
 
+def host_name(host: str) -> str | None:
+    """The name in a ``Host`` header without its port (``[::1]:8000`` -> ``::1``), lowercased;
+    None when the header is malformed."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        name, bracket, port = host[1:].partition("]")
+        if not bracket or (port and not (port[0] == ":" and port[1:].isdigit())):
+            return None
+        return name
+    name, colon, port = host.partition(":")
+    if colon and not port.isdigit():
+        return None  # a second colon (an unbracketed IPv6 address) or a port that is no number
+    return name or None
+
+
+def host_allowed(host: str | None, allowed: Collection[str] = ()) -> bool:
+    """Whether an anonymous request's ``Host`` names loopback, or a host the operator listed."""
+    name = host_name(host) if host else None
+    if name is None:
+        return False
+    if name == "localhost" or (_is_ip(name) and is_loopback(name)):
+        return True
+    for entry in allowed:
+        entry = entry.strip().lower()
+        if entry == "*" or host_name(entry) == name:
+            return True
+    return False
+
+
 class AuthMiddleware:
     """Resolves the request's owner from its bearer key, or answers 401 (503 without a DB)."""
 
@@ -84,6 +119,10 @@ class AuthMiddleware:
                 await _unauthorized(
                     "this server requires an API key: send 'Authorization: Bearer <key>'"
                 )(scope, receive, send)
+                return
+            host = _header(scope, b"host")
+            if not host_allowed(host, state.settings.allowed_hosts):
+                await _forbidden_host(host)(scope, receive, send)
                 return
             scope[_SCOPE_KEY] = ANONYMOUS
             await self.app(scope, receive, send)
@@ -134,6 +173,20 @@ def _unauthorized(detail: str, invalid: bool = False) -> JSONResponse:
         {"error": "unauthorized", "detail": detail},
         status_code=401,
         headers={"WWW-Authenticate": challenge},
+    )
+
+
+def _forbidden_host(host: str | None) -> JSONResponse:
+    shown = "no Host header" if host is None else f"Host {host[:100]!r}"
+    return JSONResponse(
+        {
+            "error": "forbidden",
+            "detail": f"{shown} is not a loopback name (localhost, 127.0.0.1, [::1]): a request "
+            "without an API key must name this machine, so that a web page rebinding its DNS "
+            "name to this server cannot use it; send 'Authorization: Bearer <key>', or list the "
+            "host in REGLAB_ALLOWED_HOSTS",
+        },
+        status_code=403,
     )
 
 

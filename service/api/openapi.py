@@ -1,8 +1,9 @@
 """The error side of the OpenAPI document: every status a route can answer, with its JSON body.
 
 FastAPI documents only the success response and its own 422 shape; our errors are all
-``{"error", "detail"}`` (``service/api/errors.py``), and the auth middleware can answer 401 and
-503 on any route but ``/healthz``. Declaring them keeps clients and the schemathesis run honest.
+``{"error", "detail"}`` (``service/api/errors.py``), and the auth middleware can answer 401, 403
+(no key, and a Host that is not loopback) and 503 on any route but ``/healthz``. Declaring them
+keeps clients and the schemathesis run honest.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ _REF = {"$ref": "#/components/schemas/Error"}
 
 _DESCRIPTIONS = {
     "401": "missing, unknown or revoked API key",
+    "403": "no API key, and the Host header names no loopback or allowed host",
     "404": "no such resource (or not yours)",
     "409": "conflict with the resource's state",
     "413": "request body too large",
@@ -47,7 +49,7 @@ def document_errors(schema: dict[str, Any], open_paths: frozenset[str]) -> dict[
                 continue
             codes = {"422"}
             if path not in open_paths:
-                codes |= {"401", "503"}
+                codes |= {"401", "403", "503"}
                 op["security"] = [{"bearer": []}, {}]
             if "{" in path:
                 codes.add("404")

@@ -28,7 +28,9 @@ def test_the_api_answers_503_with_a_json_body_when_the_database_is_unreachable(t
     nobody = f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/reglab"
     settings = Settings(database_url=nobody, broker_dir=tmp_path / "broker",
                         artifacts=str(tmp_path / "store"), auth="off")  # fmt: skip
-    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+    with TestClient(
+        create_app(settings), base_url="http://127.0.0.1", raise_server_exceptions=False
+    ) as client:
         for response in (
             client.get("/v1/experiments"),
             client.get(f"/v1/experiments/{'0' * 32}"),

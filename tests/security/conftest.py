@@ -21,6 +21,8 @@ from service.main import create_app
 from service.settings import Settings
 from tests.services import new_postgres_database, postgres_admin_url, postgres_url  # noqa: F401
 
+#: TestClient's default Host "testserver" is no loopback name; the API refuses it without a key.
+BASE_URL = "http://127.0.0.1"
 #: the bytes of a file just outside the store that no request may ever read.
 SECRET = b"TOP-SECRET-" + os.urandom(16).hex().encode()
 
@@ -85,7 +87,7 @@ def app(settings: Settings):
 
 @pytest.fixture
 def client(app) -> Iterator[TestClient]:
-    with TestClient(app, raise_server_exceptions=False) as c:
+    with TestClient(app, base_url=BASE_URL, raise_server_exceptions=False) as c:
         yield c
 
 

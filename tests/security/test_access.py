@@ -10,13 +10,20 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import func, select
 
-from service.api.auth import auth_required, is_loopback
+from service.api.auth import auth_required, host_allowed, is_loopback
 from service.db import api_keys
 from service.db.models import ApiKey, Checkpoint, Experiment, Metric
 from service.main import create_app
-from tests.security.conftest import bearer, make_settings, safetensors_bytes, spec
+from tests.security.conftest import (
+    BASE_URL,
+    bearer,
+    make_settings,
+    raw_request,
+    safetensors_bytes,
+    spec,
+)
 
 pytestmark = pytest.mark.timeout(120)
 ROOT = Path(__file__).resolve().parents[2]
@@ -126,7 +133,7 @@ def test_keys_are_long_random_and_distinct(sessions):
 
 def test_loopback_without_auth_keeps_anonymous_access(db_url, tmp_path, keys):
     conf = make_settings(db_url, tmp_path, auth="auto", bind_host="127.0.0.1")
-    with TestClient(create_app(conf), raise_server_exceptions=False) as anon:
+    with TestClient(create_app(conf), base_url=BASE_URL, raise_server_exceptions=False) as anon:
         created = anon.post("/v1/experiments", json=spec())
         assert created.status_code == 202
         assert anon.get(f"/v1/experiments/{created.json()['id']}").status_code == 200
@@ -138,9 +145,95 @@ def test_loopback_without_auth_keeps_anonymous_access(db_url, tmp_path, keys):
 
 def test_a_bound_public_host_turns_auth_on_under_auto(db_url, tmp_path):
     conf = make_settings(db_url, tmp_path, auth="auto", bind_host="0.0.0.0")
-    with TestClient(create_app(conf), raise_server_exceptions=False) as c:
+    with TestClient(create_app(conf), base_url=BASE_URL, raise_server_exceptions=False) as c:
         assert c.get("/v1/experiments").status_code == 401
         assert c.get("/healthz").status_code == 200
+
+
+# --- DNS rebinding: an anonymous request must name loopback -------------------------------------
+
+
+@pytest.fixture
+def loopback_app(db_url, tmp_path):
+    """A server on loopback under ``auth=auto``: requests without a key are served."""
+    return create_app(make_settings(db_url, tmp_path, auth="auto", bind_host="127.0.0.1"))
+
+
+@pytest.mark.parametrize("host", ["evil.example", "evil.example:8000", "10.0.0.7", "localhost."])
+def test_a_request_without_a_key_naming_a_foreign_host_is_403(loopback_app, sessions, host):
+    with TestClient(loopback_app, base_url=BASE_URL, raise_server_exceptions=False) as c:
+        listed = c.get("/v1/experiments", headers={"Host": host})
+        posted = c.post("/v1/experiments", json=spec(), headers={"Host": host})
+        spec_doc = c.get("/openapi.json", headers={"Host": host})
+        # the liveness probe stays open, as under auth, and says nothing
+        assert c.get("/healthz", headers={"Host": host}).status_code == 200
+    for r in (listed, posted, spec_doc):
+        assert r.status_code == 403, (host, r.status_code, r.text)
+        body = r.json()
+        assert body["error"] == "forbidden"
+        assert repr(host) in body["detail"] and "REGLAB_ALLOWED_HOSTS" in body["detail"]
+    with sessions() as s:
+        assert s.scalar(select(func.count()).select_from(Experiment)) == 0
+
+
+def test_with_a_key_a_foreign_host_is_judged_by_the_key(loopback_app, keys):
+    evil = {"Host": "evil.example"}
+    with TestClient(loopback_app, base_url=BASE_URL, raise_server_exceptions=False) as c:
+        assert c.get("/v1/experiments", headers=evil | bearer(keys["ada"])).status_code == 200
+        assert c.get("/v1/experiments", headers=evil | bearer("rlk_bogus")).status_code == 401
+        assert c.get("/v1/experiments", headers=evil | bearer(keys["revoked"])).status_code == 401
+
+
+@pytest.mark.parametrize(
+    "host",
+    ["127.0.0.1", "127.0.0.1:8000", "localhost", "LocalHost:8000", "127.8.9.10:1", "[::1]",
+     "[::1]:8000"],
+)  # fmt: skip
+def test_loopback_hosts_are_served_without_a_key(loopback_app, host):
+    with TestClient(loopback_app, base_url=BASE_URL, raise_server_exceptions=False) as c:
+        r = c.get("/v1/experiments", headers={"Host": host})
+    assert r.status_code == 200, (host, r.text)
+
+
+def test_a_request_without_any_host_header_is_403(loopback_app):
+    async def without_host(scope, receive, send):
+        scope = dict(scope, headers=[(k, v) for k, v in scope["headers"] if k != b"host"])
+        await loopback_app(scope, receive, send)
+
+    with TestClient(loopback_app, base_url=BASE_URL):  # runs the lifespan
+        assert raw_request(loopback_app, "GET", b"/v1/experiments")[0] == 200
+        status, body = raw_request(without_host, "GET", b"/v1/experiments")
+    assert status == 403 and b"no Host header" in body
+
+
+def test_allowed_hosts_extend_loopback_from_a_comma_list(monkeypatch, db_url, tmp_path):
+    monkeypatch.setenv("REGLAB_ALLOWED_HOSTS", "lab.internal, Box.Local:8000")
+    conf = make_settings(db_url, tmp_path, auth="auto", bind_host="127.0.0.1")
+    assert conf.allowed_hosts == ["lab.internal", "Box.Local:8000"]
+    with TestClient(create_app(conf), base_url=BASE_URL, raise_server_exceptions=False) as c:
+        for host, status in [
+            ("lab.internal", 200), ("lab.internal:9000", 200), ("box.local", 200),
+            ("evil.example", 403), ("internal", 403), ("x.lab.internal", 403),
+        ]:  # fmt: skip
+            assert c.get("/v1/experiments", headers={"Host": host}).status_code == status, host
+
+
+@pytest.mark.parametrize(
+    ("host", "allowed", "expected"),
+    [
+        ("127.0.0.1", [], True),
+        ("[::1]:80", [], True),
+        ("::1", [], False),  # an IPv6 Host must be bracketed
+        ("127.0.0.1:http", [], False),
+        ("[::1]junk", [], False),
+        ("", [], False),
+        (None, [], False),
+        ("evil.example", ["*"], True),
+        ("evil.example:1", ["evil.example:2"], True),  # entries name hosts; ports do not count
+    ],
+)
+def test_host_allowed_parses_the_host_header_strictly(host, allowed, expected):
+    assert host_allowed(host, allowed) is expected
 
 
 # --- ownership ---------------------------------------------------------------------------------
@@ -214,7 +307,7 @@ def test_idempotency_keys_are_per_owner(client, keys):
 
 def test_anonymous_rows_are_not_visible_to_a_keyed_owner(db_url, tmp_path, keys):
     conf = make_settings(db_url, tmp_path, auth="off")
-    with TestClient(create_app(conf), raise_server_exceptions=False) as c:
+    with TestClient(create_app(conf), base_url=BASE_URL, raise_server_exceptions=False) as c:
         anon = c.post("/v1/experiments", json=spec()).json()["id"]
         assert c.get(f"/v1/experiments/{anon}", headers=bearer(keys["ada"])).status_code == 404
         assert c.get(f"/v1/experiments/{anon}").status_code == 200
@@ -240,7 +333,7 @@ def test_reglab_keys_create_list_revoke(tmp_path):
     listed = _reglab("list", db=db)
     assert listed.returncode == 0 and "ada" in listed.stdout and token not in listed.stdout
     conf = make_settings(db, tmp_path, auth="on")
-    with TestClient(create_app(conf), raise_server_exceptions=False) as c:
+    with TestClient(create_app(conf), base_url=BASE_URL, raise_server_exceptions=False) as c:
         assert c.get("/v1/experiments", headers=bearer(token)).status_code == 200
         from service.db.session import make_engine, make_sessionmaker
 

@@ -14,6 +14,9 @@ from service.main import create_app
 from service.settings import Settings
 from tests.services import new_postgres_database, postgres_admin_url, postgres_url  # noqa: F401
 
+#: TestClient's default Host "testserver" is no loopback name; the API refuses it without a key.
+BASE_URL = "http://127.0.0.1"
+
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
@@ -39,7 +42,7 @@ def settings(db_url: str, tmp_path: Path) -> Settings:
 
 @pytest.fixture
 def client(settings: Settings) -> Iterator[TestClient]:
-    with TestClient(create_app(settings), raise_server_exceptions=False) as c:
+    with TestClient(create_app(settings), base_url=BASE_URL, raise_server_exceptions=False) as c:
         yield c
 
 
