@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import torch
+from torch import nn
 
 from regcore.regularizer_specs import TangentPropSpec
 from regcore.regularizers.base import Regularizer, Step, TaskInfo
@@ -71,6 +72,25 @@ def tangents(
     return out
 
 
+def without_buffer_updates(model: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``model`` as a function whose forward leaves the model's buffers alone.
+
+    A training-mode batch norm updates its running statistics in place, which ``torch.func``
+    refuses inside a transform (and the extra pass would count the batch twice besides). The
+    buffers are cloned inside the function, so the updates land on the copies; the batch
+    statistics still normalize, so the jvp is that of the function the data loss sees.
+    """
+    buffers = dict(model.named_buffers())
+    if not buffers:
+        return model
+
+    def f(x: torch.Tensor) -> torch.Tensor:
+        copies = {k: b.clone() for k, b in buffers.items()}
+        return torch.func.functional_call(model, copies, (x,))
+
+    return f
+
+
 def tangent_prop_penalty(
     f: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, vs: Sequence[torch.Tensor]
 ) -> torch.Tensor:
@@ -100,4 +120,5 @@ class TangentProp(Regularizer):
     def penalty(self, step: Step) -> torch.Tensor:
         x = step.x.detach()
         vs = tangents(x, self.names, self.task.image_shape)
-        return self.spec.strength * tangent_prop_penalty(step.model, x, vs)
+        f = without_buffer_updates(step.model)
+        return self.spec.strength * tangent_prop_penalty(f, x, vs)

@@ -68,6 +68,33 @@ def test_penalty_hook_matches_finite_differences_along_the_shift(tmp_path, cache
     assert float(g.abs().sum()) > 0
 
 
+def test_batch_norm_models_get_the_training_mode_jvp_and_keep_their_running_stats(
+    tmp_path, cache_dir
+):
+    spec = make_spec(
+        model={"name": "mlp", "hidden": [32], "batch_norm": True},
+        regularizers=[{"name": "tangent_prop", "strength": 1.0}],
+    )
+    t = trainer(spec, tmp_path, cache_dir)
+    bn = next(m for m in t.model.modules() if isinstance(m, torch.nn.BatchNorm1d))
+    before = (bn.running_mean.clone(), int(bn.num_batches_tracked))
+
+    class S:
+        model = t.model
+        x = t.data.train.x[:16]
+
+    t.model.train()
+    got = t.regs[0].penalty(S())
+    assert torch.equal(bn.running_mean, before[0]) and int(bn.num_batches_tracked) == before[1]
+    # the jvp goes through the batch statistics, as training-mode finite differences do
+    eps, v = 1e-3, shift_tangent(S.x)
+    with torch.no_grad():
+        jv = (t.model(S.x + eps * v) - t.model(S.x - eps * v)) / (2 * eps)
+    assert float(got.detach()) == pytest.approx(float(jv.pow(2).sum() / 16), rel=1e-2)
+    (g,) = torch.autograd.grad(got, [t.model.out.weight])
+    assert float(g.abs().sum()) > 0
+
+
 def test_image_transforms_are_refused_for_flat_data(cache_dir, tmp_path):
     with pytest.raises(ValueError, match="image data"):
         trainer(
