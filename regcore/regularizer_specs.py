@@ -203,10 +203,12 @@ class AugmentSpec(RegularizerSpec):
 
 
 class CutoutSpec(RegularizerSpec):
-    """Zero one random contiguous segment of each input."""
+    """Zero one random contiguous segment (1D) or square (images) of each input."""
 
     name: Literal["cutout"] = "cutout"
-    size: int = Field(8, ge=1, description="segment length, in features")
+    size: int = Field(
+        8, ge=1, description="segment length in features; images: side of the square in pixels"
+    )
     p: float = Field(1.0, ge=0.0, le=1.0, description="probability that an example is cut")
 
 
