@@ -459,6 +459,7 @@ class ExperimentSpec(BaseModel):
         names = [reg.name for reg in self.regularizers]
         if names.count("early_stopping") > 1:
             raise ValueError("early_stopping may appear at most once")
+        _check_averaging(self.regularizers)
         _check_reuse(self, names)
         return self
 
@@ -508,6 +509,19 @@ def _check_monitor(i: int, monitor: str, regression: bool, measures: Sequence[st
         raise ValueError(
             f"regularizers[{i}].monitor: {monitor!r} is not a metric this run records; "
             f"available: {', '.join(known)} (or penalty_<name>)"
+        )
+
+
+def _check_averaging(regs: Sequence[Any]) -> None:
+    """swa and ema return their averaged weights, early stopping with restore_best the best raw
+    ones: two answers to which model is kept, so the pair is refused (see swa.py, ema.py)."""
+    es = next((i for i, reg in enumerate(regs) if reg.name == "early_stopping"), None)
+    avg = next((i for i, reg in enumerate(regs) if reg.name in ("swa", "ema")), None)
+    if es is not None and avg is not None and regs[es].restore_best:
+        raise ValueError(
+            f"regularizers[{es}].restore_best: early_stopping would restore the best raw weights, "
+            f"but {regs[avg].name} (regularizers[{avg}]) returns its averaged weights; set "
+            "restore_best to false to stop early and keep the average, or drop one of the two"
         )
 
 

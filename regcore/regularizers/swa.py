@@ -8,11 +8,22 @@ recomputed for w̄ with one pass over the last epoch's training batches (``updat
 
 Uses ``torch.optim.swa_utils`` (AveragedModel, SWALR, update_bn). ``finalize`` returns the
 averaged model's module.
+
+Each epoch, once averaging has started, the averaged model's validation loss (and accuracy) is
+recorded as ``swa_val_loss`` (``swa_val_acc``), in eval mode; with batch norm its statistics are
+first recomputed on the epoch's batches under a forked RNG, so the raw run is unchanged.
+
+With early stopping: the spec refuses ``early_stopping`` with ``restore_best`` beside swa (or
+ema), since restoring the best raw iterate and returning the average are two answers to "which
+model is kept". Set ``restore_best: false`` to stop early and keep the average (of the iterates
+up to the stop); the summary's ``best_epoch`` still names the raw model's best epoch.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -21,6 +32,7 @@ from torch.optim.swa_utils import SWALR, AveragedModel, update_bn
 
 from regcore.regularizer_specs import SWASpec
 from regcore.regularizers.base import Regularizer, Step, TaskInfo
+from regcore.training.metrics import split_metrics
 
 
 def running_average(avg: torch.Tensor, value: torch.Tensor, n: int) -> torch.Tensor:
@@ -32,6 +44,27 @@ def has_batch_norm(model: nn.Module) -> bool:
     return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
 
 
+@contextmanager
+def rng_untouched(device: torch.device) -> Iterator[None]:
+    """Random numbers drawn inside leave the global generators (CPU and this GPU) as they were."""
+    devices: list[int] = []
+    if device.type == "cuda":
+        devices = [device.index if device.index is not None else torch.cuda.current_device()]
+    with torch.random.fork_rng(devices=devices):
+        yield
+
+
+def averaged_val_metrics(model: nn.Module, data: Any, prefix: str) -> dict[str, float]:
+    """``<prefix>_val_loss`` (and ``_val_acc``) of ``model`` in eval mode, its mode restored."""
+    was_training = model.training
+    model.eval()
+    try:
+        m, _ = split_metrics(model, data.val, data.task)
+    finally:
+        model.train(was_training)
+    return {f"{prefix}_val_{k}": v for k, v in m.items()}
+
+
 class SWA(Regularizer):
     spec_class = SWASpec
     spec: SWASpec
@@ -41,6 +74,12 @@ class SWA(Regularizer):
         #: first epoch (from 1) whose weights enter the average
         self.start_epoch = min(task.epochs, math.floor(spec.start * task.epochs) + 1)
         self.batches: list[torch.Tensor] = []
+        self.data: Any = None
+        self.epoch = 0  # the epoch whose steps ran last (from 1)
+        self.averaged_through = 0  # the last epoch whose end weights entered the average
+
+    def bind_data(self, data: Any) -> None:
+        self.data = data
 
     def setup(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
         self.averaged = AveragedModel(model)
@@ -62,19 +101,34 @@ class SWA(Regularizer):
             self.batches.append(step.x)
 
     def after_optimizer_step(self, step: Step) -> None:
+        self.epoch = step.epoch + 1
         if self.spec.every == "step" and self._averaging(step.epoch + 1):
             self.averaged.update_parameters(step.model)
+
+    def _average_epoch_end(self, epoch: int, model: nn.Module) -> None:
+        """Average the end-of-epoch weights once; the metrics hook comes first and needs them."""
+        if self.spec.every == "epoch" and self._averaging(epoch) and epoch > self.averaged_through:
+            self.averaged.update_parameters(model)
+            self.averaged_through = epoch
+
+    def extra_metrics(self, model: nn.Module) -> dict[str, float]:
+        self._average_epoch_end(self.epoch, model)
+        n = int(self.averaged.n_averaged)
+        out = {"swa_n_averaged": float(n)}
+        if n and self.data is not None:
+            averaged = self.averaged.module
+            if self.bn and self.batches:
+                with rng_untouched(self.task.device):
+                    update_bn(self.batches, averaged)
+            out.update(averaged_val_metrics(averaged, self.data, "swa"))
+        return out
 
     def on_epoch_end(self, epoch: int, metrics: dict[str, float], model: nn.Module) -> None:
         if not self._averaging(epoch):
             return
-        if self.spec.every == "epoch":
-            self.averaged.update_parameters(model)
+        self._average_epoch_end(epoch, model)
         if self.scheduler is not None:
             self.scheduler.step()
-
-    def extra_metrics(self, model: nn.Module) -> dict[str, float]:
-        return {"swa_n_averaged": float(self.averaged.n_averaged)}
 
     def finalize(self, model: nn.Module) -> nn.Module:
         if int(self.averaged.n_averaged) == 0:
@@ -85,7 +139,17 @@ class SWA(Regularizer):
         return averaged
 
     def state_dict(self) -> dict[str, Any]:
-        return {"averaged": self.averaged.state_dict()}
+        return {
+            "averaged": self.averaged.state_dict(),
+            # SWALR's own state is plain numbers and strings: its anneal resumes mid-way
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "averaged_through": self.averaged_through,
+            "epoch": self.epoch,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.averaged.load_state_dict(state["averaged"])
+        if self.scheduler is not None and state.get("scheduler") is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
+        self.averaged_through = int(state.get("averaged_through", 0))
+        self.epoch = int(state.get("epoch", 0))

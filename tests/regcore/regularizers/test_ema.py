@@ -51,3 +51,25 @@ def test_the_averaged_weights_give_a_smoother_val_curve(tmp_path, cache_dir):
         raw.append(evaluate(tr.model, tr.data)["val_loss"])
         avg.append(evaluate(tr.regs[0].averaged.module, tr.data)["val_loss"])
     assert _roughness(avg) < 0.7 * _roughness(raw)
+
+
+def test_ema_val_loss_is_the_val_loss_of_the_averaged_model_in_eval_mode(tmp_path, cache_dir):
+    spec = make_spec(regularizers=[{"name": "dropout", "p": 0.5}, {"name": "ema", "decay": 0.9}])
+    tr = trainer(spec, tmp_path, cache_dir)
+    ema = tr.regs[1]
+    tr.train_epoch()
+    tr.epoch += 1
+    metrics = tr.end_epoch({})
+    avg = ema.averaged.module
+    assert avg.training  # put back in the mode it was in
+    avg.eval()
+    with torch.no_grad():
+        out = avg(tr.data.val.x)
+    assert metrics["ema_val_loss"] == pytest.approx(
+        float(torch.nn.functional.cross_entropy(out, tr.data.val.y)), rel=1e-6
+    )
+    assert metrics["ema_val_acc"] == pytest.approx(
+        float((out.argmax(1) == tr.data.val.y).float().mean())
+    )
+    # the average lags the raw weights, so the two differ
+    assert metrics["ema_val_loss"] != metrics["val_loss"]

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from regcore.regularizers.swa import running_average
+from regcore.training.metrics import evaluate
 from tests.regcore.runs import history, make_spec, train, trainer
 
 OVERFIT = dict(
@@ -77,3 +78,28 @@ def test_the_averaged_model_has_lower_test_loss_than_the_last_iterate(tmp_path, 
     result = train(spec, tmp_path, cache_dir)
     last_iterate = history(tmp_path)["test_loss"][-1]
     assert result.metrics["test_loss"] < 0.97 * last_iterate
+
+
+def test_swa_val_loss_appears_once_averaging_starts_and_includes_that_epoch(tmp_path, cache_dir):
+    spec = make_spec(
+        regularizers=[{"name": "swa", "start": 0.5}],
+        **{**OVERFIT, "train": {**OVERFIT["train"], "epochs": 4}},
+    )
+    tr = trainer(spec, tmp_path, cache_dir)
+    swa = tr.regs[0]
+    seen = []
+    for _ in range(4):
+        tr.train_epoch()
+        tr.epoch += 1
+        metrics = tr.end_epoch({})
+        seen.append("swa_val_loss" in metrics)
+        if tr.epoch == 3:
+            # the first averaged epoch: the average is that epoch's weights, so the losses agree
+            assert metrics["swa_n_averaged"] == 1.0
+            assert metrics["swa_val_loss"] == pytest.approx(metrics["val_loss"], rel=1e-6)
+        swa.on_epoch_end(tr.epoch, metrics, tr.model)
+        assert int(swa.averaged.n_averaged) == max(0, tr.epoch - 2)  # averaged once per epoch
+    assert seen == [False, False, True, True]
+    assert metrics["swa_val_loss"] == pytest.approx(
+        evaluate(swa.averaged.module, tr.data)["val_loss"], rel=1e-6
+    )
