@@ -9,11 +9,13 @@ import hashlib
 import json
 import re
 from collections.abc import Sequence
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from regcore import regularizer_specs as r
+
+M = TypeVar("M", bound=BaseModel)
 
 # --- data -------------------------------------------------------------------------------------
 
@@ -546,7 +548,7 @@ def _check_reuse(spec: ExperimentSpec, names: Sequence[str]) -> None:
             raise ValueError(f"ensemble.vary[{i}]: members share {bad[0]}; it cannot vary")
         merged = _merge(spec.model_dump(mode="json", exclude={"ensemble"}), override)
         try:
-            ExperimentSpec.model_validate(merged)
+            validate_strict(ExperimentSpec, merged)  # as strictly as the spec that holds it
         except ValidationError as err:
             detail = "; ".join(
                 f"ensemble.vary[{i}].{e['field']}: {e['message']}"
@@ -629,12 +631,31 @@ def describe_errors(err: ValidationError, data: Any) -> list[dict[str, str]]:
     return out
 
 
-def parse_spec(data: Any) -> ExperimentSpec:
-    """Validate a decoded JSON object; raises ``SpecError`` with field paths on failure."""
+def validate_strict(model: type[M], data: Any) -> M:
+    """``model`` from decoded JSON data, read as its JSON schema reads: no "3" or 3.0 for an
+    integer, no 1 or "true" for a boolean, no 1 for a string; an integer is still a number and an
+    array still fills a tuple.
+
+    Pydantic's strict mode does exactly that on JSON input, while on Python objects it would also
+    refuse a list for a tuple: so the data goes back to JSON text first (a spec is small). Raises
+    ``ValidationError``, or ``ValueError`` for data that JSON cannot hold.
+    """
     try:
-        return ExperimentSpec.model_validate(data)
+        text = json.dumps(data)
+    except (TypeError, ValueError, RecursionError) as err:
+        raise ValueError(f"not JSON data: {err}") from None
+    return model.model_validate_json(text, strict=True)
+
+
+def parse_spec(data: Any) -> ExperimentSpec:
+    """Validate a decoded JSON object strictly (``validate_strict``), the same for the CLI, the
+    API and the worker; raises ``SpecError`` with field paths on failure."""
+    try:
+        return validate_strict(ExperimentSpec, data)
     except ValidationError as err:
         raise SpecError(describe_errors(err, data)) from None
+    except ValueError as err:
+        raise SpecError([{"field": "spec", "message": str(err)}]) from None
 
 
 class SpecError(ValueError):

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
-from schemathesis.checks import negative_data_rejection, positive_data_acceptance
+from schemathesis.checks import positive_data_acceptance
 
 from service.db import api_keys
 from service.db.migrate import upgrade_to_head
@@ -51,7 +51,8 @@ app = create_app(
 schema = schemathesis.openapi.from_asgi("/openapi.json", app, headers=AUTH)
 
 SEEN: Counter[str] = Counter()
-LENIENT = [positive_data_acceptance, negative_data_rejection]
+#: the one check left out: see the test's comment.
+LENIENT = [positive_data_acceptance]
 
 
 @pytest.mark.timeout(600)
@@ -69,11 +70,11 @@ def test_the_api_conforms_to_its_openapi_and_never_answers_5xx(case):
     SEEN[f"{case.method} {case.path}"] += 1
     if response.status_code >= 500:
         SEEN["5xx"] += 1
-    # Every response check; not the two that judge how strict input validation is against the
-    # JSON schema: the schema cannot say everything a spec must satisfy (a model the dataset
-    # supports, epochs divisible by cycles...), so schema-valid bodies may rightly get a 422;
-    # and pydantic's lax mode coerces what the schema calls wrong ("1" -> 1, 1 -> true) into
-    # a valid, normalised spec. Either way the response itself is still checked.
+    # Every check, "schema-violating request accepted" included (bodies are validated in
+    # pydantic's strict JSON mode: no "1" for 1, no 1 for true). Not "schema-valid request
+    # rejected": the schema cannot say everything a spec must satisfy (a model the dataset
+    # supports, epochs divisible by cycles, nesterov only with momentum...), so a schema-valid
+    # body may rightly get a 422. The response itself is still checked.
     case.validate_response(response, headers=AUTH, excluded_checks=LENIENT)
 
 

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from regcore.spec import validate_strict
 from service.api.auth import OwnerDep
 from service.api.deps import CeleryDep, SessionDep, SettingsDep
 from service.api.errors import APIError, not_found
@@ -152,13 +153,15 @@ async def create_sweep(
     and launch the first ``max_concurrent``; the reconciler launches the rest as they end."""
     data = await read_json_body(request, settings.max_spec_bytes * SWEEP_BODY_FACTOR)
     try:
-        req = SweepRequest.model_validate(data)
+        req = validate_strict(SweepRequest, data)  # as the schema reads: no "3" for 3
     except ValidationError as err:
         detail = [
             {"field": _field(tuple(e["loc"])), "message": e["msg"].removeprefix("Value error, ")}
             for e in err.errors()
         ]
         raise APIError(422, "invalid sweep", detail) from None
+    except ValueError as err:  # data JSON cannot hold (it came from JSON: never, in practice)
+        raise APIError(422, "invalid sweep", [{"field": "body", "message": str(err)}]) from None
     try:
         plan = await run_in_threadpool(expand, req)
     except PlanError as err:
