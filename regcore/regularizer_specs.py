@@ -241,7 +241,11 @@ class EarlyStoppingSpec(RegularizerSpec):
     patience: int = Field(10, ge=1)
     min_delta: float = Field(0.0, ge=0.0)
     mode: Literal["min", "max", "auto"] = Field("auto", description="auto: max for *_acc, else min")
-    restore_best: bool = True
+    restore_best: bool = Field(
+        True,
+        description="end with the best epoch's weights; refused beside swa or ema, which end "
+        "with their average (set false to stop early and keep the average)",
+    )
     retrain_on_train_val: bool = Field(
         False,
         description="then retrain from scratch on train+val for the best epoch count "
