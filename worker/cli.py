@@ -63,7 +63,7 @@ def serve(
     from service.main import create_app
     from service.queue import make_celery
     from service.settings import get_settings
-    from worker.reconciler import Reconciler
+    from worker.reconciler import Reconciler, part_file_sweeper
 
     _logging(log_level)
     # REGLAB_AUTH=auto turns API keys on when --host is anything but loopback.
@@ -79,6 +79,7 @@ def serve(
         celery,
         settings.reconcile_seconds,
         stale_after_s=settings.stale_queued_seconds,
+        parts=part_file_sweeper(settings.artifacts, settings.partial_file_seconds),
     )
     reconciler.start()
     where = settings.broker_url and "a broker" or f"the filesystem broker in {settings.broker_dir}"
@@ -197,18 +198,22 @@ def reconcile(
     from service.db.session import make_engine, make_sessionmaker
     from service.queue import make_celery
     from service.settings import get_settings
-    from worker.reconciler import reconcile_once
+    from worker.reconciler import part_file_sweeper, reconcile_once
 
     settings = get_settings()
     engine = make_engine(settings.database_url)
     try:
         report = reconcile_once(
-            make_sessionmaker(engine), make_celery(settings), stale_after_s=stale_after
+            make_sessionmaker(engine),
+            make_celery(settings),
+            stale_after_s=stale_after,
+            parts=part_file_sweeper(settings.artifacts, settings.partial_file_seconds),
         )
     finally:
         engine.dispose()
     console.print(
         f"requeued {len(report.requeued)} run(s) whose worker died; "
-        f"enqueued {len(report.enqueued)} queued run(s)",
+        f"enqueued {len(report.enqueued)} queued run(s); "
+        f"removed {len(report.removed_parts)} leftover upload file(s)",
         highlight=False,
     )

@@ -7,14 +7,23 @@
 
 Sending twice is safe: only one worker can claim a row. Runs in ``reglab serve`` as a thread and
 once per call as ``reglab reconcile``. It needs no torch and no task code, only the Celery client.
+
+It also sweeps a local artifact store for the ``.part`` files of uploads whose process was killed
+between the copy and the rename (``PartFileSweeper``).
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import re
+import stat
 import threading
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 
 from celery import Celery
 from sqlalchemy import select
@@ -38,6 +47,80 @@ class Report:
     enqueued: list[str] = field(default_factory=list)
     #: sweep experiments asked to stop by early stopping, with the reasons
     stopped: dict[str, str] = field(default_factory=dict)
+    #: leftover ``.part`` files deleted from the store (paths relative to its root)
+    removed_parts: list[str] = field(default_factory=list)
+
+
+#: the temporary names ``worker.artifacts.LocalStore.put`` copies to before its rename
+PART_FILE = re.compile(r"^\..+\.[0-9a-f]{32}\.part$")
+#: directory entries one tick looks at: a store of any size costs each tick the same
+PART_SCAN_ENTRIES = 2000
+
+
+class PartFileSweeper:
+    """Deletes the ``.part`` files that killed uploads left in a local artifact store.
+
+    A live upload renames (or deletes) its temporary file right after its last write, so one not
+    written for ``max_age_s`` belongs to a process that died. Each ``tick`` looks at no more than
+    ``max_entries`` directory entries; the walk resumes there on the next tick and starts over
+    once it has covered the store. Only names of the ``PART_FILE`` form are touched, never
+    through a symbolic link.
+    """
+
+    def __init__(
+        self, root: str | Path, max_age_s: float = 3600.0, max_entries: int = PART_SCAN_ENTRIES
+    ):
+        self.root = Path(root)
+        self.max_age_s = max_age_s
+        self.max_entries = max_entries
+        self._walk: Iterator[os.DirEntry[str]] | None = None
+
+    def tick(self, now: float | None = None) -> list[str]:
+        now = time.time() if now is None else now
+        removed: list[str] = []
+        if self._walk is None:
+            self._walk = _entries(self.root)
+        for _ in range(self.max_entries):
+            entry = next(self._walk, None)
+            if entry is None:
+                self._walk = None  # covered the store; the next tick starts over
+                break
+            if not PART_FILE.match(entry.name):
+                continue
+            try:
+                st = entry.stat(follow_symlinks=False)
+                if not stat.S_ISREG(st.st_mode) or now - st.st_mtime < self.max_age_s:
+                    continue
+                os.unlink(entry.path)
+            except FileNotFoundError:
+                continue  # renamed into place or removed since it was listed
+            except OSError as err:
+                log.warning("reconciler: cannot remove %s: %s", entry.path, err)
+                continue
+            removed.append(Path(entry.path).relative_to(self.root).as_posix())
+        return removed
+
+
+def _entries(root: Path) -> Iterator[os.DirEntry[str]]:
+    """Every entry under ``root``, listed lazily, without following symbolic links."""
+    stack = [str(root)]
+    while stack:
+        try:
+            with os.scandir(stack.pop()) as listing:
+                for entry in listing:
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append(entry.path)
+                    yield entry
+        except OSError:  # no store yet, or a folder removed or unreadable meanwhile
+            continue
+
+
+def part_file_sweeper(artifacts: str, max_age_s: float) -> PartFileSweeper | None:
+    """The sweeper of ``REGLAB_ARTIFACTS`` when it is a folder; None for ``s3://`` (an S3 upload
+    is atomic per object: an abandoned multipart upload is the bucket's lifecycle rule's job)."""
+    if artifacts.startswith("s3://"):
+        return None
+    return PartFileSweeper(artifacts, max_age_s)
 
 
 def reconcile_once(
@@ -46,6 +129,7 @@ def reconcile_once(
     *,
     stale_after_s: float = STALE_QUEUED_S,
     grace_s: float = GRACE_S,
+    parts: PartFileSweeper | None = None,
 ) -> Report:
     report = Report()
     now = utcnow()
@@ -75,11 +159,16 @@ def reconcile_once(
         log.info("reconciler: requeued %s, enqueued %s", report.requeued, report.enqueued)
     for experiment_id, reason in report.stopped.items():
         log.info("reconciler: experiment %s %s", experiment_id, reason)
+    if parts is not None:
+        report.removed_parts = parts.tick()
+        if report.removed_parts:
+            log.info("reconciler: removed leftover upload files %s", report.removed_parts)
     return report
 
 
 class Reconciler(threading.Thread):
-    """``reconcile_once`` every ``interval_s`` seconds until ``stop()``."""
+    """``reconcile_once`` every ``interval_s`` seconds until ``stop()`` (keyword arguments go to
+    it; one ``parts`` sweeper serves every tick, so its walk resumes where it stopped)."""
 
     def __init__(self, sessions: sessionmaker[Session], celery: Celery, interval_s: float, **kw):
         super().__init__(name="reglab-reconciler", daemon=True)
