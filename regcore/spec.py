@@ -30,6 +30,15 @@ DATASET_SIZES: dict[str, int | None] = {
     "toy1d": None,
     "moons": None,
 }
+#: input features of each built-in dataset (fixed by the data, whatever the sizes).
+DATASET_FEATURES = {
+    "mnist1d": 40,
+    "digits": 64,
+    "wine": 13,
+    "breast_cancer": 30,
+    "toy1d": 1,
+    "moons": 2,
+}
 #: default split sizes of generated datasets (n_train, n_val, n_test).
 GENERATED_DEFAULTS = {
     "mnist1d": (3500, 500, 1000),
@@ -427,6 +436,13 @@ class ExperimentSpec(BaseModel):
     @model_validator(mode="after")
     def _compatible(self) -> ExperimentSpec:
         regression = self.data.name == "toy1d"
+        features = DATASET_FEATURES[self.data.name]
+        if isinstance(self.model, TransformerSpec) and features % self.model.patch_size:
+            divisors = [d for d in range(1, features + 1) if features % d == 0]
+            raise ValueError(
+                f"model.patch_size: {self.model.patch_size} does not divide the {features} "
+                f"input features of {self.data.name}; use one of {divisors}"
+            )
         classification_only = {"label_smoothing", "disturb_label", "entropy", "mixup", "cutmix"}
         for i, reg in enumerate(self.regularizers):
             if regression and reg.name in classification_only:

@@ -1,0 +1,23 @@
+"""The spec knows each dataset's feature count, so it can reject models that cannot read it."""
+
+from __future__ import annotations
+
+import pytest
+
+from regcore.data import build_dataset
+from regcore.spec import DATASET_FEATURES, DataSpec, SpecError, parse_spec
+
+
+@pytest.mark.parametrize("name", sorted(DATASET_FEATURES))
+def test_the_declared_feature_count_is_what_the_data_have(name, cache_dir):
+    small = {"n_train": 20, "n_val": 10, "n_test": 10}
+    data = build_dataset(DataSpec(name=name, **small), seed=0, cache_dir=cache_dir)
+    assert data.in_features == DATASET_FEATURES[name]
+
+
+def test_a_transformer_patch_that_does_not_divide_the_input_is_a_field_error():
+    with pytest.raises(SpecError) as err:
+        parse_spec({"data": {"name": "wine"}, "model": {"name": "transformer", "patch_size": 4}})
+    assert err.value.errors[0]["field"] == "model.patch_size"
+    assert "[1, 13]" in err.value.errors[0]["message"]
+    parse_spec({"data": {"name": "wine"}, "model": {"name": "transformer", "patch_size": 13}})
