@@ -21,6 +21,12 @@ M = TypeVar("M", bound=BaseModel)
 
 DatasetName = Literal["mnist1d", "digits", "wine", "breast_cancer", "toy1d", "moons"]
 
+#: bounds that keep one spec from exhausting a worker (a 422 instead of an out-of-memory kill)
+MAX_WIDTH, MAX_CHANNELS, MAX_DEPTH = 8192, 1024, 32
+MAX_PARAMETERS = 50_000_000
+MAX_EXAMPLES = 200_000
+
+
 #: examples each built-in dataset holds; None means generated on demand (any size).
 DATASET_SIZES: dict[str, int | None] = {
     "mnist1d": None,
@@ -39,6 +45,15 @@ DATASET_FEATURES = {
     "toy1d": 1,
     "moons": 2,
 }
+#: outputs of each built-in dataset's model (classes; 1 for regression).
+DATASET_OUTPUTS = {
+    "mnist1d": 10,
+    "digits": 10,
+    "wine": 3,
+    "breast_cancer": 2,
+    "toy1d": 1,
+    "moons": 2,
+}
 #: default split sizes of generated datasets (n_train, n_val, n_test).
 GENERATED_DEFAULTS = {
     "mnist1d": (3500, 500, 1000),
@@ -53,9 +68,13 @@ class DataSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: DatasetName
-    n_train: int | None = Field(None, ge=1, description="training examples (small-data regime)")
-    n_val: int | None = Field(None, ge=1, description="validation examples, carved from train")
-    n_test: int | None = Field(None, ge=1, description="test examples")
+    n_train: int | None = Field(
+        None, ge=1, le=MAX_EXAMPLES, description="training examples (small-data regime)"
+    )
+    n_val: int | None = Field(
+        None, ge=1, le=MAX_EXAMPLES, description="validation examples, carved from train"
+    )
+    n_test: int | None = Field(None, ge=1, le=MAX_EXAMPLES, description="test examples")
     label_noise: float = Field(
         0.0, ge=0.0, lt=1.0, description="fraction of training labels replaced by a random class"
     )
@@ -96,7 +115,9 @@ class MLPSpec(_ModelBase):
     """A multilayer perceptron."""
 
     name: Literal["mlp"] = "mlp"
-    hidden: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [100, 100])
+    hidden: list[Annotated[int, Field(ge=1, le=MAX_WIDTH)]] = Field(
+        default_factory=lambda: [100, 100], max_length=MAX_DEPTH
+    )
     activation: Activation = "relu"
     batch_norm: bool = False
 
@@ -105,9 +126,13 @@ class CNN1DSpec(_ModelBase):
     """A 1D convolutional network (weight sharing along sequence-like inputs such as MNIST-1D)."""
 
     name: Literal["cnn1d"] = "cnn1d"
-    channels: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [32, 32])
-    kernel_size: int = Field(5, ge=1)
-    hidden: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [64])
+    channels: list[Annotated[int, Field(ge=1, le=MAX_CHANNELS)]] = Field(
+        default_factory=lambda: [32, 32], max_length=MAX_DEPTH
+    )
+    kernel_size: int = Field(5, ge=1, le=255)
+    hidden: list[Annotated[int, Field(ge=1, le=MAX_WIDTH)]] = Field(
+        default_factory=lambda: [64], max_length=MAX_DEPTH
+    )
     activation: Activation = "relu"
     batch_norm: bool = False
     residual: bool = Field(
@@ -119,8 +144,8 @@ class ResMLPSpec(_ModelBase):
     """A residual MLP: an input projection, ``blocks`` residual blocks, a linear head."""
 
     name: Literal["resmlp"] = "resmlp"
-    width: int = Field(64, ge=1)
-    blocks: int = Field(2, ge=1)
+    width: int = Field(64, ge=1, le=MAX_WIDTH)
+    blocks: int = Field(2, ge=1, le=MAX_DEPTH)
     activation: Activation = "relu"
     batch_norm: bool = False
 
@@ -129,7 +154,7 @@ class GRUSpec(_ModelBase):
     """A GRU reading each input as a sequence of single features (MNIST-1D: 40 steps)."""
 
     name: Literal["gru"] = "gru"
-    hidden_size: int = Field(32, ge=1)
+    hidden_size: int = Field(32, ge=1, le=MAX_WIDTH)
 
 
 class TransformerSpec(_ModelBase):
@@ -137,10 +162,10 @@ class TransformerSpec(_ModelBase):
 
     name: Literal["transformer"] = "transformer"
     patch_size: int = Field(4, ge=1, description="features per token; must divide in_features")
-    d_model: int = Field(32, ge=1)
-    heads: int = Field(2, ge=1)
-    layers: int = Field(2, ge=1)
-    ff: int = Field(64, ge=1, description="width of each block's feed-forward layer")
+    d_model: int = Field(32, ge=1, le=MAX_WIDTH)
+    heads: int = Field(2, ge=1, le=64)
+    layers: int = Field(2, ge=1, le=MAX_DEPTH)
+    ff: int = Field(64, ge=1, le=MAX_WIDTH, description="width of each block's feed-forward layer")
     activation: Activation = "relu"
 
     @model_validator(mode="after")
@@ -437,6 +462,11 @@ class ExperimentSpec(BaseModel):
     def _compatible(self) -> ExperimentSpec:
         regression = self.data.name == "toy1d"
         features = DATASET_FEATURES[self.data.name]
+        n_params = estimated_parameters(self.model, features, DATASET_OUTPUTS[self.data.name])
+        if n_params > MAX_PARAMETERS:
+            raise ValueError(
+                f"model: about {n_params:,} parameters; a spec may have at most {MAX_PARAMETERS:,}"
+            )
         if isinstance(self.model, TransformerSpec) and features % self.model.patch_size:
             divisors = [d for d in range(1, features + 1) if features % d == 0]
             raise ValueError(
@@ -504,6 +534,28 @@ def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     for k, v in override.items():
         out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
     return out
+
+
+def estimated_parameters(model: BaseModel, features: int, outputs: int) -> int:
+    """The weight count of ``model`` on ``features`` inputs (biases and norms left out)."""
+
+    def chain(widths: list[int]) -> int:
+        return sum(a * b for a, b in zip(widths, widths[1:], strict=False))
+
+    if isinstance(model, MLPSpec):
+        return chain([features, *model.hidden, outputs])
+    if isinstance(model, CNN1DSpec):
+        convs = chain([1, *model.channels]) * model.kernel_size
+        return convs + chain([model.channels[-1] * features, *model.hidden, outputs])
+    if isinstance(model, ResMLPSpec):
+        return model.width * (features + 2 * model.blocks * model.width + outputs)
+    if isinstance(model, GRUSpec):
+        h = model.hidden_size
+        return 3 * (h + h * h) + h * outputs
+    if isinstance(model, TransformerSpec):
+        d = model.d_model
+        return model.patch_size * d + model.layers * (4 * d * d + 2 * d * model.ff) + d * outputs
+    return features * outputs
 
 
 #: per-epoch metrics every run records (CONTRACT §2); measurements add their own names
