@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, or_, select, update
+from sqlalchemy import ColumnElement, and_, case, or_, select, update
 from sqlalchemy.orm import Session
 
 from service.db.models import Checkpoint, Experiment, Metric, utcnow
@@ -145,24 +145,29 @@ def _offset_page(session: Session, stmt: Any, limit: int, cursor: str | None) ->
 
 
 def request_cancel(session: Session, experiment_id: str) -> Experiment | None:
-    """Queued rows end ``cancelled`` now; running rows get the flag the worker polls.
+    """Queued rows end ``cancelled`` now; running rows get the flag the worker polls; ended rows
+    are left as they are.
 
-    Both are single conditional UPDATEs so a worker claiming the row at the same moment either
-    sees ``cancelled`` (and skips it) or sees the flag (and stops within an epoch).
+    One UPDATE decides by the status the row has when it is written (PostgreSQL re-reads a row
+    another transaction changed before updating it). Two statements, one per status, would leave
+    a gap in which a reconciler requeueing the row (running -> queued) made the cancel miss both.
+    The flag is set on queued and running rows alike, so a row requeued just after this still
+    carries it to the worker that claims it.
     """
-    now = utcnow()
+    live = Experiment.status.in_(("queued", "running"))
     session.execute(
         update(Experiment)
-        .where(Experiment.id == experiment_id, Experiment.status == "queued")
-        .values(status="cancelled", cancel_requested=True, finished_at=now)
+        .where(Experiment.id == experiment_id, live)
+        .values(
+            status=case((Experiment.status == "queued", "cancelled"), else_=Experiment.status),
+            finished_at=case(
+                (Experiment.status == "queued", utcnow()), else_=Experiment.finished_at
+            ),
+            cancel_requested=True,
+        )
+        .execution_options(synchronize_session=False)
     )
-    session.execute(
-        update(Experiment)
-        .where(Experiment.id == experiment_id, Experiment.status == "running")
-        .values(cancel_requested=True)
-    )
-    row = session.get(Experiment, experiment_id, populate_existing=True)
-    return row
+    return session.get(Experiment, experiment_id, populate_existing=True)
 
 
 def metric_keys(session: Session, experiment_id: str) -> list[str]:

@@ -275,23 +275,29 @@ def _create_and_enqueue(
         existing = repo.get_by_idempotency_key(session, owner, idempotency_key)
         if existing is not None:
             return replay(existing)
-    row = repo.create(
-        session,
-        name=spec.name,
-        spec=spec_json,
-        spec_hash=spec_hash,
-        queue=_queue_for(spec, settings),
-        total_epochs=spec.train.epochs,
-        max_attempts=settings.max_attempts,
-        owner=owner,
-        idempotency_key=idempotency_key,
-    )
     try:
+        # The INSERT's flush is where a concurrent request with the same key collides (the
+        # unique constraint); a savepoint lets this request roll back just that and replay.
+        with session.begin_nested():
+            row = repo.create(
+                session,
+                name=spec.name,
+                spec=spec_json,
+                spec_hash=spec_hash,
+                queue=_queue_for(spec, settings),
+                total_epochs=spec.train.epochs,
+                max_attempts=settings.max_attempts,
+                owner=owner,
+                idempotency_key=idempotency_key,
+            )
         session.commit()
     except IntegrityError:
-        # A concurrent request with the same key won the race.
         session.rollback()
-        existing = repo.get_by_idempotency_key(session, owner, idempotency_key or "")
+        if idempotency_key is None:
+            raise
+        # The winner has committed by now: PostgreSQL made this INSERT wait for it, SQLite
+        # serialises writers.
+        existing = repo.get_by_idempotency_key(session, owner, idempotency_key)
         if existing is None:
             raise
         return replay(existing)
