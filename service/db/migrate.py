@@ -1,26 +1,41 @@
-"""Upgrade a database to the newest Alembic revision (for serve, worker and tests)."""
+"""Upgrade a database to the newest Alembic revision (for serve, worker and tests).
+
+The Alembic configuration is built here, not read from ``alembic.ini``: the migrations are the
+``migrations`` package of the installed distribution, so a regular (non-editable) install, as in
+the Docker images, finds them. ``alembic.ini`` at the repository root is for the ``alembic``
+command in a source checkout.
+"""
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 from sqlalchemy.engine import make_url
 
-ROOT = Path(__file__).resolve().parents[2]
-
 
 class MigrationError(RuntimeError):
     """The database could not be brought to the current schema."""
 
 
+def script_location() -> Path:
+    """The folder of the installed ``migrations`` package (env.py, script.py.mako, versions/)."""
+    # find_spec, not import: the package's __init__ is empty, but env.py must only run under
+    # Alembic.
+    spec = importlib.util.find_spec("migrations")
+    if spec is not None and spec.submodule_search_locations:
+        for folder in map(Path, spec.submodule_search_locations):
+            if (folder / "env.py").is_file() and (folder / "versions").is_dir():
+                return folder
+    raise MigrationError("the migrations package is not installed (reinstall reglab)")
+
+
 def alembic_config(url: str) -> Config:
-    ini = ROOT / "alembic.ini"
-    if not ini.exists():
-        raise MigrationError(f"alembic.ini not found at {ini}; run from a source checkout")
-    cfg = Config(str(ini))
-    cfg.set_main_option("script_location", str(ROOT / "migrations"))
+    cfg = Config()
+    cfg.set_main_option("script_location", str(script_location()))
+    cfg.set_main_option("path_separator", "os")
     # ConfigParser interpolation would eat a '%' in a password.
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     cfg.attributes["configure_logger"] = False
