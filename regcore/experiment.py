@@ -158,8 +158,9 @@ def _retrain(
     merged = type(data.train)(
         torch.cat([data.train.x, data.val.x]), torch.cat([data.train.y, data.val.y])
     )
+    rows = torch.arange(len(merged), device=dev)  # train rows, then val rows, of the pool
     trainer = build_trainer(
-        retrain_spec, workdir, with_train(data, merged), reporter, **{**kw, "device": dev}
+        retrain_spec, workdir, with_train(data, merged, rows), reporter, **{**kw, "device": dev}
     )
     trainer.checkpoint_every = every
     result = trainer.run(resume=resume)

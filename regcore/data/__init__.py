@@ -70,9 +70,10 @@ def build_dataset(spec: DataSpec, seed: int, cache_dir: Path | None = None) -> D
         std = np.where(std > 1e-12, std, 1.0)
         x_train, x_val, x_test = ((a - mean) / std for a in (x_train, x_val, x_test))
         extras.update(feature_mean=mean, feature_std=std)
-    if name == "mnist1d":  # the generator's latents of the train split, computed on demand
+    if name == "mnist1d":  # the generator's latents of the train split, computed on demand;
+        # ``n_train=`` may ask for more rows of the pool (the val split follows the train split)
         extras["mnist1d_latents"] = partial(
-            mnist1d_render.train_latents, n_train + n_val, n_test, seed, n_train
+            mnist1d_render.train_latents, n_train + n_val, n_test, seed, n_train=n_train
         )
     return Dataset(
         name=name,

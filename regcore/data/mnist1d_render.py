@@ -261,8 +261,9 @@ def mnist1d_args(n_pool: int, n_test: int, seed: int) -> Any:
 
 
 def train_latents(n_pool: int, n_test: int, seed: int, n_train: int) -> TrainLatents:
-    """The latents of the first ``n_train`` examples of the pool (the train split), regenerated;
-    the global RNGs are left as they were."""
+    """The latents of the first ``n_train`` examples of the pool (the train split; pass
+    ``n_train`` = train + val for the merged split), regenerated; the global RNGs are left as
+    they were."""
     state = (np.random.get_state(), random.getstate())
     try:
         args = mnist1d_args(n_pool, n_test, seed)

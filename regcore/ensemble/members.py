@@ -26,8 +26,14 @@ def bootstrap_indices(n: int, seed: int, device: torch.device | str = "cpu") -> 
     return torch.as_tensor(rng.integers(0, n, size=n), device=device)
 
 
-def with_train(data: Dataset, train: Split) -> Dataset:
-    """``data`` with its training split replaced (bagging, train+val retraining)."""
+def with_train(data: Dataset, train: Split, index: torch.Tensor) -> Dataset:
+    """``data`` with its training split replaced (bagging, train+val retraining).
+
+    ``index``: for each new training row, its row in the original pool (train rows, then val
+    rows), kept as ``extras["train_index"]`` for what is tied to the original rows (the
+    generator latents ``feature_noise`` re-renders)."""
+    prior = data.extras.get("train_index")
+    extras = {**data.extras, "train_index": index if prior is None else prior[index]}
     return Dataset(
         data.name,
         data.task,
@@ -36,7 +42,7 @@ def with_train(data: Dataset, train: Split) -> Dataset:
         data.val,
         data.test,
         data.image_shape,
-        data.extras,
+        extras,
     )
 
 

@@ -103,7 +103,7 @@ class EnsembleRun:
             if self.ens.bagging:
                 idx = bootstrap_indices(len(data.train), ms.seed, self.device)
                 self.bootstrap.append(idx)
-                data = with_train(data, type(data.train)(data.train.x[idx], data.train.y[idx]))
+                data = with_train(data, type(data.train)(data.train.x[idx], data.train.y[idx]), idx)
             t = build_trainer(
                 ms, self.workdir / f"member{i}", data, CancelOnly(self.reporter), **kw
             )

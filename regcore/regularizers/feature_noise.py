@@ -12,9 +12,11 @@ generator and z the example's latent code, r fresh every step.
   are bound; z = e(x), and additive noise is scaled by each latent's standard deviation.
 
 Each example is re-rendered with probability ``p``, else kept. The loop tells which training
-rows a batch holds (``Step.indices``); without them (a batch built by hand) the rows are matched
-by nearest neighbour. Put ``feature_noise`` first among the batch transforms: it re-renders the
-original examples.
+rows a batch holds (``Step.indices``), and a resampled training split (bagging, the train+val
+retrain) where each of its rows comes from in the generator's pool
+(``Dataset.extras["train_index"]``); without indices (a batch built by hand) the rows are
+matched by nearest neighbour. Put ``feature_noise`` first among the batch transforms: it
+re-renders the original examples.
 """
 
 from __future__ import annotations
@@ -107,7 +109,10 @@ class FeatureNoise(Regularizer):
         device = self.pool.device
         make = data.extras.get("mnist1d_latents")
         if make is not None:
-            tl = make()
+            # a bootstrap resample or the merged train+val split: row i of the training split
+            # is row rows[i] of the generator's pool
+            rows = data.extras.get("train_index")
+            tl = make() if rows is None else make(n_train=int(rows.max()) + 1)
             self.renderer = TorchRenderer(
                 tl.args,
                 tl.mean,
@@ -117,6 +122,9 @@ class FeatureNoise(Regularizer):
                 data.extras.get("feature_std"),
             )
             self.latents = self.renderer.latents_to_tensors(tl.latents, device)
+            if rows is not None:
+                rows = rows.to(device)
+                self.latents = {k: v[rows] for k, v in self.latents.items()}
             self.padding_range = tuple(tl.args.padding)
             self.ae = None
         else:

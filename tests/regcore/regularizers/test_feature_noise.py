@@ -128,3 +128,46 @@ def test_feature_noise_beats_no_augmentation_on_300_real_mnist1d_samples(tmp_pat
             )
             accs.append(t.run().metrics["test_acc"])
         assert accs[1] > accs[0] + 0.02
+
+
+def _zero_noise_error(reg: FeatureNoise, x: torch.Tensor) -> float:
+    idx = torch.arange(len(x))
+    return float((reg.render(x, idx) - x).abs().max())
+
+
+def test_bagged_members_re_render_their_own_resampled_rows(tmp_path, cache_dir):
+    from regcore.ensemble.runner import EnsembleRun
+
+    spec = make_spec(
+        data={"name": "mnist1d", "n_train": 200, "n_val": 50, "n_test": 50},
+        ensemble={"members": 2, "bagging": True, "batched": "off"},
+        regularizers=[{"name": "feature_noise", "sigma": 0.0}],
+    )
+    ens = EnsembleRun(spec, tmp_path, cache_dir=cache_dir, threads=1, checkpoint_every=0)
+    for m in ens.members:
+        reg = m.trainer.regs[0]
+        assert isinstance(reg, FeatureNoise)
+        # zero noise renders each resampled row as itself (the latents follow the resample)
+        assert _zero_noise_error(reg, m.trainer.data.train.x) < 1e-4
+
+
+def test_the_train_val_retrain_re_renders_the_merged_split(tmp_path, cache_dir):
+    from regcore.experiment import run
+
+    es = {"name": "early_stopping", "patience": 1, "retrain_on_train_val": True}
+    spec = make_spec(
+        data={"name": "mnist1d", "n_train": 100, "n_val": 50, "n_test": 50},
+        train={"optimizer": "sgd", "lr": 0.1, "batch_size": 50, "epochs": 2, "device": "cpu"},
+        regularizers=[{"name": "feature_noise", "sigma": 0.0}, es],
+    )
+    r = run(spec, tmp_path, cache_dir=cache_dir, threads=1, checkpoint_every=0)
+    assert r.status == "succeeded" and r.metrics["train_examples"] == 150
+    # the latents it bound cover the val rows too: zero noise reproduces all 150
+    from regcore.data import build_dataset
+    from regcore.ensemble.members import with_train
+
+    d = build_dataset(spec.data, spec.seed, cache_dir)
+    merged = type(d.train)(torch.cat([d.train.x, d.val.x]), torch.cat([d.train.y, d.val.y]))
+    reg = FeatureNoise(spec.regularizers[0], None)  # type: ignore[arg-type]
+    reg.bind_data(with_train(d, merged, torch.arange(150)))
+    assert _zero_noise_error(reg, merged.x) < 1e-4
