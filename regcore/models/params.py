@@ -10,6 +10,7 @@ from collections.abc import Iterable
 
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 
 NORM_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.LayerNorm, nn.GroupNorm)
 
@@ -37,14 +38,29 @@ def classify_parameters(model: nn.Module) -> dict[str, str]:
 
 
 def named_penalized(
-    model: nn.Module, exclude: Iterable[str] = ("bias", "norm")
+    model: nn.Module, exclude: Iterable[str] = ("bias", "norm"), trainable: bool = True
 ) -> list[tuple[str, nn.Parameter]]:
-    """Weights, plus biases and norm parameters unless in ``exclude``, with their names."""
+    """Weights, plus biases and norm parameters unless in ``exclude``, with their names.
+
+    With ``trainable`` (the default) only parameters that require grad: a frozen body (a frozen
+    fine-tune) is neither penalized nor edited in place by a regularizer."""
     skip = set(exclude) | {"aux"}
     kinds = classify_parameters(model)
-    return [(n, p) for n, p in model.named_parameters() if kinds.get(n, "weight") not in skip]
+    return [
+        (n, p)
+        for n, p in model.named_parameters()
+        if kinds.get(n, "weight") not in skip and (p.requires_grad or not trainable)
+    ]
 
 
 def weights(model: nn.Module) -> list[torch.Tensor]:
-    """The weight tensors: no biases, no norm-layer parameters."""
-    return [p for _, p in named_penalized(model)]
+    """The weight tensors, frozen or not: no biases, no norm-layer parameters."""
+    return [p for _, p in named_penalized(model, trainable=False)]
+
+
+def underlying_weight(module: nn.Module) -> torch.Tensor:
+    """``module.weight``'s own parameter: under a parametrization (the gates of ``l0``),
+    ``module.weight`` is recomputed on every access, and ``.original`` is what is trained."""
+    if parametrize.is_parametrized(module, "weight"):
+        return module.parametrizations.weight.original  # type: ignore[union-attr,return-value]
+    return module.weight  # type: ignore[return-value]

@@ -69,3 +69,17 @@ def test_after_training_with_a_large_lr_no_row_norm_exceeds_c(tmp_path, cache_di
     assert largest[None] > 1.5  # measured ~2.2: without the constraint rows grow past c
     assert largest[1.0] <= 1.0 + TOL
     assert largest[1.0] > 0.99  # and the constraint is active, not merely satisfied
+
+
+def test_under_l0_gates_the_underlying_weights_rows_are_projected(tmp_path, cache_dir):
+    spec = make_spec(
+        data={"name": "mnist1d", "n_train": 100, "n_val": 50, "n_test": 50},
+        train={"optimizer": "sgd", "lr": 0.5, "batch_size": 50, "epochs": 1, "device": "cpu"},
+        regularizers=[{"name": "l0", "strength": 0.0}, {"name": "max_norm", "c": 0.1}],
+    )
+    t = trainer(spec, tmp_path, cache_dir)
+    layer = t.model.hidden_linears()[0]
+    original = layer.parametrizations.weight.original
+    assert float(original.detach().norm(dim=1).max()) > 0.1  # initialization is outside the ball
+    t.run()
+    assert float(original.detach().norm(dim=1).max()) <= 0.1 + TOL

@@ -55,6 +55,32 @@ def test_a_frozen_fine_tune_leaves_every_body_weight_bit_identical(tmp_path, cac
     assert not torch.equal(head_before, fine.model.head().weight)
 
 
+@pytest.mark.parametrize(
+    "reg",
+    [{"name": "max_norm", "c": 0.05}, {"name": "spectral", "mode": "project", "c": 0.05}],
+    ids=["max_norm", "spectral_project"],
+)
+def test_weight_editing_regularizers_leave_a_frozen_body_bit_identical(reg, tmp_path, cache_dir):
+    data_spec = {"name": "mnist1d", "n_train": 100, "n_val": 50, "n_test": 50}
+    mlp = {"name": "mlp", "hidden": [32, 32]}
+    spec = make_spec(
+        data=data_spec, model=mlp, train={**ADAM, "epochs": 1}, regularizers=[reg, {"name": "l2"}]
+    )
+    data = build_dataset(spec.data, spec.seed, cache_dir)
+    source = build_trainer(make_spec(data=data_spec, model=mlp, seed=5), tmp_path / "a", data, None)
+    fine = build_trainer(spec, tmp_path / "b", data, None)
+    load_body(fine.model, source.model)
+    regroup(fine, freeze=True, body_lr_scale=1.0)
+    before = {k: v.clone() for k, v in body_state(fine.model).items()}
+    fine.run()
+    after = body_state(fine.model)
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    # the head was constrained, and only head weights are penalized
+    assert float(fine.model.head().weight.detach().norm(dim=1).max()) <= 0.05 + 1e-5
+    head = {id(p) for p in fine.model.head().parameters()}
+    assert fine.regs[1].params and all(id(p) in head for p in fine.regs[1].params)
+
+
 def test_an_unfrozen_fine_tune_trains_the_body_at_the_scaled_rate(tmp_path, cache_dir):
     spec = make_spec(data=REAL, model=CNN, train={**ADAM, "epochs": 1})
     data = build_dataset(spec.data, spec.seed, cache_dir)
