@@ -6,6 +6,9 @@
         done = lab.wait(exp["id"], timeout=600, on_progress=lambda e: print(e["progress"]))
         curves = lab.metrics(exp["id"], keys=["train_loss", "val_loss"], max_points=200)
 
+``api_key`` is sent as ``Authorization: Bearer <key>``; the client never reads it from the
+environment (the CLIs take ``--api-key`` / ``REGLAB_API_KEY`` and pass it).
+
 Every non-2xx answer raises ``RegLabAPIError`` (``NotFoundError`` for 404, ``InvalidSpecError``
 for 422) carrying the status and the server's JSON error body.
 """

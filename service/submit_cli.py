@@ -13,6 +13,7 @@ from rich.table import Table
 
 from service.client import (
     InvalidSpecError,
+    RegLabAPIError,
     RegLabClient,
     RegLabError,
     WaitTimeout,
@@ -25,6 +26,13 @@ out = Console()
 def _fail(message: str, code: int) -> typer.Exit:
     err.print(f"[red]error:[/red] {message}", highlight=False)
     return typer.Exit(code)
+
+
+def describe(exc: RegLabError) -> str:
+    """The error, with how to send a key when the server wants one."""
+    if isinstance(exc, RegLabAPIError) and exc.status == 401:
+        return f"{exc}\n(pass --api-key KEY or set REGLAB_API_KEY; `reglab keys create` makes one)"
+    return str(exc)
 
 
 def _summary_table(experiment: dict[str, Any]) -> Table:
@@ -47,6 +55,15 @@ def submit(
         str | None,
         typer.Option("--api-url", envvar="REGLAB_API_URL", help="the RegLab API"),
     ] = None,
+    api_key: Annotated[
+        str | None,
+        typer.Option(
+            "--api-key",
+            envvar="REGLAB_API_KEY",
+            help="API key sent as 'Authorization: Bearer <key>' (needed when auth is on)",
+            show_default=False,
+        ),
+    ] = None,
     idempotency_key: Annotated[
         str | None, typer.Option("--idempotency-key", help="makes a retried submit safe")
     ] = None,
@@ -61,7 +78,7 @@ def submit(
     except json.JSONDecodeError as exc:
         raise _fail(f"{spec} is not valid JSON: {exc}", 2) from None
 
-    with RegLabClient(api_url) as client:
+    with RegLabClient(api_url, api_key) as client:
         try:
             experiment = client.submit(data, idempotency_key=idempotency_key)
         except InvalidSpecError as exc:
@@ -71,7 +88,7 @@ def submit(
             )
             raise _fail(f"invalid spec {spec}:\n{lines or exc}", 2) from None
         except RegLabError as exc:
-            raise _fail(str(exc), 1) from None
+            raise _fail(describe(exc), 1) from None
         err.print(f"submitted [bold]{experiment['id']}[/bold] ({experiment['status']})")
         if not wait:
             out.print(experiment["id"], highlight=False)
@@ -79,9 +96,9 @@ def submit(
         try:
             final = _follow(client, experiment, timeout, poll)
         except WaitTimeout as exc:
-            raise _fail(str(exc), 1) from None
+            raise _fail(describe(exc), 1) from None
         except RegLabError as exc:
-            raise _fail(str(exc), 1) from None
+            raise _fail(describe(exc), 1) from None
     out.print(_summary_table(final))
     if final["status"] != "succeeded":
         raise _fail(f"experiment {final['id']} ended {final['status']}: {final.get('error')}", 1)

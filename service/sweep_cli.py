@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from service.client import InvalidSpecError, RegLabClient, RegLabError
+from service.submit_cli import describe
 
 err = Console(stderr=True)
 out = Console()
@@ -109,6 +110,15 @@ def sweep(
     api_url: Annotated[
         str | None, typer.Option("--api-url", envvar="REGLAB_API_URL", help="the RegLab API")
     ] = None,
+    api_key: Annotated[
+        str | None,
+        typer.Option(
+            "--api-key",
+            envvar="REGLAB_API_KEY",
+            help="API key sent as 'Authorization: Bearer <key>' (needed when auth is on)",
+            show_default=False,
+        ),
+    ] = None,
     poll: Annotated[float, typer.Option(help="seconds between polls")] = 2.0,
     timeout: Annotated[float | None, typer.Option(help="seconds to wait at most")] = None,
 ) -> None:
@@ -119,7 +129,7 @@ def sweep(
         raise _fail(f"file not found: {body}", 2) from None
     except json.JSONDecodeError as exc:
         raise _fail(f"{body} is not valid JSON: {exc}", 2) from None
-    with SweepClient(api_url) as client:
+    with SweepClient(api_url, api_key) as client:
         try:
             s = client.create_sweep(data)
         except InvalidSpecError as exc:
@@ -129,7 +139,7 @@ def sweep(
             )
             raise _fail(f"invalid sweep {body}:\n{lines or exc}", 2) from None
         except RegLabError as exc:
-            raise _fail(str(exc), 1) from None
+            raise _fail(describe(exc), 1) from None
         err.print(f"sweep [bold]{s['id']}[/bold]: {len(s['experiments'])} experiments")
         if not wait:
             out.print(s["id"], highlight=False)
@@ -148,7 +158,7 @@ def sweep(
                     time.sleep(poll)
                     s = client.sweep(s["id"])
         except RegLabError as exc:
-            raise _fail(str(exc), 1) from None
+            raise _fail(describe(exc), 1) from None
     out.print(results_table(s))
     effects = effects_table(s)
     if effects is not None:
@@ -160,13 +170,22 @@ def compare(
     api_url: Annotated[
         str | None, typer.Option("--api-url", envvar="REGLAB_API_URL", help="the RegLab API")
     ] = None,
+    api_key: Annotated[
+        str | None,
+        typer.Option(
+            "--api-key",
+            envvar="REGLAB_API_KEY",
+            help="API key sent as 'Authorization: Bearer <key>' (needed when auth is on)",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Experiments side by side: status and final metrics."""
-    with SweepClient(api_url) as client:
+    with SweepClient(api_url, api_key) as client:
         try:
             data = client.compare(ids)
         except RegLabError as exc:
-            raise _fail(str(exc), 1) from None
+            raise _fail(describe(exc), 1) from None
     table = Table(title=f"{len(data['items'])} experiments")
     table.add_column("")
     for e in data["items"]:

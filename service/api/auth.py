@@ -2,11 +2,15 @@
 
 Auth is required when ``REGLAB_AUTH=on``, or under the default ``auto`` when the server binds
 anything but loopback (``reglab serve --host``) or a request arrived on a non-loopback address
-(so ``uvicorn service.main:app --host 0.0.0.0`` is covered too). Then only ``/healthz`` answers
-without a key: ``/readyz`` would tell a stranger which database and broker errors we see, and
-``/openapi.json`` and ``/docs`` map the attack surface; an orchestrator's probe can send the
-header. When auth is not required, a request without a key acts as the anonymous owner ``""``
-(loopback only); a request that presents a key is always checked, and a bad key is 401 either way.
+(so ``uvicorn service.main:app --host 0.0.0.0`` is covered too), or a request carries a header a
+reverse proxy adds (``Forwarded``, ``X-Forwarded-For``, ``X-Forwarded-Host``, ``X-Real-IP``):
+behind a proxy on the same host every request arrives from loopback. Header checks are a
+backstop, since a proxy need not add any: behind a proxy set ``REGLAB_AUTH=on``. Then only
+``/healthz`` answers without a key: ``/readyz`` would tell a stranger which database and broker
+errors we see, and ``/openapi.json`` and ``/docs`` map the attack surface; an orchestrator's
+probe can send the header. When auth is not required, a request without a key acts as the
+anonymous owner ``""`` (loopback only); a request that presents a key is always checked, and a
+bad key is 401 either way.
 
 A request served without a key must also name a loopback host in its ``Host`` header (localhost,
 127.0.0.0/8 or [::1], any port), or one listed in ``REGLAB_ALLOWED_HOSTS``; otherwise it is 403.
@@ -61,12 +65,19 @@ def _is_ip(host: str) -> bool:
     return True
 
 
+#: headers a reverse proxy adds: a request carrying one came from somewhere else, even when the
+#: proxy on this host makes it arrive from loopback with a loopback ``Host``.
+PROXY_HEADERS = (b"forwarded", b"x-forwarded-for", b"x-forwarded-host", b"x-real-ip")
+
+
 def auth_required(settings: Settings, scope: Scope | None = None) -> bool:
     if settings.auth == "on":
         return True
     if settings.auth == "off":
         return False
     if not is_loopback(settings.bind_host):
+        return True
+    if scope is not None and any(_header(scope, name) is not None for name in PROXY_HEADERS):
         return True
     server = (scope or {}).get("server")
     local = server[0] if server else None

@@ -195,6 +195,37 @@ def test_loopback_hosts_are_served_without_a_key(loopback_app, host):
     assert r.status_code == 200, (host, r.text)
 
 
+@pytest.mark.parametrize(
+    "header",
+    [("X-Forwarded-For", "203.0.113.9"), ("X-Forwarded-Host", "lab.example.org"),
+     ("X-Real-IP", "203.0.113.9"), ("Forwarded", "for=203.0.113.9;proto=https"),
+     ("x-forwarded-for", "127.0.0.1")],
+)  # fmt: skip
+def test_a_request_through_a_reverse_proxy_needs_a_key_under_auto(loopback_app, keys, header):
+    """A proxy on the same host delivers every request from loopback with a loopback Host; the
+    headers it adds give it away, so the stranger behind it is not served anonymously."""
+    proxied = dict([header]) | {"Host": "127.0.0.1:8000"}
+    with TestClient(loopback_app, base_url=BASE_URL, raise_server_exceptions=False) as c:
+        refused = c.get("/v1/experiments", headers=proxied)
+        posted = c.post("/v1/experiments", json=spec(), headers=proxied)
+        with_key = c.get("/v1/experiments", headers=proxied | bearer(keys["ada"]))
+        direct = c.get("/v1/experiments", headers={"Host": "127.0.0.1:8000"})
+        health = c.get("/healthz", headers=proxied)
+    assert (refused.status_code, posted.status_code) == (401, 401)
+    assert "API key" in refused.json()["detail"]
+    assert with_key.status_code == 200 and direct.status_code == 200
+    assert health.status_code == 200
+
+
+def test_proxy_headers_turn_auth_on_only_under_auto(tmp_path):
+    scope = {"headers": [(b"x-forwarded-for", b"203.0.113.9")], "server": ("127.0.0.1", 8000)}
+    plain = {"headers": [(b"host", b"127.0.0.1")], "server": ("127.0.0.1", 8000)}
+    auto = make_settings("sqlite://", tmp_path, auth="auto", bind_host="127.0.0.1")
+    off = make_settings("sqlite://", tmp_path, auth="off", bind_host="127.0.0.1")
+    assert auth_required(auto, scope) and not auth_required(auto, plain)
+    assert not auth_required(off, scope)
+
+
 def test_a_request_without_any_host_header_is_403(loopback_app):
     async def without_host(scope, receive, send):
         scope = dict(scope, headers=[(k, v) for k, v in scope["headers"] if k != b"host"])
