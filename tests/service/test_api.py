@@ -278,6 +278,22 @@ def test_metrics_returns_series_by_key_and_step(client, sessions):
     assert set(only["series"]) == {"val_loss", "ece"} and only["series"]["ece"] == []
 
 
+@pytest.mark.parametrize(
+    "keys",
+    [",".join(f"k{i}" for i in range(3000)), ",".join(f"k{i}" for i in range(51)),
+     "val_loss,Val_Loss", "val_loss,x' OR 1=1", "a" * 101, "val\x00loss"],
+)  # fmt: skip
+def test_metrics_keys_are_at_most_50_metric_names_or_422_naming_keys(client, sessions, keys):
+    eid = submit(client)["id"]
+    r = client.get(f"/v1/experiments/{eid}/metrics", params={"keys": keys})
+    assert r.status_code == 422, r.text[:200]
+    assert [d["field"] for d in r.json()["detail"]] == ["keys"]
+    assert len(r.content) < 500  # the keys are not echoed back
+    fifty = ",".join(f"k{i}" for i in range(50))
+    ok = client.get(f"/v1/experiments/{eid}/metrics", params={"keys": fifty})
+    assert ok.status_code == 200 and len(ok.json()["series"]) == 50
+
+
 def test_max_points_downsamples_keeping_the_first_and_last_points(client, sessions):
     eid = submit(client)["id"]
     add_metrics(sessions, eid, "val_acc", [i / 100 for i in range(100)])

@@ -37,6 +37,10 @@ __all__ = ["ANONYMOUS", "router"]
 _ID = re.compile(r"^[0-9a-f]{32}$")
 #: JSON numbers a database column or a 64-bit field can hold; larger ones are refused, not cut.
 _INT_LIMIT = 2**63
+#: a metric key, as the filter grammar spells it (``service.sweeps.filters.KEY``).
+_KEYS = re.compile(r"^[a-z][a-z0-9_]{0,99}$")
+#: metric keys one request may name (each is an IN item and a series in the answer).
+MAX_KEYS = 50
 
 Status = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 assert set(Status.__args__) == set(STATUSES)  # type: ignore[attr-defined]
@@ -183,6 +187,25 @@ def _text_param(value: str | None, field: str) -> str | None:
     if value is not None and not _storable_text(value):
         raise APIError(422, "invalid request", [{"field": field, "message": _BAD_TEXT}])
     return value
+
+
+def _keys_param(keys: str | None) -> list[str] | None:
+    if keys is None:
+        return None
+    wanted = [k.strip() for k in keys.split(",") if k.strip()]
+    bad = [k for k in wanted if not _KEYS.match(k)]
+    if bad or len(wanted) > MAX_KEYS:
+        raise APIError(
+            422,
+            "invalid request",
+            [
+                {
+                    "field": "keys",
+                    "message": f"up to {MAX_KEYS} comma-separated metric keys ([a-z0-9_])",
+                }
+            ],
+        )
+    return wanted
 
 
 def _refuse_simple_bodies(request: Request) -> None:
@@ -381,8 +404,7 @@ def metrics(
     max_points: Annotated[int | None, Query(ge=2, le=100_000)] = None,
 ) -> dict[str, Any]:
     _experiment(session, experiment_id, owner)
-    _text_param(keys, "keys")
-    wanted = [k.strip() for k in keys.split(",") if k.strip()] if keys else None
+    wanted = _keys_param(keys) or None
     series = repo.metrics(session, experiment_id, wanted, max_points)
     return {
         "series": {

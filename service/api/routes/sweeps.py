@@ -24,6 +24,7 @@ from service.api.errors import APIError, not_found
 from service.api.routes.experiments import (
     _experiment,
     _finite,
+    _keys_param,
     _queue_for,
     _refuse_simple_bodies,
     _shown,
@@ -47,7 +48,6 @@ _ID = re.compile(r"^[0-9a-f]{32}$")
 MAX_COMPARE = 100
 #: a sweep body carries a base spec plus the space: allow a few specs' worth.
 SWEEP_BODY_FACTOR = 4
-_KEYS = re.compile(r"^[a-z][a-z0-9_]{0,99}$")
 
 
 def _time(value: datetime | None) -> str | None:
@@ -62,20 +62,6 @@ def _field(loc: tuple[Any, ...]) -> str:
         elif part not in ("median", "asha", "int", "list[int]"):  # union tags are not fields
             out += f".{part}" if out else str(part)
     return out or "body"
-
-
-def _keys_param(keys: str | None) -> list[str] | None:
-    if keys is None:
-        return None
-    wanted = [k.strip() for k in keys.split(",") if k.strip()]
-    bad = [k for k in wanted if not _KEYS.match(k)]
-    if bad or len(wanted) > 50:
-        raise APIError(
-            422,
-            "invalid request",
-            [{"field": "keys", "message": "up to 50 comma-separated metric keys ([a-z0-9_])"}],
-        )
-    return wanted
 
 
 # --- views ------------------------------------------------------------------------------------
