@@ -508,6 +508,7 @@ class ExperimentSpec(BaseModel):
         if names.count("early_stopping") > 1:
             raise ValueError("early_stopping may appear at most once")
         _check_averaging(self.regularizers)
+        _check_sam(self.regularizers)
         _check_reuse(self, names)
         return self
 
@@ -592,6 +593,19 @@ def _check_averaging(regs: Sequence[Any]) -> None:
             f"regularizers[{es}].restore_best: early_stopping would restore the best raw weights, "
             f"but {regs[avg].name} (regularizers[{avg}]) returns its averaged weights; set "
             "restore_best to false to stop early and keep the average, or drop one of the two"
+        )
+
+
+def _check_sam(regs: Sequence[Any]) -> None:
+    """sam's second pass re-evaluates only the data loss and assumes the rest of the objective
+    is additive penalties; a transform of the loss (flooding) would get a wrong gradient."""
+    sam = next((i for i, reg in enumerate(regs) if reg.name == "sam"), None)
+    flood = next((i for i, reg in enumerate(regs) if reg.name == "flooding"), None)
+    if sam is not None and flood is not None:
+        raise ValueError(
+            f"regularizers[{flood}]: flooding transforms the loss, and sam (regularizers[{sam}]) "
+            "recomputes only the untransformed data loss at the perturbed weights; drop one of "
+            "the two"
         )
 
 

@@ -9,7 +9,10 @@ loss function, restores w and leaves that gradient for ``optimizer.step()``.
 
 Penalties of other regularizers (l2, ...) are not re-evaluated at w + e: their gradient at w is
 kept, g_final = ∇L_data(w + e) + (g − ∇L_data(w)), where ∇L_data(w) is taken in
-``transform_loss`` (one extra backward over the data loss). The ascent direction uses the full g.
+``transform_loss`` (one extra backward over the data loss); when no other regularizer adds a
+penalty, g = ∇L_data(w) and that backward is skipped. The ascent direction uses the full g. A
+loss transform (flooding) is refused with sam by the spec: its gradient at w + e would need
+the transform re-applied there.
 Batch-norm running statistics are frozen during the second pass so the perturbed weights leave
 no trace in them. Effect: a lower top Hessian eigenvalue (``sharpness``) than SGD from the same
 start.
@@ -35,11 +38,23 @@ class SAM(Regularizer):
     spec_class = SAMSpec
     spec: SAMSpec
 
+    #: the loop's per-hook regularizer lists (set by the Trainer); None: assume other terms
+    peer_hooks: dict[str, list[Regularizer]] | None = None
+
     def setup(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
 
+    def _others_change_loss(self) -> bool:
+        """Whether the loss differs from the data loss (another penalty or transform)."""
+        if self.peer_hooks is None:
+            return True
+        hooks = self.peer_hooks
+        return any(r is not self for h in ("penalty", "transform_loss") for r in hooks[h])
+
     def transform_loss(self, loss: torch.Tensor, step: Step) -> torch.Tensor:
+        if not self._others_change_loss():
+            return loss
         grads = torch.autograd.grad(loss, self.params, retain_graph=True, allow_unused=True)
         step.scratch["sam_data_grads"] = [
             torch.zeros_like(p) if g is None else g for p, g in zip(self.params, grads, strict=True)
@@ -50,7 +65,9 @@ class SAM(Regularizer):
         params: list[torch.Tensor] = [p for p in self.params if p.grad is not None]
         if not params:
             return
-        data_at_w = dict(zip(map(id, self.params), step.scratch.pop("sam_data_grads"), strict=True))
+        at_w = step.scratch.pop("sam_data_grads", None)
+        # no other term: g is ∇L_data(w) itself and g_final = ∇L_data(w + e)
+        data_at_w = None if at_w is None else dict(zip(map(id, self.params), at_w, strict=True))
         # the .grad tensors themselves: the in-place edits below land in p.grad
         total = [p.grad for p in params if p.grad is not None]
         eps = ascent_step(total, self.spec.rho)
@@ -72,6 +89,9 @@ class SAM(Regularizer):
                     p.copy_(w)
         with torch.no_grad():
             for p, grad, g_eps in zip(params, total, at_w_eps, strict=True):
-                grad.sub_(data_at_w[id(p)])
+                if data_at_w is None:
+                    grad.zero_()
+                else:
+                    grad.sub_(data_at_w[id(p)])
                 if g_eps is not None:
                     grad.add_(g_eps)

@@ -122,6 +122,9 @@ class Trainer:
         for reg in self.regs:
             reg.setup(self.model, self.optimizer)
         self.hooks = {h: [r for r in self.regs if _overrides(r, h)] for h in HOOKS}
+        for reg in self.regs:  # sam skips a backward when no other term is in the loss
+            if hasattr(reg, "peer_hooks"):
+                reg.peer_hooks = self.hooks
         self.penalty_keys = _unique_keys([r.name for r in self.hooks["penalty"]])
         # when no regularizer may touch the weights after the last evaluation, the summary reuses
         # that evaluation instead of a second pass over every split

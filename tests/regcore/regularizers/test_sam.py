@@ -76,3 +76,31 @@ def test_sam_ends_with_lower_sharpness_than_sgd_from_the_same_start(tmp_path, ca
     )
     sgd, sam = history(tmp_path / "sgd"), history(tmp_path / "sam")
     assert sam["sharpness"][-1] < 0.9 * sgd["sharpness"][-1]
+
+
+def test_sam_with_a_loss_transform_is_refused_at_the_transforms_field():
+    from regcore.spec import SpecError
+
+    with pytest.raises(SpecError) as err:
+        make_spec(regularizers=[{"name": "sam"}, {"name": "flooding", "level": 0.1}])
+    assert err.value.errors[0]["field"] == "regularizers[1]"
+    assert "sam" in err.value.errors[0]["message"]
+
+
+@pytest.mark.parametrize(("others", "grads"), [([], 1), ([{"name": "l2"}], 2)])
+def test_the_extra_backward_runs_only_when_another_term_is_in_the_loss(
+    others, grads, tmp_path, cache_dir, monkeypatch
+):
+    import regcore.regularizers.sam as sam_module
+
+    tr = trainer(make_spec(regularizers=[{"name": "sam"}, *others]), tmp_path, cache_dir)
+    calls = []
+    real = torch.autograd.grad
+
+    def counting(*a, **k):
+        calls.append(1)
+        return real(*a, **k)
+
+    monkeypatch.setattr(sam_module.torch.autograd, "grad", counting)
+    tr.train_step(tr.data.train.x[:50], tr.data.train.y[:50], {})
+    assert len(calls) == grads
