@@ -24,6 +24,9 @@ class Settings(BaseSettings):
     scratch_dir: Path = Path("./var/scratch")
     #: torch CPU threads of a worker's runs; None lets regcore choose (1 for small models)
     worker_threads: int | None = None
+    #: a worker touches this file every few seconds while it is alive (idle, or renewing a run's
+    #: lease); the container healthcheck reads its age
+    worker_heartbeat_file: Path = Path("/tmp/reglab-worker-alive")
     lease_seconds: int = 60
     heartbeat_seconds: int = 10
     max_attempts: int = 3

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_process_init
+from celery.signals import worker_process_init, worker_ready
 
 from service.queue import TASK_NAME, celery_config
 from service.settings import Settings, get_settings
@@ -61,3 +61,12 @@ def _fresh_process_state(**_: Any) -> None:
     from worker.context import reset_context
 
     reset_context()
+
+
+@worker_ready.connect
+def _liveness_file(**_: Any) -> None:
+    # The healthcheck reads the file's age: a solo-pool worker busy with a run cannot answer
+    # `celery inspect ping`, so the idle timer (and each run's lease renewals) touch it instead.
+    from worker.lease import start_idle_heartbeat
+
+    start_idle_heartbeat(get_settings().worker_heartbeat_file)

@@ -127,7 +127,7 @@ class DbReporter:
         if ok:
             self._last_beat = self.clock()
         else:
-            self._lose(f"recording epoch {epoch}")
+            self.lose(f"recording epoch {epoch}")
 
     def on_checkpoint(self, info: CheckpointInfo) -> None:
         if self.lease_lost:
@@ -153,7 +153,7 @@ class DbReporter:
 
         stale = retry_db(write, self.lease_s, f"recording checkpoint {info.kind}-{info.epoch}")
         if stale is None:
-            self._lose(f"recording checkpoint {info.kind} of epoch {info.epoch}")
+            self.lose(f"recording checkpoint {info.kind} of epoch {info.epoch}")
             return
         for key in stale:  # after commit: no row points at them any more
             try:
@@ -180,7 +180,7 @@ class DbReporter:
 
         control = retry_db(read, self.lease_s, "polling for a cancel")
         if not control.owned:
-            self._lose("polling")
+            self.lose("polling")
             return True
         self.cancel_seen = control.cancel_requested
         return self.cancel_seen
@@ -194,10 +194,12 @@ class DbReporter:
         if ok:
             self._last_beat = self.clock()
         else:
-            self._lose("renewing the lease")
+            self.lose("renewing the lease")
         return ok
 
-    def _lose(self, when: str) -> None:
+    def lose(self, when: str) -> None:
+        """Mark the lease lost (also called from the lease keeper's thread): the loop stops at
+        its next check and nothing more is written."""
         if not self.lease_lost:
             log.warning("experiment %s: lease lost while %s; stopping", self.id, when)
         self.lease_lost = True

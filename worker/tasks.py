@@ -24,6 +24,7 @@ from service.db import jobs
 from service.queue import TASK_NAME
 from worker.celery_app import app
 from worker.context import WorkerContext, get_context
+from worker.lease import LeaseKeeper
 from worker.reporter import DbReporter, retry_db
 
 log = logging.getLogger(__name__)
@@ -79,14 +80,6 @@ def run_job(experiment_id: str, ctx: WorkerContext) -> str:
         return f"skipped: {claimed}"
     spec_data, attempt, resume_keys = claimed
     log.info("experiment %s: attempt %d on %s", experiment_id, attempt, ctx.worker_id)
-
-    try:
-        spec = parse_spec(spec_data)
-    except SpecError as err:  # e.g. stored by an older version with a parameter since removed
-        return _finish(ctx, experiment_id, "failed", error=f"the stored spec is not valid: {err}")
-
-    workdir = ctx.scratch / experiment_id
-    _fetch_last_checkpoint(ctx, workdir / "checkpoints", resume_keys)
     reporter = DbReporter(
         ctx.sessions,
         ctx.store,
@@ -96,6 +89,43 @@ def run_job(experiment_id: str, ctx: WorkerContext) -> str:
         heartbeat_s=settings.heartbeat_seconds,
         stop=SHUTTING_DOWN,
     )
+    # From here to the outcome the row is ours: the keeper renews the lease through the work
+    # between training steps too (data, checkpoint fetch and uploads, evaluations).
+    keeper = LeaseKeeper(
+        ctx.sessions,
+        experiment_id,
+        ctx.worker_id,
+        lease_s=settings.lease_seconds,
+        every_s=settings.heartbeat_seconds,
+        on_lost=lambda: reporter.lose("renewing the lease"),
+        alive_file=settings.worker_heartbeat_file,
+    )
+    keeper.start()
+    try:
+        return _run_claimed(ctx, experiment_id, spec_data, resume_keys, reporter, keeper)
+    finally:
+        keeper.stop()
+
+
+def _run_claimed(
+    ctx: WorkerContext,
+    experiment_id: str,
+    spec_data: Any,
+    resume_keys: tuple[str, str, str] | None,
+    reporter: DbReporter,
+    keeper: LeaseKeeper,
+) -> str:
+    settings = ctx.settings
+    try:
+        spec = parse_spec(spec_data)
+    except SpecError as err:  # e.g. stored by an older version with a parameter since removed
+        keeper.stop()
+        return _finish(ctx, experiment_id, "failed", error=f"the stored spec is not valid: {err}")
+
+    workdir = ctx.scratch / experiment_id
+    _fetch_last_checkpoint(ctx, workdir / "checkpoints", resume_keys)
+    if reporter.lease_lost:
+        return "lease lost"
     try:
         result = run_experiment(
             spec,
@@ -106,9 +136,11 @@ def run_job(experiment_id: str, ctx: WorkerContext) -> str:
             resume=True,
         )
     except PERMANENT as err:
+        keeper.stop()
         if reporter.lease_lost:
             return "lease lost"
         return _finish(ctx, experiment_id, "failed", error=f"{type(err).__name__}: {err}")
+    keeper.stop()  # the last write below ends the lease; a beat after it would read as lost
     if reporter.lease_lost:
         return "lease lost"  # the new owner records the outcome
     if result.status == "cancelled" and not reporter.cancel_seen:  # stopped for shutdown
