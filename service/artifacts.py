@@ -21,6 +21,7 @@ from regcore.safetensors_check import (
 
 __all__ = [
     "ArtifactKeyError",
+    "ArtifactStoreError",
     "InvalidSafetensors",
     "LocalStore",
     "S3ReadStore",
@@ -36,6 +37,11 @@ _SEGMENT = re.compile(r"^[A-Za-z0-9._=+-]+$")
 
 class ArtifactKeyError(ValueError):
     """A key that is not a safe relative path inside the store."""
+
+
+class ArtifactStoreError(RuntimeError):
+    """The store could not answer (unreachable, throttled, denied, a server error): anything but
+    "no such object" or a bad key. Worth retrying later; the file may well be there."""
 
 
 #: S3's key limit and the usual NAME_MAX: longer keys fail at the filesystem, not here.
@@ -105,20 +111,32 @@ class S3ReadStore:
         key = validate_key(key)
         return f"{self.prefix}/{key}" if self.prefix else key
 
+    def _call(self, method: str, key: str) -> Any:
+        """``client.<method>(Bucket, Key)``; a missing object is ``FileNotFoundError`` and any
+        other failure (botocore's ClientError or connection errors, caught without importing
+        botocore here) ``ArtifactStoreError``. A bad key raises ``ArtifactKeyError`` first."""
+        s3_key = self._key(key)
+        try:
+            return getattr(self.client, method)(Bucket=self.bucket, Key=s3_key)
+        except Exception as err:
+            code = getattr(err, "response", {}).get("Error", {}).get("Code")
+            if code in ("404", "NoSuchKey", "NotFound"):
+                raise FileNotFoundError(f"s3://{self.bucket}/{s3_key}") from err
+            raise ArtifactStoreError(
+                f"S3 {method} of s3://{self.bucket}/{s3_key} failed: {type(err).__name__}"
+            ) from err
+
     def open(self, key: str) -> BinaryIO:
-        return self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"]
+        return self._call("get_object", key)["Body"]
 
     def size(self, key: str) -> int:
-        return int(self.client.head_object(Bucket=self.bucket, Key=self._key(key))["ContentLength"])
+        return int(self._call("head_object", key)["ContentLength"])
 
     def exists(self, key: str) -> bool:
         try:
-            self.client.head_object(Bucket=self.bucket, Key=self._key(key))
-        except Exception as err:  # botocore's ClientError, without importing botocore here
-            code = getattr(err, "response", {}).get("Error", {}).get("Code")
-            if code in ("404", "NoSuchKey", "NotFound"):
-                return False
-            raise
+            self._call("head_object", key)
+        except FileNotFoundError:
+            return False
         return True
 
     def local_path(self, key: str) -> Path | None:

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from service.artifacts import S3ReadStore, open_store
+from service.artifacts import ArtifactStoreError, S3ReadStore, open_store
 from service.db.models import Checkpoint
 from tests.service.test_api import submit
 
@@ -70,3 +70,73 @@ def test_a_checkpoint_in_s3_downloads_through_the_api(client, sessions):
     fake.objects.clear()
     gone = client.get(f"/v1/experiments/{eid}/checkpoints/{'a' * 32}/file")
     assert gone.status_code == 404
+
+
+class BrokenS3(FakeS3):
+    """S3 answering some calls with an error other than "no such key"."""
+
+    def __init__(self, objects, failing: set[str], error: Exception):
+        super().__init__(objects)
+        self.failing, self.error = failing, error
+
+    def get_object(self, Bucket, Key):  # noqa: N803
+        if "get_object" in self.failing:
+            raise self.error
+        return super().get_object(Bucket, Key)
+
+    def head_object(self, Bucket, Key):  # noqa: N803
+        if "head_object" in self.failing:
+            raise self.error
+        return super().head_object(Bucket, Key)
+
+
+def _client_error(code: str) -> Exception:
+    err = Exception(f"An error occurred ({code})")
+    err.response = {"Error": {"Code": code}}  # type: ignore[attr-defined]
+    return err
+
+
+class EndpointConnectionError(Exception):
+    """Like botocore's: no ``response`` at all."""
+
+
+STORE_ERRORS = [_client_error("SlowDown"), _client_error("500"), _client_error("AccessDenied"),
+                EndpointConnectionError("Could not connect to the endpoint URL")]  # fmt: skip
+
+
+@pytest.mark.parametrize("error", STORE_ERRORS, ids=lambda e: str(e)[:30])
+def test_store_errors_other_than_not_found_raise_artifact_store_error(error):
+    key = "e/checkpoints/last-0001.safetensors"
+    store = S3ReadStore("bucket", "", client=BrokenS3({}, {"head_object", "get_object"}, error))
+    for call in (store.exists, store.size, store.open):
+        with pytest.raises(ArtifactStoreError) as info:
+            call(key)
+        assert info.value.__cause__ is error
+    missing = S3ReadStore("bucket", "", client=FakeS3({}))
+    assert missing.exists(key) is False
+    with pytest.raises(FileNotFoundError):
+        missing.size(key)
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("failing", [{"head_object"}, {"get_object"}], ids=["head", "get"])
+@pytest.mark.parametrize("error", STORE_ERRORS, ids=lambda e: str(e)[:30])
+def test_a_failing_s3_store_answers_503_with_retry_after(client, sessions, failing, error):
+    eid = submit(client)["id"]
+    payload = _safetensors_bytes()
+    key = f"{eid}/checkpoints/last-0001.safetensors"
+    broken = BrokenS3({("bucket", key): payload}, failing, error)
+    client.app.state.store = S3ReadStore("bucket", "", client=broken)
+    with sessions.begin() as s:
+        s.add(
+            Checkpoint(
+                id="b" * 32, experiment_id=eid, kind="last", epoch=1, uri=key,
+                size=len(payload), sha256=hashlib.sha256(payload).hexdigest(),
+            )
+        )  # fmt: skip
+    r = client.get(f"/v1/experiments/{eid}/checkpoints/{'b' * 32}/file")
+    assert r.status_code == 503, r.text
+    assert r.headers["retry-after"].isdigit()
+    assert r.json()["error"] == "store unavailable"
+    broken.failing = set()
+    assert client.get(f"/v1/experiments/{eid}/checkpoints/{'b' * 32}/file").content == payload

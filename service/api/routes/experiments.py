@@ -20,7 +20,12 @@ from regcore.spec import ExperimentSpec, SpecError, parse_spec
 from service.api.auth import ANONYMOUS, OwnerDep
 from service.api.deps import CeleryDep, SessionDep, SettingsDep, StoreDep
 from service.api.errors import APIError, not_found
-from service.artifacts import ArtifactKeyError, InvalidSafetensors, check_servable
+from service.artifacts import (
+    ArtifactKeyError,
+    ArtifactStoreError,
+    InvalidSafetensors,
+    check_servable,
+)
 from service.db import experiments as repo
 from service.db import latest
 from service.db.models import STATUSES, Checkpoint, Experiment
@@ -439,12 +444,29 @@ def download_checkpoint(
     if ckpt is None:
         raise not_found("checkpoint", f"{_shown(checkpoint_id)} of experiment {experiment_id}")
     try:
+        return _serve_checkpoint(store, ckpt, experiment_id, checkpoint_id)
+    except ArtifactStoreError as err:
+        # The store (S3) is unreachable or erring: say so and when to retry, not a bare 500.
+        log.error("checkpoint %s: the artifact store failed: %s", ckpt.id, err)
+        raise APIError(
+            503,
+            "store unavailable",
+            f"the artifact store could not be read for checkpoint {checkpoint_id}; retry shortly",
+            headers={"Retry-After": "10"},
+        ) from None
+
+
+def _serve_checkpoint(
+    store: Any, ckpt: Checkpoint, experiment_id: str, checkpoint_id: str
+) -> Response:
+    try:
         present = store.exists(ckpt.uri)
     except (ArtifactKeyError, OSError):
         log.error("checkpoint %s has an unsafe or unreadable key %r", ckpt.id, ckpt.uri[:300])
         present = False
+    missing = APIError(404, "not found", f"the file of checkpoint {checkpoint_id} is missing")
     if not present:
-        raise APIError(404, "not found", f"the file of checkpoint {checkpoint_id} is missing")
+        raise missing
     try:
         check_servable(store, ckpt.uri)
     except InvalidSafetensors as err:
@@ -453,13 +475,20 @@ def download_checkpoint(
         raise APIError(
             409, "invalid checkpoint", f"the file of checkpoint {checkpoint_id} is not safetensors"
         ) from None
+    except FileNotFoundError:
+        raise missing from None  # deleted between the two calls
     filename = f"{experiment_id}-{ckpt.kind}-{ckpt.epoch:04d}.safetensors"
     local = store.local_path(ckpt.uri)
     if local is not None:
         return FileResponse(local, media_type="application/octet-stream", filename=filename)
+    # Opened before the response starts, so a store failure is still a 503 and not a cut body.
+    try:
+        body = store.open(ckpt.uri)
+    except FileNotFoundError:
+        raise missing from None
 
     def chunks():
-        with store.open(ckpt.uri) as fh:
+        with body as fh:
             while block := fh.read(1 << 20):
                 yield block
 
