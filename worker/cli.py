@@ -53,6 +53,14 @@ def serve(
             help="run an embedded worker (default: only when no broker is configured)",
         ),
     ] = None,
+    migrate: Annotated[
+        bool,
+        typer.Option(
+            "--migrate/--no-migrate",
+            help="upgrade the database to the current schema first (off when a separate "
+            "migration step owns upgrades, as compose's `migrate` service does)",
+        ),
+    ] = True,
     log_level: Annotated[str, typer.Option(help="log level")] = "info",
 ) -> None:
     """The REST API, the reconciler and (on the embedded default) a worker."""
@@ -68,7 +76,8 @@ def serve(
     _logging(log_level)
     # REGLAB_AUTH=auto turns API keys on when --host is anything but loopback.
     settings = get_settings().model_copy(update={"bind_host": host})
-    _migrate(settings.database_url)
+    if migrate:
+        _migrate(settings.database_url)
     embedded = settings.broker_url is None if worker is None else worker
     child = _start_embedded_worker(log_level) if embedded else None
 
@@ -191,8 +200,12 @@ def _exit_with_parent(parent_pid: int) -> None:
 
 def reconcile(
     stale_after: Annotated[
-        float, typer.Option(help="re-send queued rows enqueued longer ago than this (seconds)")
-    ] = 600.0,
+        float | None,
+        typer.Option(
+            help="re-send queued rows enqueued longer ago than this (seconds; default "
+            "REGLAB_STALE_QUEUED_SECONDS)"
+        ),
+    ] = None,
 ) -> None:
     """Once: requeue runs whose worker died, re-send queued runs the broker may have lost."""
     from service.db.session import make_engine, make_sessionmaker
@@ -206,7 +219,7 @@ def reconcile(
         report = reconcile_once(
             make_sessionmaker(engine),
             make_celery(settings),
-            stale_after_s=stale_after,
+            stale_after_s=settings.stale_queued_seconds if stale_after is None else stale_after,
             parts=part_file_sweeper(settings.artifacts, settings.partial_file_seconds),
         )
     finally:
