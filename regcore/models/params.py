@@ -64,3 +64,18 @@ def underlying_weight(module: nn.Module) -> torch.Tensor:
     if parametrize.is_parametrized(module, "weight"):
         return module.parametrizations.weight.original  # type: ignore[union-attr,return-value]
     return module.weight  # type: ignore[return-value]
+
+
+def effective_weights(model: nn.Module) -> list[torch.Tensor]:
+    """The weights as the forward pass uses them: a parametrized weight (``l0``'s gates) is the
+    computed ``module.weight`` in the model's current mode (the deterministic gate in eval
+    mode), not its ``.original``. For the weight metrics; penalties act on ``.original``."""
+    out: list[torch.Tensor] = []
+    for name, p in named_penalized(model, trainable=False):
+        head, sep, attr = name.rpartition(".parametrizations.")
+        if sep and attr.endswith(".original"):
+            module = model.get_submodule(head)
+            out.append(getattr(module, attr.removesuffix(".original")))
+        else:
+            out.append(p)
+    return out

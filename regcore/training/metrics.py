@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from regcore.data import Dataset, Split
-from regcore.models.params import weights
+from regcore.models.params import effective_weights
 
 ECE_BINS = 15
 SPARSITY_THRESHOLD = 1e-3
@@ -54,7 +54,14 @@ def split_metrics(
 
 @torch.no_grad()
 def weight_metrics(model: nn.Module) -> dict[str, float]:
-    ws = weights(model)
+    """weight_l2, weight_l1 and sparsity of the weights the eval-mode forward pass uses: under
+    ``l0``'s gates the gated weight W∘z, so a closed gate counts as a zero weight."""
+    was_training = model.training
+    model.eval()
+    try:
+        ws = effective_weights(model)
+    finally:
+        model.train(was_training)
     if not ws:
         return {"weight_l2": 0.0, "weight_l1": 0.0, "sparsity": 0.0}
     flat = torch.cat([w.detach().reshape(-1) for w in ws])

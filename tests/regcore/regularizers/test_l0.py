@@ -90,12 +90,33 @@ def test_closed_gates_grow_with_strength(tmp_path, cache_dir):
         "model": {"name": "mlp", "hidden": [128]},
         "train": {"optimizer": "adam", "lr": 0.02, "batch_size": 25, "epochs": 20, "device": "cpu"},
     }
-    closed = []
+    closed, expected = [], []
     for lam in (0.0, 1e-3, 1e-2):
         regs = [{"name": "l0", "strength": lam, "init_drop": 0.5}]
         train(make_spec(regularizers=regs, **run), tmp_path / str(lam), cache_dir)
         h = history(tmp_path / str(lam))
         closed.append(h["l0_closed_fraction"][-1])
-        assert h["l0_expected_nonzero"][-1] <= 128 * 40
+        expected.append(h["l0_expected_nonzero"][-1])
     assert closed[0] < closed[1] < closed[2]
+    assert expected[0] > expected[1] > expected[2]  # E[#non-zero] falls as λ grows
     assert closed[1] > 0.05 and closed[2] > 0.5
+
+
+def test_weight_metrics_count_closed_gates_as_zero_weights(tmp_path, cache_dir):
+    from regcore.training.metrics import weight_metrics
+
+    spec = make_spec(model={"name": "mlp", "hidden": [64]}, regularizers=[{"name": "l0"}])
+    t = trainer(spec, tmp_path, cache_dir)
+    gate = t.regs[0].gates[0]
+    with torch.no_grad():  # close the first 75% of the hidden layer's gates
+        flat = gate.log_alpha.view(-1)
+        flat.fill_(5.0)
+        flat[: int(0.75 * flat.numel())] = -10.0
+    gated, total = flat.numel(), 40 * 64 + 64 * 10
+    m = weight_metrics(t.model)
+    assert m["sparsity"] == pytest.approx(0.75 * gated / total, abs=0.01)
+    original = t.model.hidden_linears()[0].parametrizations.weight.original
+    assert m["weight_l1"] < float(original.abs().sum()) * 0.4 + float(
+        t.model.head().weight.abs().sum()
+    )
+    assert t.model.training  # the metrics leave the mode as they found it
