@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -95,12 +100,94 @@ def test_compose_builds_use_files_that_exist(services):
             assert (ROOT / svc["build"]["context"] / svc["build"]["dockerfile"]).exists(), name
 
 
-def test_the_worker_healthcheck_pings_the_node_name_the_worker_runs_under(services):
+def _healthcheck_code(service: dict) -> str:
+    test = service["healthcheck"]["test"]
+    assert test[:3] == ["CMD", "python", "-c"], test
+    return test[3]
+
+
+def test_the_worker_healthcheck_reads_the_age_of_the_liveness_file_the_worker_touches(
+    services, tmp_path
+):
+    """A solo-pool worker busy with a run cannot answer `celery inspect ping`; the worker's lease
+    thread and idle timer touch REGLAB_WORKER_HEARTBEAT_FILE instead (tests/worker/test_lease)."""
+    from service.settings import Settings
+
     worker = services["worker"]
-    command = worker["command"]
-    node = command[command.index("--name") + 1]
-    assert node.endswith("@%h")
-    assert f"{node.split('@')[0]}@$$HOSTNAME" in worker["healthcheck"]["test"][1]
+    path = worker["environment"]["REGLAB_WORKER_HEARTBEAT_FILE"]
+    assert Settings(worker_heartbeat_file=path).worker_heartbeat_file.as_posix() == path
+    code = _healthcheck_code(worker)
+    alive = tmp_path / "alive"
+    env = {**os.environ, "REGLAB_WORKER_HEARTBEAT_FILE": str(alive)}
+
+    def healthy() -> bool:
+        return subprocess.run([sys.executable, "-c", code], env=env, timeout=30).returncode == 0
+
+    assert not healthy(), "no file yet: the worker never started"
+    alive.touch()
+    assert healthy()
+    old = time.time() - 61
+    os.utime(alive, (old, old))
+    assert not healthy(), "a file untouched for a minute means a hung worker"
+    assert "inspect ping" not in " ".join(worker["healthcheck"]["test"])
+
+
+def test_api_and_worker_leave_schema_upgrades_to_the_migrate_service(services):
+    assert "--no-migrate" in services["api"]["command"]
+    assert "--no-migrate" in services["worker"]["command"]
+    cmd = next(
+        line for line in (ROOT / "Dockerfile.worker").read_text().splitlines()
+        if line.startswith("CMD ")
+    )  # fmt: skip
+    assert "--no-migrate" in cmd
+
+
+def _resolved(value: str) -> str:
+    """``${VAR:-default}`` as compose resolves it with VAR unset."""
+    return re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", str(value))
+
+
+def _writable_dirs(dockerfile: str) -> set[str]:
+    """Folders the image both creates (mkdir -p) and hands to its runtime USER (chown -R)."""
+    text = (ROOT / dockerfile).read_text().replace("\\\n", " ")
+    users = re.findall(r"^USER (\S+)", text, re.M)
+    assert users, f"{dockerfile} runs as root"
+    made: set[str] = set()
+    owned: set[str] = set()
+    for command in re.split(r"&&|;|\n", text):
+        words = command.split()
+        if words[:2] == ["mkdir", "-p"]:
+            made.update(w for w in words[2:] if w.startswith("/"))
+        if "chown" in words:
+            rest = words[words.index("chown") + 1 :]
+            flags = [w for w in rest if w.startswith("-")]
+            owner, *paths = [w for w in rest if not w.startswith("-")]
+            if "-R" in flags and owner.split(":")[0] == users[-1]:
+                owned.update(paths)
+
+    def under(path: str, roots: set[str]) -> bool:
+        return any(path == r or path.startswith(r.rstrip("/") + "/") for r in roots)
+
+    return {d for d in made if under(d, owned)}
+
+
+def test_every_path_the_services_write_is_created_and_owned_by_the_runtime_user(services):
+    """The containers run as an unprivileged user: a folder setting outside what the image
+    creates for it (e.g. the default ./var/scratch under root-owned /app) cannot be written."""
+    # /tmp is world-writable (sticky) in every base image; only the liveness file lives there.
+    world_writable = {"/tmp"}
+    for name in ("migrate", "api", "worker"):
+        svc = services[name]
+        dirs = _writable_dirs(svc["build"]["dockerfile"])
+        env = {k: _resolved(v) for k, v in svc["environment"].items() if k.startswith("REGLAB_")}
+        paths = {k: v for k, v in env.items() if v.startswith("/")}
+        assert {"REGLAB_CACHE_DIR", "REGLAB_SCRATCH_DIR", "REGLAB_ARTIFACTS"} <= set(paths)
+        for key, path in paths.items():
+            ok = any(path == d or path.startswith(d + "/") for d in dirs | world_writable)
+            assert ok, f"{name}: {key}={path} is not under a folder the image gives its user"
+        for volume in svc.get("volumes", []):
+            target = volume.split(":")[1]
+            assert any(target == d or target.startswith(d + "/") for d in dirs), (name, volume)
 
 
 def test_the_api_runs_the_reconciler_and_its_healthcheck_needs_no_key(services):
