@@ -16,31 +16,30 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-from torch import nn
 
+from regcore.models.bn import without_buffer_updates
 from regcore.regularizer_specs import AdversarialSpec
 from regcore.regularizers.base import Regularizer, Step
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+Model = Callable[[torch.Tensor], torch.Tensor]
 
 
-def _input_grad(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: LossFn
-) -> torch.Tensor:
+def _input_grad(model: Model, x: torch.Tensor, y: torch.Tensor, loss_fn: LossFn) -> torch.Tensor:
     x = x.detach().requires_grad_(True)
     (grad,) = torch.autograd.grad(loss_fn(model(x), y), x)
     return grad
 
 
 def fgsm(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, loss_fn: LossFn
+    model: Model, x: torch.Tensor, y: torch.Tensor, eps: float, loss_fn: LossFn
 ) -> torch.Tensor:
     """x + ε·sign(∇ₓ loss_fn(model(x), y)), detached."""
     return (x + eps * _input_grad(model, x, y, loss_fn).sign()).detach()
 
 
 def pgd(
-    model: nn.Module,
+    model: Model,
     x: torch.Tensor,
     y: torch.Tensor,
     eps: float,
@@ -64,7 +63,7 @@ class Adversarial(Regularizer):
     spec: AdversarialSpec
 
     def attack(
-        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: LossFn
+        self, model: Model, x: torch.Tensor, y: torch.Tensor, loss_fn: LossFn
     ) -> torch.Tensor:
         s = self.spec
         if s.method == "fgsm":
@@ -74,6 +73,9 @@ class Adversarial(Regularizer):
     def penalty(self, step: Step) -> torch.Tensor | None:
         if self.spec.alpha == 1.0 or step.data_loss is None:
             return None
-        x_adv = self.attack(step.model, step.x, step.y, step.loss_fn)
-        adv_loss = step.loss_fn(step.model(x_adv), step.y)
+        # the attack's passes and the adversarial forward leave batch-norm statistics alone:
+        # only the clean batch's forward moves them
+        f = without_buffer_updates(step.model)
+        x_adv = self.attack(f, step.x, step.y, step.loss_fn)
+        adv_loss = step.loss_fn(f(x_adv), step.y)
         return (1.0 - self.spec.alpha) * (adv_loss - step.data_loss)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import torch
 
+from regcore.models.bn import without_buffer_updates
 from regcore.regularizer_specs import JacobianSpec
 from regcore.regularizers.base import Regularizer, Step
 
@@ -56,6 +57,6 @@ class Jacobian(Regularizer):
 
     def penalty(self, step: Step) -> torch.Tensor:
         x = step.x.detach().requires_grad_(True)
-        out = step.model(x)
+        out = without_buffer_updates(step.model)(x)  # a second pass: leave BN statistics alone
         sq = jacobian_sq_norm(out, x, self.spec.estimator, self.spec.projections)
         return self.spec.strength * sq

@@ -18,8 +18,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import torch
-from torch import nn
 
+from regcore.models.bn import without_buffer_updates
 from regcore.regularizer_specs import TangentPropSpec
 from regcore.regularizers.base import Regularizer, Step, TaskInfo
 
@@ -70,25 +70,6 @@ def tangents(
         else:
             raise ValueError(f"unknown tangent {name!r}")
     return out
-
-
-def without_buffer_updates(model: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
-    """``model`` as a function whose forward leaves the model's buffers alone.
-
-    A training-mode batch norm updates its running statistics in place, which ``torch.func``
-    refuses inside a transform (and the extra pass would count the batch twice besides). The
-    buffers are cloned inside the function, so the updates land on the copies; the batch
-    statistics still normalize, so the jvp is that of the function the data loss sees.
-    """
-    buffers = dict(model.named_buffers())
-    if not buffers:
-        return model
-
-    def f(x: torch.Tensor) -> torch.Tensor:
-        copies = {k: b.clone() for k, b in buffers.items()}
-        return torch.func.functional_call(model, copies, (x,))
-
-    return f
 
 
 def tangent_prop_penalty(
