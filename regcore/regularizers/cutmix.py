@@ -55,7 +55,8 @@ class CutMix(Regularizer):
         b, dev = x.shape[0], x.device
         target = y if y.is_floating_point() else F.one_hot(y, self.task.num_classes).to(x.dtype)
         alpha = torch.tensor(self.spec.alpha, device=dev)
-        cut = torch.distributions.Beta(alpha, alpha).sample((b,))
+        # no argument validation: it syncs with the host every step; the spec bounds α > 0
+        cut = torch.distributions.Beta(alpha, alpha, validate_args=False).sample((b,))
         cut = cut * torch.rand(b, device=dev).lt(self.spec.p)
         perm = torch.randperm(b, device=dev)
         shape = self.task.image_shape

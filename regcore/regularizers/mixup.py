@@ -34,9 +34,10 @@ def mixup(
 
 
 def sample_lambda(alpha: float, device: torch.device) -> torch.Tensor:
-    """λ ~ Beta(α, α) as a 0-d tensor on ``device`` (no host round trip)."""
+    """λ ~ Beta(α, α) as a 0-d tensor on ``device``; argument validation is off, since it
+    checks the tensor parameters on the host (a sync per step), and α > 0 is the spec's."""
     a = torch.tensor(float(alpha), device=device)
-    return torch.distributions.Beta(a, a).sample()
+    return torch.distributions.Beta(a, a, validate_args=False).sample()
 
 
 class Mixup(Regularizer):

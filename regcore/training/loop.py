@@ -276,8 +276,10 @@ class Trainer:
         )
         status, reason = "succeeded", None
         metrics: dict[str, float] = {}
+        # a run resumed after it stopped early (its last checkpoint is the stopping epoch) is done
+        done = resumed and any(reg.should_stop() for reg in self.regs)
         try:
-            while self.epoch < self.spec.train.epochs:
+            while self.epoch < self.spec.train.epochs and not done:
                 t0 = time.perf_counter()
                 batch_metrics, cancelled = self.train_epoch()
                 self.timings["train_s"] += time.perf_counter() - t0

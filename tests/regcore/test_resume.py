@@ -90,3 +90,16 @@ def test_a_checkpoint_of_another_spec_is_not_resumed(tmp_path, cache_dir):
     other = make_spec(train={"epochs": 3, "device": "cpu", "lr": 0.2})
     result = _run(other, tmp_path, cache_dir, reporter=reporter, resume=True)
     assert not reporter.started["resumed"] and result.epochs_run == 3
+
+
+def test_resuming_a_run_that_stopped_early_trains_no_further_epoch(tmp_path, cache_dir):
+    es = {"name": "early_stopping", "patience": 1, "min_delta": 10.0}  # stops after epoch 2
+    spec = make_spec(
+        data={"name": "mnist1d", "n_train": 100, "n_val": 50, "n_test": 50}, regularizers=[es]
+    )
+    first = run_experiment(spec, workdir=tmp_path, cache_dir=cache_dir, threads=1)
+    assert first.epochs_run == 2 < spec.train.epochs
+    again = run_experiment(spec, workdir=tmp_path, cache_dir=cache_dir, threads=1, resume=True)
+    assert again.epochs_run == 2
+    steps = [json.loads(ln)["step"] for ln in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert max(steps) == 2
