@@ -13,8 +13,9 @@ order of the spec's ``regularizers`` list. One step reads, top to bottom:
     optimizer.step()
     reg.after_optimizer_step(step)                 # max-norm, proximal L1
 
-and once per epoch ``on_epoch_end(epoch, metrics)`` then ``should_stop()``; at the end
-``finalize(model)`` returns the model to keep (early stopping restores the best weights).
+and once per epoch ``step_lr(epoch)`` (in place of the run's lr scheduler step when a
+regularizer steps the rate itself), ``on_epoch_end(epoch, metrics)`` then ``should_stop()``;
+at the end ``finalize(model)`` returns the model to keep (early stopping restores the best weights).
 """
 
 from __future__ import annotations
@@ -113,6 +114,12 @@ class Regularizer:
     # --- each epoch -------------------------------------------------------------------------
     def on_epoch_end(self, epoch: int, metrics: dict[str, float], model: nn.Module) -> None:
         pass
+
+    def step_lr(self, epoch: int) -> bool:
+        """Called at the end of each epoch, before the run's lr scheduler would step; return
+        True when this regularizer set the next epoch's rate itself (swa's SWALR), and the run's
+        scheduler is then not stepped."""
+        return False
 
     def extra_metrics(self, model: nn.Module) -> dict[str, float]:
         """Metrics of this regularizer's own, recorded each epoch (e.g. kept-weight fraction)."""

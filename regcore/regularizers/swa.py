@@ -2,9 +2,10 @@
 
 From epoch ⌈start·E⌉ on, the iterates are averaged, w̄ ← w̄ + (w − w̄)/(n + 1), once per epoch
 (or after every step with ``every: step``), while SWALR anneals the rate to a constant
-``swa_lr``. The average lies nearer the centre of the flat region SGD circles in, so its test
-loss is below the last iterate's. Batch-norm statistics are not averaged: at the end they are
-recomputed for w̄ with one pass over the last epoch's training batches (``update_bn``).
+``swa_lr`` (in those epochs the run's own lr schedule is not stepped, as in torch's recipe).
+The average lies nearer the centre of the flat region SGD circles in, so its test loss is below
+the last iterate's. Batch-norm statistics are not averaged: at the end they are recomputed for
+w̄ with one pass over the last epoch's training batches (``update_bn``).
 
 Uses ``torch.optim.swa_utils`` (AveragedModel, SWALR, update_bn). ``finalize`` returns the
 averaged model's module.
@@ -123,12 +124,17 @@ class SWA(Regularizer):
             out.update(averaged_val_metrics(averaged, self.data, "swa"))
         return out
 
+    def step_lr(self, epoch: int) -> bool:
+        # torch's swa_utils recipe: while averaging, SWALR alone sets the rate; the run's
+        # scheduler would otherwise step the same rate a second time each epoch
+        if self.scheduler is None or not self._averaging(epoch):
+            return False
+        self.scheduler.step()
+        return True
+
     def on_epoch_end(self, epoch: int, metrics: dict[str, float], model: nn.Module) -> None:
-        if not self._averaging(epoch):
-            return
-        self._average_epoch_end(epoch, model)
-        if self.scheduler is not None:
-            self.scheduler.step()
+        if self._averaging(epoch):
+            self._average_epoch_end(epoch, model)
 
     def finalize(self, model: nn.Module) -> nn.Module:
         if int(self.averaged.n_averaged) == 0:

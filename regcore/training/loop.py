@@ -209,9 +209,12 @@ class Trainer:
         for reg in self.regs:
             metrics.update(reg.extra_metrics(self.model))
         metrics.update(self.measures.compute(self))  # adds its own time to timings["measure_s"]
-        if self.scheduler is not None:
+        stepped = False
+        for reg in self.regs:
+            stepped = reg.step_lr(self.epoch) or stepped
+        if self.scheduler is not None and not stepped:
             self.scheduler.step()
-        metrics["lr"] = current_lr(self.optimizer)
+        metrics["lr"] = current_lr(self.optimizer)  # the rate the next epoch trains with
         self.timings["eval_s"] += time.perf_counter() - t0
         return metrics
 

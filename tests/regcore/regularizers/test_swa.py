@@ -103,3 +103,32 @@ def test_swa_val_loss_appears_once_averaging_starts_and_includes_that_epoch(tmp_
     assert metrics["swa_val_loss"] == pytest.approx(
         evaluate(swa.averaged.module, tr.data)["val_loss"], rel=1e-6
     )
+
+
+def test_while_averaging_only_swalr_steps_and_the_logged_lr_is_the_next_epochs(tmp_path, cache_dir):
+    spec = make_spec(
+        data={"name": "mnist1d", "n_train": 100, "n_val": 50, "n_test": 50},
+        train={
+            "optimizer": "sgd",
+            "lr": 0.1,
+            "batch_size": 50,
+            "epochs": 6,
+            "schedule": "cosine",
+            "device": "cpu",
+        },
+        regularizers=[{"name": "swa", "start": 0.5, "swa_lr": 0.01, "anneal_epochs": 2}],
+    )
+    tr = trainer(spec, tmp_path, cache_dir)
+    used = []
+    real = tr.train_epoch
+
+    def recording():
+        used.append(tr.optimizer.param_groups[0]["lr"])
+        return real()
+
+    tr.train_epoch = recording
+    tr.run()
+    logged = history(tmp_path)["lr"]
+    assert used[1:] == pytest.approx(logged[:-1])
+    # the cosine schedule no longer pulls the rate below swa_lr once SWALR has annealed to it
+    assert logged[-2:] == pytest.approx([0.01, 0.01])
