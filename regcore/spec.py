@@ -127,7 +127,7 @@ class CNN1DSpec(_ModelBase):
 
     name: Literal["cnn1d"] = "cnn1d"
     channels: list[Annotated[int, Field(ge=1, le=MAX_CHANNELS)]] = Field(
-        default_factory=lambda: [32, 32], max_length=MAX_DEPTH
+        default_factory=lambda: [32, 32], min_length=1, max_length=MAX_DEPTH
     )
     kernel_size: int = Field(5, ge=1, le=255)
     hidden: list[Annotated[int, Field(ge=1, le=MAX_WIDTH)]] = Field(
@@ -547,7 +547,8 @@ def estimated_parameters(model: BaseModel, features: int, outputs: int) -> int:
         return chain([features, *model.hidden, outputs])
     if isinstance(model, CNN1DSpec):
         convs = chain([1, *model.channels]) * model.kernel_size
-        return convs + chain([model.channels[-1] * features, *model.hidden, outputs])
+        last = model.channels[-1] if model.channels else 1
+        return convs + chain([last * features, *model.hidden, outputs])
     if isinstance(model, ResMLPSpec):
         return model.width * (features + 2 * model.blocks * model.width + outputs)
     if isinstance(model, GRUSpec):
@@ -738,6 +739,9 @@ def parse_spec(data: Any) -> ExperimentSpec:
         raise SpecError(describe_errors(err, data)) from None
     except ValueError as err:
         raise SpecError([{"field": "spec", "message": str(err)}]) from None
+    except (ArithmeticError, LookupError, TypeError) as err:
+        # a cross-field check tripped over an input no field rule caught: still the spec's fault
+        raise SpecError([{"field": "spec", "message": f"invalid spec ({err!r})"}]) from None
 
 
 class SpecError(ValueError):

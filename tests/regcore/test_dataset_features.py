@@ -51,3 +51,10 @@ def test_the_parameter_estimate_counts_an_mlps_weights_exactly(tmp_path, cache_d
         spec = make_spec(model=model)
         t = trainer(spec, tmp_path, cache_dir)
         assert estimated_parameters(spec.model, 40, 10) == sum(w.numel() for w in weights(t.model))
+
+
+def test_a_cnn_without_conv_layers_is_a_field_error_not_a_crash():
+    spec = {"data": {"name": "wine"}, "model": {"name": "cnn1d", "channels": [], "hidden": []}}
+    with pytest.raises(SpecError) as err:
+        parse_spec(spec)
+    assert err.value.errors[0]["field"] == "model.channels"
