@@ -60,8 +60,14 @@ def test_a_crash_between_commit_and_enqueue_still_runs_the_experiment_exactly_on
     workers = [stack.start_worker(), stack.start_worker()]
 
     rows = stack.wait_terminal(ids, timeout=90)
+
+    def refused() -> int:
+        return sum(w.output().count("not claimed") for w in workers)
+
+    # the duplicate message may arrive after the run it duplicates has ended: wait for it
+    stack.wait_until(lambda: refused() >= 1, 60, "the duplicate message to be refused")
     audit = stack.audit()
-    skipped = sum(w.output().count("not claimed") for w in workers)
+    skipped = refused()
     figures.update(
         experiments=2,
         crashes_simulated=2,
