@@ -23,9 +23,40 @@ err = Console(stderr=True)
 out = Console()
 
 
-def _fail(message: str, code: int) -> typer.Exit:
+#: options every command that talks to the API takes
+ApiUrl = Annotated[
+    str | None, typer.Option("--api-url", envvar="REGLAB_API_URL", help="the RegLab API")
+]
+ApiKey = Annotated[
+    str | None,
+    typer.Option(
+        "--api-key",
+        envvar="REGLAB_API_KEY",
+        help="API key sent as 'Authorization: Bearer <key>' (needed when auth is on)",
+        show_default=False,
+    ),
+]
+
+
+def fail(message: str, code: int) -> typer.Exit:
     err.print(f"[red]error:[/red] {message}", highlight=False)
     return typer.Exit(code)
+
+
+def read_json(path: Path) -> Any:
+    """The JSON in ``path``; exits 2 with a clear message when it is missing or malformed."""
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise fail(f"file not found: {path}", 2) from None
+    except json.JSONDecodeError as exc:
+        raise fail(f"{path} is not valid JSON: {exc}", 2) from None
+
+
+def invalid_lines(exc: InvalidSpecError) -> str:
+    """A 422's field errors, one ``  field: message`` line each."""
+    details = exc.detail if isinstance(exc.detail, list) else []
+    return "\n".join(f"  {d.get('field')}: {d.get('message')}" for d in details) or str(exc)
 
 
 def describe(exc: RegLabError) -> str:
@@ -51,19 +82,8 @@ def _summary_table(experiment: dict[str, Any]) -> Table:
 def submit(
     spec: Annotated[Path, typer.Argument(help="experiment spec (JSON)", exists=False)],
     wait: Annotated[bool, typer.Option("--wait", help="follow until it ends")] = False,
-    api_url: Annotated[
-        str | None,
-        typer.Option("--api-url", envvar="REGLAB_API_URL", help="the RegLab API"),
-    ] = None,
-    api_key: Annotated[
-        str | None,
-        typer.Option(
-            "--api-key",
-            envvar="REGLAB_API_KEY",
-            help="API key sent as 'Authorization: Bearer <key>' (needed when auth is on)",
-            show_default=False,
-        ),
-    ] = None,
+    api_url: ApiUrl = None,
+    api_key: ApiKey = None,
     idempotency_key: Annotated[
         str | None, typer.Option("--idempotency-key", help="makes a retried submit safe")
     ] = None,
@@ -71,24 +91,15 @@ def submit(
     poll: Annotated[float, typer.Option(help="seconds between status polls")] = 1.0,
 ) -> None:
     """Submit SPEC.json to the RegLab service; with --wait, show progress and the summary."""
-    try:
-        data = json.loads(spec.read_text())
-    except FileNotFoundError:
-        raise _fail(f"spec file not found: {spec}", 2) from None
-    except json.JSONDecodeError as exc:
-        raise _fail(f"{spec} is not valid JSON: {exc}", 2) from None
+    data = read_json(spec)
 
     with RegLabClient(api_url, api_key) as client:
         try:
             experiment = client.submit(data, idempotency_key=idempotency_key)
         except InvalidSpecError as exc:
-            lines = "\n".join(
-                f"  {d.get('field')}: {d.get('message')}"
-                for d in (exc.detail if isinstance(exc.detail, list) else [])
-            )
-            raise _fail(f"invalid spec {spec}:\n{lines or exc}", 2) from None
+            raise fail(f"invalid spec {spec}:\n{invalid_lines(exc)}", 2) from None
         except RegLabError as exc:
-            raise _fail(describe(exc), 1) from None
+            raise fail(describe(exc), 1) from None
         err.print(f"submitted [bold]{experiment['id']}[/bold] ({experiment['status']})")
         if not wait:
             out.print(experiment["id"], highlight=False)
@@ -96,12 +107,12 @@ def submit(
         try:
             final = _follow(client, experiment, timeout, poll)
         except WaitTimeout as exc:
-            raise _fail(describe(exc), 1) from None
+            raise fail(describe(exc), 1) from None
         except RegLabError as exc:
-            raise _fail(describe(exc), 1) from None
+            raise fail(describe(exc), 1) from None
     out.print(_summary_table(final))
     if final["status"] != "succeeded":
-        raise _fail(f"experiment {final['id']} ended {final['status']}: {final.get('error')}", 1)
+        raise fail(f"experiment {final['id']} ended {final['status']}: {final.get('error')}", 1)
 
 
 def _follow(

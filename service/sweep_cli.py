@@ -8,7 +8,6 @@ SWEEP.json is the body of ``POST /v1/sweeps``: ``{"base": <spec>, "space": {...}
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -18,7 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from service.client import InvalidSpecError, RegLabClient, RegLabError
-from service.submit_cli import describe
+from service.submit_cli import ApiKey, ApiUrl, describe, fail, invalid_lines, read_json
 
 err = Console(stderr=True)
 out = Console()
@@ -44,11 +43,6 @@ class SweepClient(RegLabClient):
         if keys:
             params["keys"] = ",".join(keys)
         return self._json("GET", "/v1/compare", params=params)
-
-
-def _fail(message: str, code: int) -> typer.Exit:
-    err.print(f"[red]error:[/red] {message}", highlight=False)
-    return typer.Exit(code)
 
 
 def _num(v: Any) -> str:
@@ -107,39 +101,20 @@ def effects_table(sweep: dict[str, Any]) -> Table | None:
 def sweep(
     body: Annotated[Path, typer.Argument(help="sweep request (JSON): base, space, method, ...")],
     wait: Annotated[bool, typer.Option("--wait", help="follow until every run ended")] = False,
-    api_url: Annotated[
-        str | None, typer.Option("--api-url", envvar="REGLAB_API_URL", help="the RegLab API")
-    ] = None,
-    api_key: Annotated[
-        str | None,
-        typer.Option(
-            "--api-key",
-            envvar="REGLAB_API_KEY",
-            help="API key sent as 'Authorization: Bearer <key>' (needed when auth is on)",
-            show_default=False,
-        ),
-    ] = None,
+    api_url: ApiUrl = None,
+    api_key: ApiKey = None,
     poll: Annotated[float, typer.Option(help="seconds between polls")] = 2.0,
     timeout: Annotated[float | None, typer.Option(help="seconds to wait at most")] = None,
 ) -> None:
     """Start a sweep (grid, random or factorial, with seeds); with --wait, print its results."""
-    try:
-        data = json.loads(body.read_text())
-    except FileNotFoundError:
-        raise _fail(f"file not found: {body}", 2) from None
-    except json.JSONDecodeError as exc:
-        raise _fail(f"{body} is not valid JSON: {exc}", 2) from None
+    data = read_json(body)
     with SweepClient(api_url, api_key) as client:
         try:
             s = client.create_sweep(data)
         except InvalidSpecError as exc:
-            lines = "\n".join(
-                f"  {d.get('field')}: {d.get('message')}"
-                for d in (exc.detail if isinstance(exc.detail, list) else [])
-            )
-            raise _fail(f"invalid sweep {body}:\n{lines or exc}", 2) from None
+            raise fail(f"invalid sweep {body}:\n{invalid_lines(exc)}", 2) from None
         except RegLabError as exc:
-            raise _fail(describe(exc), 1) from None
+            raise fail(describe(exc), 1) from None
         err.print(f"sweep [bold]{s['id']}[/bold]: {len(s['experiments'])} experiments")
         if not wait:
             out.print(s["id"], highlight=False)
@@ -154,11 +129,11 @@ def sweep(
                         f" ended · {c['running']} running · {c['queued']} queued"
                     )
                     if deadline is not None and time.monotonic() > deadline:
-                        raise _fail(f"sweep {s['id']} still running after {timeout}s", 1)
+                        raise fail(f"sweep {s['id']} still running after {timeout}s", 1)
                     time.sleep(poll)
                     s = client.sweep(s["id"])
         except RegLabError as exc:
-            raise _fail(describe(exc), 1) from None
+            raise fail(describe(exc), 1) from None
     out.print(results_table(s))
     effects = effects_table(s)
     if effects is not None:
@@ -167,25 +142,15 @@ def sweep(
 
 def compare(
     ids: Annotated[list[str], typer.Argument(help="experiment ids (at most 100)")],
-    api_url: Annotated[
-        str | None, typer.Option("--api-url", envvar="REGLAB_API_URL", help="the RegLab API")
-    ] = None,
-    api_key: Annotated[
-        str | None,
-        typer.Option(
-            "--api-key",
-            envvar="REGLAB_API_KEY",
-            help="API key sent as 'Authorization: Bearer <key>' (needed when auth is on)",
-            show_default=False,
-        ),
-    ] = None,
+    api_url: ApiUrl = None,
+    api_key: ApiKey = None,
 ) -> None:
     """Experiments side by side: status and final metrics."""
     with SweepClient(api_url, api_key) as client:
         try:
             data = client.compare(ids)
         except RegLabError as exc:
-            raise _fail(describe(exc), 1) from None
+            raise fail(describe(exc), 1) from None
     table = Table(title=f"{len(data['items'])} experiments")
     table.add_column("")
     for e in data["items"]:
