@@ -19,11 +19,11 @@ from torch import nn
 from regcore.data import build_dataset
 from regcore.ensemble.batched import BatchedEnsembleRun, why_not_batched
 from regcore.ensemble.members import build_trainer, with_train
-from regcore.ensemble.runner import EnsembleRun, write_summary
+from regcore.ensemble.runner import EnsembleRun
 from regcore.inference.mc_dropout import mc_metrics
 from regcore.spec import ExperimentSpec
 from regcore.training.device import resolve_device
-from regcore.training.loop import RunResult, Trainer
+from regcore.training.loop import RunResult, Trainer, write_summary
 from regcore.training.reporter import NullReporter, Reporter
 from regcore.transfer.finetune import PrefixReporter, load_body, regroup
 from regcore.transfer.multitask import MultiTaskTrainer

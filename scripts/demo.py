@@ -39,8 +39,8 @@ def run_local(specs: dict[str, dict[str, Any]], out: Path) -> dict[str, Any]:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from regcore.cli import ProgressReporter, console
+    from regcore.experiment import run as run_experiment
     from regcore.spec import parse_spec
-    from regcore.training.loop import run_experiment
 
     results = {}
     progress = Progress(

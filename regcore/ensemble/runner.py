@@ -14,8 +14,6 @@ each member's losses and accuracies, and ``member_mean_<key>``. Checkpoints hold
 from __future__ import annotations
 
 import copy
-import json
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -283,10 +281,3 @@ class EnsembleRun:
 
     def _timings(self) -> dict[str, float]:
         return {k: round(v, 4) for k, v in self.timings.items()}
-
-
-def write_summary(workdir: Path, summary: dict[str, Any]) -> None:
-    path = Path(workdir) / "summary.json"
-    tmp = path.with_name(".summary.json.tmp")
-    tmp.write_text(json.dumps(summary, indent=2))
-    os.replace(tmp, path)

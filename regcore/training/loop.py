@@ -389,8 +389,13 @@ def run_experiment(
         checkpoint_every=checkpoint_every,
     )
     result = trainer.run(resume=resume)
-    summary = Path(workdir) / "summary.json"
-    tmp = summary.with_name(".summary.json.tmp")
-    tmp.write_text(json.dumps(result.summary(), indent=2))
-    os.replace(tmp, summary)
+    write_summary(workdir, result.summary())
     return result
+
+
+def write_summary(workdir: Path, summary: dict[str, Any]) -> None:
+    """``summary.json``, written under a temporary name and renamed: never half a file."""
+    path = Path(workdir) / "summary.json"
+    tmp = path.with_name(".summary.json.tmp")
+    tmp.write_text(json.dumps(summary, indent=2))
+    os.replace(tmp, path)
