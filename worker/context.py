@@ -55,7 +55,16 @@ def _named_connections(settings: Settings, worker_id: str) -> dict:
     made a write; the server truncates it to 63 bytes."""
     if make_url(settings.database_url).get_backend_name() != "postgresql":
         return {}
-    return {"connect_args": {"application_name": worker_id[:63]}}
+    # A worker frozen mid-transaction (SIGSTOP, a VM pause) would hold its row lock for ever and
+    # the reconciler (which skips locked rows) could never hand the run to another worker: the
+    # server ends such a transaction once it idles for half a lease. Worker transactions are short.
+    idle_ms = max(1000, int(settings.lease_seconds * 500))
+    return {
+        "connect_args": {
+            "application_name": worker_id[:63],
+            "options": f"-c idle_in_transaction_session_timeout={idle_ms}",
+        }
+    }
 
 
 def get_context() -> WorkerContext:
