@@ -1,0 +1,26 @@
+"""Reliability round 2 (issue 16): admission, stage-aware cancel.
+
+Reserved slot in the revision chain, filled by the change that needs it (empty until then, so
+the chain 0001 -> ... -> 0008 stays linear while several changes land at once).
+
+Revision ID: 0008
+Revises: 0007
+Create Date: 2026-12-01 11:00:00
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+revision: str = "0008"
+down_revision: str | None = "0007"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    pass
+
+
+def downgrade() -> None:
+    pass
