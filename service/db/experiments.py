@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, case, or_, select, update
 from sqlalchemy.orm import Session
 
+from service.db import params
 from service.db.models import Checkpoint, Experiment, Metric, utcnow
 from service.sweeps.lttb import lttb
 
@@ -53,6 +54,7 @@ def create(
     )
     session.add(row)
     session.flush()
+    params.record(session, row.id, spec)
     return row
 
 

@@ -73,7 +73,11 @@ class Base(DeclarativeBase):
 
 class Experiment(Base):
     __tablename__ = "experiments"
-    __table_args__ = (UniqueConstraint("owner", "idempotency_key"),)
+    __table_args__ = (
+        UniqueConstraint("owner", "idempotency_key"),
+        # newest-first lists and their cursor (created_at, id)
+        Index("ix_experiments_created_at_id", "created_at", "id"),
+    )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     owner: Mapped[str | None] = mapped_column(String(64))
@@ -97,6 +101,9 @@ class Experiment(Base):
     total_epochs: Mapped[int] = mapped_column(Integer, default=0)
     enqueued_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     sweep_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    #: user labels (string to string, bounded: ``service/api/patch.py``) and a free-text note
+    tags: Mapped[dict[str, str] | None] = mapped_column(JSONType)
+    note: Mapped[str | None] = mapped_column(Text)
 
 
 class Metric(Base):
@@ -168,6 +175,8 @@ class Sweep(Base):
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    tags: Mapped[dict[str, str] | None] = mapped_column(JSONType)
+    note: Mapped[str | None] = mapped_column(Text)
 
 
 class SweepTrial(Base):
@@ -205,3 +214,22 @@ class MetricLatest(Base):
     key: Mapped[str] = mapped_column(String(100), primary_key=True)
     step: Mapped[int] = mapped_column(Integer)
     value: Mapped[float] = mapped_column(Float)
+
+
+class ExperimentParam(Base):
+    """One scalar of an experiment's spec, by path (``service.db.params``), so experiments can
+    be filtered by what was run through an index."""
+
+    __tablename__ = "experiment_params"
+    __table_args__ = (
+        Index("ix_experiment_params_path_num", "path", "num_value", "experiment_id"),
+        Index("ix_experiment_params_path_str", "path", "str_value", "experiment_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    experiment_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("experiments.id", ondelete="CASCADE"), index=True
+    )
+    path: Mapped[str] = mapped_column(String(200))
+    num_value: Mapped[float | None] = mapped_column(Float)
+    str_value: Mapped[str | None] = mapped_column(String(200))
