@@ -21,7 +21,9 @@ from regcore.ensemble.batched import BatchedEnsembleRun, why_not_batched
 from regcore.ensemble.members import build_trainer, with_train
 from regcore.ensemble.runner import EnsembleRun
 from regcore.inference.mc_dropout import mc_metrics
+from regcore.provenance import environment
 from regcore.spec import ExperimentSpec
+from regcore.system_metrics import collecting
 from regcore.training.device import resolve_device
 from regcore.training.loop import RunResult, Trainer, write_summary
 from regcore.training.reporter import NullReporter, Reporter
@@ -60,8 +62,14 @@ def run(
     threads: int | None = None,
     resume: bool = False,
     checkpoint_every: int = 1,
+    system_metrics: bool = False,
 ) -> RunResult:
-    """Run ``spec`` in ``workdir``; the result's ``model`` attribute is the returned model."""
+    """Run ``spec`` in ``workdir``; the result's ``model`` attribute is the returned model.
+    ``system_metrics``: add the ``sys_*`` series to every epoch (``regcore.system_metrics``)."""
+    if system_metrics:
+        same = {"device": device, "reporter": reporter, "cache_dir": cache_dir, "threads": threads}
+        with collecting(resolve_device(device or spec.train.device)):
+            return run(spec, workdir, resume=resume, checkpoint_every=checkpoint_every, **same)
     workdir = Path(workdir)
     reporter = reporter or NullReporter()
     kw: dict[str, Any] = {"device": device, "cache_dir": cache_dir, "threads": threads}
@@ -94,6 +102,7 @@ def run(
     if spec.mc_dropout is not None and result.metrics:
         result.metrics.update(mc_metrics(model, data, spec.mc_dropout.passes))
     result.model = model  # type: ignore[attr-defined]
+    result.environment = environment(spec, device=data.train.x.device, data=data)
     write_summary(workdir, result.summary())
     return result
 

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from regcore import system_metrics
 from regcore.data import Dataset, build_dataset
 from regcore.measures import Measures
 from regcore.models import build_model
@@ -48,6 +49,8 @@ class RunResult:
     metrics: dict[str, float]
     reason: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    #: what ran (``regcore.provenance.environment``), set by ``regcore.experiment.run``
+    environment: dict[str, Any] | None = None
 
     def summary(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -59,6 +62,8 @@ class RunResult:
         }
         if self.reason:
             out["reason"] = self.reason
+        if self.environment is not None:
+            out["environment"] = self.environment
         return out
 
 
@@ -98,6 +103,8 @@ class Trainer:
         if data is None:
             data = build_dataset(spec.data, spec.seed, cache_dir)
         self.data: Dataset = data.to(self.device)
+        if cache_dir is not None:  # where a worker put fetched references (tie)
+            self.data.extras.setdefault("cache_dir", Path(cache_dir))
         seed_all(spec.seed)  # after the data: mnist1d's generator reseeds the global RNGs
         self.shuffle = torch.Generator().manual_seed(spec.seed)
         steps = math.ceil(len(self.data.train) / spec.train.batch_size)
@@ -110,7 +117,12 @@ class Trainer:
             steps_per_epoch=steps,
             device=self.device,
         )
-        model: nn.Module = build_model(spec.model, self.data.in_features, self.data.out_features)
+        model: nn.Module = build_model(
+            spec.model,
+            self.data.in_features,
+            self.data.out_features,
+            self.data.extras.get("input_shape"),
+        )
         self.regs = build_regularizers(spec.regularizers, self.task)
         for reg in self.regs:
             reg.bind_data(self.data)
@@ -346,8 +358,11 @@ class MetricsLog:
         tmp.write_text("".join(ln + "\n" for ln in lines))
         os.replace(tmp, path)
         self.file = open(path, "a")  # noqa: SIM115 - held for the whole run
+        self.system = system_metrics.monitor()  # None unless the run collects sys_* series
 
     def write(self, step: int, metrics: dict[str, float]) -> None:
+        if self.system is not None:  # into the caller's dict: its reporter sends them too
+            metrics.update(self.system.sample())
         for key, value in metrics.items():
             self.file.write(json.dumps({"step": step, "key": key, "value": value}) + "\n")
         self.file.flush()
