@@ -15,3 +15,10 @@ def run_experiment(spec: Any, **kwargs: Any) -> Any:
     from regcore.experiment import run
 
     return run(spec, **kwargs)
+
+
+def load_model(spec: Any, checkpoint: Any, **kwargs: Any) -> Any:
+    """The trained model from a spec and a safetensors checkpoint (``regcore.load.load_model``)."""
+    from regcore.load import load_model as load
+
+    return load(spec, checkpoint, **kwargs)

@@ -38,9 +38,9 @@ def variants() -> dict[str, dict[str, Any]]:
 def run_local(specs: dict[str, dict[str, Any]], out: Path) -> dict[str, Any]:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    from regcore.cli import ProgressReporter, console
     from regcore.experiment import run as run_experiment
     from regcore.spec import parse_spec
+    from reglab.run_cli import ProgressReporter, console
 
     results = {}
     progress = Progress(
@@ -48,7 +48,7 @@ def run_local(specs: dict[str, dict[str, Any]], out: Path) -> dict[str, Any]:
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn("{task.fields[status]}"),
-        console=console,
+        console=console(),
     )
     with progress:
         for name, spec in specs.items():

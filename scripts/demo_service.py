@@ -17,7 +17,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-from service.client import RegLabClient, RegLabError
+from reglab.client import RegLabClient, RegLabError
 
 console = Console(stderr=True)
 

@@ -32,7 +32,7 @@ import httpx
 import pytest
 from sqlalchemy import text
 
-from service.client import RegLabClient
+from reglab.client import RegLabClient
 from service.db.migrate import upgrade_to_head
 from service.db.session import make_engine, make_sessionmaker
 from tests.integration.conftest import PYTHON, ROOT, Proc, clean_env, free_port

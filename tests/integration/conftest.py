@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from service.client import RegLabClient
+from reglab.client import RegLabClient
 from service.db.migrate import upgrade_to_head
 from service.db.session import make_engine, make_sessionmaker
 from tests.services import (  # noqa: F401

@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from service.client import RegLabClient
+from reglab.client import RegLabClient
 from tests.integration.conftest import PYTHON, Proc, clean_env, free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from regcore.cli import app
+from reglab.cli import app
 from regcore.experiment import run
 from regcore.spec import parse_spec, regularizer_names, regularizer_spec_classes
 

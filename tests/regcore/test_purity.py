@@ -46,7 +46,7 @@ def test_no_regcore_file_imports_the_service_worker_or_web_stack():
 
 def test_importing_the_training_loop_loads_none_of_them():
     code = (
-        "import sys, regcore.training.loop, regcore.regularizers.registry, regcore.cli\n"
+        "import sys, regcore.training.loop, regcore.regularizers.registry, regcore.load\n"
         f"bad = [m for m in sys.modules if m.split('.')[0] in {FORBIDDEN!r}]\n"
         "assert not bad, bad\n"
     )

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from regcore.cli import app as core_cli
+from reglab.cli import app as core_cli
 from regcore.spec import SpecError, parse_spec
 from tests.security.conftest import bearer, spec
 

@@ -17,7 +17,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from service.client import (
+from reglab.client import (
     InvalidSpecError,
     NotFoundError,
     RegLabAPIError,

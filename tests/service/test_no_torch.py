@@ -12,7 +12,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize(
-    "module", ["service.main", "service.client", "service.submit_cli", "service.db.jobs"]
+    "module",
+    ["service.main", "reglab.client", "reglab.cli", "reglab.submit_cli", "service.db.jobs"],
 )
 def test_importing_does_not_load_torch_or_the_worker(module):
     code = (
@@ -26,7 +27,7 @@ def test_importing_does_not_load_torch_or_the_worker(module):
 
 def test_the_client_does_not_import_fastapi():
     code = (
-        "import service.client, sys; "
+        "import reglab.client, sys; "
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in "
         "('fastapi', 'starlette', 'sqlalchemy', 'celery')); assert not bad, bad"
     )

@@ -8,7 +8,8 @@ from typer.testing import CliRunner
 from reglab.cli import app
 from service.db.migrate import upgrade_to_head
 from service.settings import get_settings
-from worker import cli, reconciler
+from reglab import server_cli as cli
+from worker import reconciler
 
 runner = CliRunner()
 

@@ -1,4 +1,8 @@
-"""``reglab run`` and ``reglab catalog``: train locally, with no server."""
+"""``reglab run`` and ``reglab catalog``: train locally, with no server.
+
+These use the core (regcore) alone: no service, no database, no broker. The core and rich are
+imported inside the commands, so ``reglab --help`` stays fast.
+"""
 
 from __future__ import annotations
 
@@ -6,40 +10,61 @@ import json
 import shutil
 import sys
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
-from regcore.catalog import catalog_entries
-from regcore.spec import ExperimentSpec, SpecError, parse_spec
+from reglab.common import fail as _fail
 
-console = Console(stderr=True)
-app = typer.Typer(help="RegLab core: run regularization experiments locally.", no_args_is_help=True)
+if TYPE_CHECKING:  # pragma: no cover
+    from rich.progress import Progress
+
+    from regcore.spec import ExperimentSpec
 
 DEFAULT_CACHE = Path.home() / ".cache" / "reglab"
 
 
 def load_spec_file(path: Path) -> ExperimentSpec:
     """Read and validate a spec file; exit 2 with field paths on any problem."""
+    from regcore.spec import SpecError, parse_spec
+
     try:
         data = json.loads(path.read_text())
     except FileNotFoundError:
-        _fail(f"spec file not found: {path}")
+        _fail(f"spec file not found: {path}", 2)
     except json.JSONDecodeError as err:
-        _fail(f"{path} is not valid JSON: {err}")
+        _fail(f"{path} is not valid JSON: {err}", 2)
     try:
-        return parse_spec(data)
+        return parse_spec(data, local=True)  # local paths: data.name file, tie.reference
     except SpecError as err:
         lines = "\n".join(f"  {e['field']}: {e['message']}" for e in err.errors)
-        _fail(f"invalid spec {path}:\n{lines}")
+        _fail(f"invalid spec {path}:\n{lines}", 2)
 
 
-def _fail(message: str, code: int = 2) -> NoReturn:
-    console.print(f"[red]error:[/red] {message}", highlight=False)
-    raise typer.Exit(code)
+def console() -> Any:
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def progress_bar() -> Progress:
+    """Epochs done, elapsed time and the latest losses, on stderr."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[status]}"),
+        console=console(),
+    )
 
 
 class ProgressReporter:
@@ -68,7 +93,6 @@ class ProgressReporter:
         return False
 
 
-@app.command()
 def run(
     spec_path: Annotated[Path, typer.Argument(metavar="SPEC.json", help="experiment spec (JSON)")],
     out: Annotated[Path, typer.Option("--out", "-o", help="output directory")] = Path(
@@ -90,6 +114,8 @@ def run(
     ] = 1,
 ) -> None:
     """Train SPEC.json locally; write OUT/summary.json, OUT/metrics.jsonl and OUT/checkpoints/."""
+    from regcore.spec import SpecError, parse_spec
+
     spec = load_spec_file(spec_path)
     if device is not None:
         try:
@@ -97,25 +123,19 @@ def run(
                 {
                     **spec.model_dump(mode="json"),
                     "train": {**spec.train.model_dump(mode="json"), "device": device},
-                }
+                },
+                local=True,
             )
         except SpecError as err:
-            _fail(str(err))
+            _fail(str(err), 2)
     if (out / "summary.json").exists() and not (resume or force):
-        _fail(f"{out} already holds a finished run; pass --force to overwrite or --resume")
+        _fail(f"{out} already holds a finished run; pass --force to overwrite or --resume", 2)
     if force and out.exists() and not resume:
         shutil.rmtree(out)
     from regcore.experiment import run as run_experiment
     from regcore.training.device import DeviceUnavailable
 
-    progress = Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("{task.fields[status]}"),
-        console=console,
-    )
+    progress = progress_bar()
     try:
         with progress:
             result = run_experiment(
@@ -127,44 +147,37 @@ def run(
                 threads=threads,
                 resume=resume,
                 checkpoint_every=checkpoint_every,
+                system_metrics=True,
             )
     except DeviceUnavailable as err:
-        _fail(str(err))
+        _fail(str(err), 2)
     print_summary(result.summary())
-    console.print(f"wrote {out}/summary.json, metrics.jsonl, checkpoints/")
+    console().print(f"wrote {out}/summary.json, metrics.jsonl, checkpoints/")
     if result.status != "succeeded":
         _fail(f"run {result.status}: {result.reason}", code=1)
 
 
 def print_summary(summary: dict[str, Any]) -> None:
-    table = Table(
-        title=f"{summary['status']}: {summary['epochs_run']} epochs, best {summary['best_epoch']}"
-    )
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    for k, v in summary["metrics"].items():
-        table.add_row(k, f"{v:.4f}")
-    Console().print(table)
+    from reglab.output import Col, table
+
+    title = f"{summary['status']}: {summary['epochs_run']} epochs, best {summary['best_epoch']}"
+    rows = [(k, f"{v:.4f}") for k, v in summary["metrics"].items()]
+    table(["metric", Col("value", right=True)], rows, title=title)
 
 
-@app.command()
 def catalog(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
 ) -> None:
     """Print every regularizer with its parameters and their defaults."""
+    from regcore.catalog import catalog_entries
+    from reglab.output import table
+
     entries = catalog_entries()
     if as_json:
         sys.stdout.write(json.dumps(entries, indent=2, default=str) + "\n")
         return
-    table = Table(title="RegLab regularizers")
-    table.add_column("name", style="bold")
-    table.add_column("parameters (defaults)")
-    table.add_column("description")
-    for e in entries:
-        params = ", ".join(f"{k}={v}" for k, v in e["defaults"].items())
-        table.add_row(e["name"], params, e["description"])
-    Console().print(table)
-
-
-if __name__ == "__main__":
-    app()
+    rows = [
+        (e["name"], ", ".join(f"{k}={v}" for k, v in e["defaults"].items()), e["description"])
+        for e in entries
+    ]
+    table(["name", "parameters (defaults)", "description"], rows, title="RegLab regularizers")

@@ -9,15 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
-from sqlalchemy.orm import Session
 
-err = Console(stderr=True)
-out = Console()
+from reglab.common import Output, fail
+from reglab.output import Col, say
+
+if TYPE_CHECKING:  # pragma: no cover
+    from sqlalchemy.orm import Session
 
 keys = typer.Typer(help="API keys: create, revoke, list.", no_args_is_help=True)
 
@@ -32,8 +32,7 @@ def _session() -> Iterator[Session]:
     try:
         upgrade_to_head(url)
     except MigrationError as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False)
-        raise typer.Exit(2) from None
+        fail(str(exc), 2)
     engine = make_engine(url)
     try:
         with make_sessionmaker(engine).begin() as session:
@@ -52,12 +51,11 @@ def create(
 
     owner = owner.strip()
     if not owner or len(owner) > 64 or not owner.isprintable():
-        err.print("[red]error:[/red] --owner must be 1 to 64 printable characters")
-        raise typer.Exit(2)
+        fail("--owner must be 1 to 64 printable characters", 2)
     with _session() as session:
         row, token = api_keys.create(session, owner, name)
         key_id = row.id
-    err.print(f"key {key_id} for owner {owner!r}; store it now, it is not shown again:")
+    say(f"key {key_id} for owner {owner!r}; store it now, it is not shown again:")
     print(token)
 
 
@@ -69,15 +67,18 @@ def revoke(key_id: Annotated[str, typer.Argument(help="the key's id (from `regla
     with _session() as session:
         row = api_keys.revoke(session, key_id)
         if row is None:
-            err.print(f"[red]error:[/red] no key with id {key_id!r}", highlight=False)
-            raise typer.Exit(1)
+            fail(f"no key with id {key_id!r}", 1)
         owner = row.owner
-    err.print(f"revoked key {key_id} of {owner!r}", highlight=False)
+    say(f"revoked key {key_id} of {owner!r}")
 
 
 @keys.command("list")
-def list_(owner: Annotated[str | None, typer.Option(help="only this owner's keys")] = None):
+def list_(
+    owner: Annotated[str | None, typer.Option(help="only this owner's keys")] = None,
+    output: Output = "table",
+):
     """The keys: id, owner, label, created, revoked (never the token)."""
+    from reglab.output import print_json, table
     from service.db import api_keys
 
     with _session() as session:
@@ -86,7 +87,8 @@ def list_(owner: Annotated[str | None, typer.Option(help="only this owner's keys
              r.revoked_at.isoformat(timespec="seconds") if r.revoked_at else "")
             for r in api_keys.list_keys(session, owner)
         ]  # fmt: skip
-    table = Table("id", "owner", "name", "created", "revoked")
-    for row in rows:
-        table.add_row(*row)
-    out.print(table)
+    if output == "json":
+        names = ("id", "owner", "name", "created_at", "revoked_at")
+        print_json({"items": [dict(zip(names, r, strict=True)) for r in rows]})
+        return
+    table([Col("id", whole=True), "owner", "name", "created", "revoked"], rows, fmt=output)

@@ -19,9 +19,9 @@ import time
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
-console = Console(stderr=True)
+from reglab.output import stderr
+
 log = logging.getLogger("reglab")
 
 
@@ -31,8 +31,8 @@ def _migrate(url: str) -> None:
     try:
         upgrade_to_head(url)
     except MigrationError as err:
-        console.print(f"[red]error:[/red] {err}", highlight=False)
-        console.print("Fix the database URL (REGLAB_DATABASE_URL) or run `alembic upgrade head`.")
+        stderr().print(f"[red]error:[/red] {err}", highlight=False)
+        stderr().print("Fix the database URL (REGLAB_DATABASE_URL) or run `alembic upgrade head`.")
         raise typer.Exit(2) from None
 
 
@@ -92,7 +92,7 @@ def serve(
     )
     reconciler.start()
     where = settings.broker_url and "a broker" or f"the filesystem broker in {settings.broker_dir}"
-    console.print(
+    stderr().print(
         f"reglab serve: http://{host}:{port} · database {_safe(settings.database_url)} · "
         f"{where} · {'embedded worker' if child else 'no embedded worker'}",
         highlight=False,
@@ -173,7 +173,7 @@ def worker(
     from worker.celery_app import app
 
     node = name or f"reglab-{os.getpid()}@{socket.gethostname()}"
-    console.print(
+    stderr().print(
         f"reglab worker {node}: queues {queues} · database {_safe(settings.database_url)}",
         highlight=False,
     )
@@ -224,7 +224,7 @@ def reconcile(
         )
     finally:
         engine.dispose()
-    console.print(
+    stderr().print(
         f"requeued {len(report.requeued)} run(s) whose worker died; "
         f"enqueued {len(report.enqueued)} queued run(s); "
         f"removed {len(report.removed_parts)} leftover upload file(s)",

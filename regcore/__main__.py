@@ -1,3 +1,0 @@
-from regcore.cli import app
-
-app()
