@@ -309,18 +309,48 @@ class PretrainSpec(BaseModel):
         unknown = sorted(set(self.generator) - allowed)
         if unknown:
             raise ValueError(f"unknown generator setting(s) {unknown}; known: {sorted(allowed)}")
+        _check_generator(self.generator)
         return self
 
 
-MNIST1D_GENERATOR_KEYS = (
-    "template_len",
-    "padding",
-    "scale_coeff",
-    "max_translation",
-    "corr_noise_scale",
-    "iid_noise_scale",
-    "shear_scale",
-)
+#: each mnist1d generator setting: its type and inclusive bounds (the package's defaults are
+#: template_len 12, padding [36, 60], scale_coeff 0.4, max_translation 48, corr_noise_scale 0.25,
+#: iid_noise_scale 0.02, shear_scale 0.75). Each example is a signal of template_len +
+#: padding[1] samples before subsampling to 40: its length is bounded too, so generating the data
+#: takes seconds, not the hours (and gigabytes) padding [36, 3000000] did.
+MNIST1D_GENERATOR_BOUNDS: dict[str, tuple[type, float, float]] = {
+    "template_len": (int, 1, 512),
+    "padding": (list, 0, 2048),
+    "scale_coeff": (float, 0.0, 2.0),
+    "max_translation": (int, 1, 2048),
+    "corr_noise_scale": (float, 0.0, 10.0),
+    "iid_noise_scale": (float, 0.0, 10.0),
+    "shear_scale": (float, 0.0, 10.0),
+}
+MNIST1D_GENERATOR_KEYS = tuple(MNIST1D_GENERATOR_BOUNDS)
+MAX_GENERATED_LENGTH = 2048
+
+
+def _check_generator(generator: dict[str, Any]) -> None:
+    for key, value in generator.items():
+        kind, low, high = MNIST1D_GENERATOR_BOUNDS[key]
+        where = f"generator.{key}"
+        if kind is list:
+            if not isinstance(value, list) or len(value) != 2 or value[0] > value[1]:
+                raise ValueError(f"{where}: must be [low, high] with low <= high, got {value!r}")
+            values = value
+        elif isinstance(value, list) or (kind is int and not isinstance(value, int)):
+            raise ValueError(f"{where}: must be {'an integer' if kind is int else 'a number'}")
+        else:
+            values = [value]
+        if any(not low <= v <= high for v in values):
+            raise ValueError(f"{where}: {value!r} is outside [{low:g}, {high:g}]")
+    length = int(generator.get("template_len", 12)) + int(generator.get("padding", [36, 60])[1])
+    if length > MAX_GENERATED_LENGTH:
+        raise ValueError(
+            f"generator.padding: template_len + padding[1] = {length} samples per "
+            f"signal; at most {MAX_GENERATED_LENGTH}"
+        )
 
 
 class MultitaskSpec(BaseModel):
@@ -696,6 +726,10 @@ _BLAMED = re.compile(
 )
 
 
+_DATA_FIELD = re.compile(r"^(id|path|task|target|kind|noise): (.+)$", re.S)
+_GENERATOR_FIELD = re.compile(r"^(generator\.\w+): (.+)$", re.S)
+
+
 def describe_errors(err: ValidationError, data: Any) -> list[dict[str, str]]:
     """Each error as ``{"field": "regularizers[1].p", "message": "..."}``."""
     out = []
@@ -710,6 +744,12 @@ def describe_errors(err: ValidationError, data: Any) -> list[dict[str, str]]:
         blamed = _BLAMED.match(message)
         if blamed and not e["loc"]:
             field, message = blamed.group(1), blamed.group(2)
+        sub = _DATA_FIELD.match(message)
+        if sub and field.endswith(("data", "source")):  # a DataSpec check names its field
+            field, message = f"{field}.{sub.group(1)}", sub.group(2)
+        sub = _GENERATOR_FIELD.match(message)
+        if sub and field == "pretrain":  # the generator check names its setting
+            field, message = f"pretrain.{sub.group(1)}", sub.group(2)
         out.append({"field": field, "message": message})
     return out
 

@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import field_validator
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -47,6 +47,15 @@ class Settings(BaseSettings):
     allowed_hosts: Annotated[list[str], NoDecode] = []
     #: the reconciler deletes a local store's ``.part`` files (left by a killed upload) this old
     partial_file_seconds: int = 3600
+    #: memory one job may use on a worker: admission refuses specs estimated above it
+    #: (regcore.memory_estimate); None means 80% of this machine's (or container's) memory
+    worker_memory_bytes: int | None = Field(None, ge=1)
+    #: "process": each job runs in a child process of the worker (a crash or out-of-memory kill
+    #: ends that job alone); "inline": in the worker's own process (tests, debugging)
+    worker_isolation: Literal["process", "inline"] = "process"
+    #: after a cancel (or a lost lease) a job's process that has not stopped by itself within
+    #: this many seconds is killed
+    cancel_grace_seconds: float = Field(3.0, ge=0.0)
 
     @field_validator("allowed_hosts", mode="before")
     @classmethod

@@ -152,6 +152,7 @@ async def create_sweep(
         plan = await run_in_threadpool(expand, req)
     except PlanError as err:
         raise APIError(422, "invalid sweep", err.errors) from None
+    admission.admit_sweep(req, plan, settings)  # 422 for configurations too big for a worker
     return await run_in_threadpool(_create, req, plan, owner, response, session, settings, celery)
 
 
