@@ -1,48 +1,47 @@
-"""Same-architecture members trained together as one batched model.
+"""Members with their own hyperparameters trained together as one batched model.
 
-The members' parameters are stacked (``torch.func.stack_module_state``) and one forward runs
-every member on its own batch under ``torch.func.vmap``: a batched matmul instead of k small
-ones. The loss is the sum of the members' losses, so each member's gradient is its own; SGD
-(with momentum) and Adam act elementwise, so each member follows the trajectory it would follow
-alone, with its own initialization and batch order, up to floating-point rounding.
+``BatchedMembers`` is the engine: k member specs of one architecture, data and epoch count, each
+with its own seed, bagging resample, lr, momentum, schedule and numeric regularizer strengths
+(``regcore/regularizers/batched.py``), trained as one stacked model (``stacked.py``). Each
+member keeps its own status: it may stop early (frozen and masked, its best weights restored),
+be cancelled, or diverge and fail, while the others go on. Every split is evaluated once per
+epoch for all members; the combined ensemble's metrics come from the same outputs.
 
-Supported when nothing in the spec needs per-member Python state or randomness the batched
-forward cannot reproduce: models without batch norm, no inserted modules, no extra measures,
-and regularizers among ``BATCHABLE``. Everything else trains one member after another.
+Two drivers use it: ``BatchedEnsembleRun`` (one ensemble experiment, its members and combined
+metrics under one reporter) and ``regcore.ensemble.pack.run_pack`` (independent runs, each
+reported under its own identity). ``why_not_batched`` / ``why_not_batched_members`` say why a
+spec cannot batch; such specs train one member after another (``EnsembleRun``).
 """
 
 from __future__ import annotations
 
-import copy
 import math
 import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import nn
-from torch.func import functional_call, stack_module_state, vmap
 
-from regcore.data import build_dataset
-from regcore.ensemble.combine import Ensemble, combine_outputs
-from regcore.ensemble.members import bootstrap_indices
-from regcore.ensemble.runner import MEMBER_EPOCH_KEYS, ensemble_metrics, member_columns
-from regcore.models import build_model
-from regcore.models.params import classify_parameters
-from regcore.regularizer_specs import L2Spec
+from regcore.data import Dataset, build_dataset
+from regcore.ensemble.combine import Ensemble, combine_outputs, error_decomposition
+from regcore.ensemble.members import Member, bootstrap_indices, build_trainer, with_train
+from regcore.ensemble.runner import MEMBER_EPOCH_KEYS, member_columns
+from regcore.ensemble.stacked import EXPLICIT_MODELS, VMAP_MODELS, StackedModel, StackedOptimizer
+from regcore.regularizers.batched import BATCHED, BatchContext, why_not_batchable
+from regcore.regularizers.early_stopping import EarlyStopping
 from regcore.spec import ExperimentSpec
-from regcore.training.checkpoint import save_checkpoint
-from regcore.training.device import choose_threads, resolve_device
-from regcore.training.loop import Divergence, MetricsLog, RunResult
-from regcore.training.metrics import evaluate
-from regcore.training.optim import build_optimizer, build_scheduler, current_lr
+from regcore.training.checkpoint import load_checkpoint, save_checkpoint
+from regcore.training.device import resolve_device
+from regcore.training.loop import MetricsLog, RunResult
+from regcore.training.metrics import SPARSITY_THRESHOLD, expected_calibration_error
 from regcore.training.reporter import NullReporter, Reporter
-from regcore.training.rng import seed_all
 
-#: regularizers the batched path reproduces exactly
-BATCHABLE = {"l2"}
-BATCHABLE_MODELS = {"linear", "mlp", "cnn1d", "resmlp"}
+#: the parts of a member spec that must be the same for every member of one batched run
+SHARED_TRAIN = ("optimizer", "nesterov", "betas", "epochs", "batch_size")
 
 
 def why_not_batched(spec: ExperimentSpec) -> str | None:
@@ -52,80 +51,465 @@ def why_not_batched(spec: ExperimentSpec) -> str | None:
         return "a single member"
     if ens.snapshot is not None:
         return "snapshot members come from one run"
-    if any(set(v) - {"seed"} for v in ens.vary):
-        return "vary changes more than the seed"
-    if spec.model.name not in BATCHABLE_MODELS:
-        return f"model {spec.model.name} is not batched"
-    if getattr(spec.model, "batch_norm", False):
-        return "batch norm keeps per-member running statistics"
-    for reg in spec.regularizers:
-        if reg.name not in BATCHABLE or getattr(reg, "per_layer", None):
-            return f"regularizer {reg.name} is not batched"
-    if spec.measure:
-        return "measures run per model"
     if spec.mc_dropout or spec.multitask or spec.pretrain or spec.self_supervised:
         return "inference and transfer sections run per model"
+    return why_not_batched_members(spec.member_specs())
+
+
+def why_not_batched_members(specs: list[ExperimentSpec]) -> str | None:
+    """None when these member specs can train as one batched model, else why not."""
+    first = specs[0]
+    for s in specs:
+        if s.model != first.model:
+            return "members differ in their model"
+        if s.data != first.data:
+            return "members differ in their data"
+        for key in SHARED_TRAIN:
+            if getattr(s.train, key) != getattr(first.train, key):
+                return f"members differ in train.{key}"
+        if s.measure:
+            return "measures run per model"
+        if s.mc_dropout or s.multitask or s.pretrain or s.self_supervised:
+            return "inference and transfer sections run per model"
+    model = first.model.name
+    if model not in EXPLICIT_MODELS | VMAP_MODELS:
+        return f"model {model} is not batched"
+    if getattr(first.model, "batch_norm", False):
+        return "batch norm keeps per-member running statistics"
+    order: list[str] = []
+    for s in specs:
+        names = [r.name for r in s.regularizers]
+        if len(set(names)) != len(names):
+            return "a member lists a regularizer twice"
+        order += [n for n in names if n not in order]
+    for s in specs:
+        names = [r.name for r in s.regularizers]
+        if names != [n for n in order if n in names]:
+            return "members list their regularizers in different orders"
+    for name in order:
+        specs_of = [next((r for r in s.regularizers if r.name == name), None) for s in specs]
+        reason = why_not_batchable(name, specs_of)
+        if reason:
+            return reason
+        if BATCHED[name].slots and model not in EXPLICIT_MODELS:
+            return f"regularizer {name} acts inside model {model}, which is vmapped"
     return None
 
 
-class StackedMembers(nn.Module):
-    """k same-architecture models as stacked parameters; ``forward`` is the combined ensemble."""
+def regularizer_order(specs: list[ExperimentSpec]) -> list[str]:
+    order: list[str] = []
+    for s in specs:
+        order += [r.name for r in s.regularizers if r.name not in order]
+    return order
 
-    def __init__(self, models: list[nn.Module], combine: str, task: str):
-        super().__init__()
-        params, buffers = stack_module_state(models)
-        self.names = list(params)
-        # "__" keeps "bias" at the end of the key, so weight statistics still skip biases
-        self.params = nn.ParameterDict(
-            {n.replace(".", "__"): nn.Parameter(p.detach().clone()) for n, p in params.items()}
+
+@dataclass
+class MemberStatus:
+    """Where one member stands: ``running``, ``stopped`` (early stopping), ``cancelled`` or
+    ``failed`` (diverged); only running members train."""
+
+    status: str = "running"
+    epochs_run: int = 0
+    reason: str | None = None
+    best: tuple[float, int] | None = None  # (val_loss, epoch), as the lone Trainer's ``best``
+    metrics: dict[str, float] = field(default_factory=dict)  # its last epoch's metrics
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "epochs_run": self.epochs_run,
+            "reason": self.reason,
+            "best": list(self.best) if self.best else None,
+        }
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> MemberStatus:
+        best = (float(d["best"][0]), int(d["best"][1])) if d["best"] else None
+        return cls(d["status"], int(d["epochs_run"]), d["reason"], best)
+
+
+class _MemberView:
+    """Member i's slice as the ``state_dict``/``load_state_dict`` early stopping saves/restores."""
+
+    def __init__(self, stack: StackedModel, i: int):
+        self.stack, self.i = stack, i
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return self.stack.member_state(self.i)
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.stack.load_member(self.i, state)
+
+
+class BatchedMembers:
+    """The batched engine: see the module docstring."""
+
+    def __init__(
+        self,
+        specs: list[ExperimentSpec],
+        data: Dataset,
+        *,
+        bagging: bool = False,
+        device: torch.device,
+        threads: int | None = None,
+    ):
+        reason = why_not_batched_members(specs)
+        if reason is not None:
+            raise ValueError(f"these members cannot train batched: {reason}")
+        self.specs = specs
+        self.k = len(specs)
+        self.device = device
+        self.data = data  # shared; each member's train split is a resample of its rows
+        n = len(data.train)
+        rows = [
+            bootstrap_indices(n, s.seed, device) if bagging else torch.arange(n, device=device)
+            for s in specs
+        ]
+        self.bagging = bagging
+        self.train_rows = torch.stack(rows)  # [k, N] rows of data.train
+        # each member built by its own lone Trainer: its init, batch order and RNG state
+        self.members: list[Member] = []
+        for i, s in enumerate(specs):
+            mdata = data
+            if bagging:
+                mdata = with_train(
+                    data, type(data.train)(data.train.x[rows[i]], data.train.y[rows[i]]), rows[i]
+                )
+            t = build_trainer(s, Path("."), mdata, None, device=device, threads=threads)
+            m = Member(t)
+            m.leave()
+            self.members.append(m)
+        trainers = [m.trainer for m in self.members]
+        self.threads = trainers[0].threads
+        self.generators = [self._generator(m) for m in self.members]
+        self.stack = StackedModel([t.model for t in trainers])
+        tr = specs[0].train
+        self.optimizer = StackedOptimizer(
+            self.stack.params,
+            tr.optimizer,
+            [s.train.momentum for s in specs],
+            tr.nesterov,
+            tuple(tr.betas),
         )
-        self.buffer_values = buffers
-        self.k = len(models)
-        self.combine = combine
-        self.task = task
-        self.base = [copy.deepcopy(models[0]).to("meta")]  # a list: not a registered submodule
+        self.status = [MemberStatus() for _ in specs]
+        self.ctx = BatchContext(
+            k=self.k,
+            device=device,
+            task=data.task,
+            num_classes=data.num_classes,
+            params=self.stack.params,
+            penalized=self.stack.penalized,
+            constrained=self.stack.constrained,
+            generators=self.generators,
+            active=[True] * self.k,
+            lr=self.current_lr(),
+        )
+        self.order = regularizer_order(specs)
+        self.regs = []
+        for name in self.order:
+            lone = [next((r for r in t.regs if r.name == name), None) for t in trainers]
+            self.regs.append(BATCHED[name](lone, self.ctx))
+        self.stack.slot_regs = [r for r in self.regs if BATCHED[r.spec_name].slots]
+        self.early = [
+            next((r for r in t.regs if isinstance(r, EarlyStopping)), None) for t in trainers
+        ]
+        self.epoch = 0
+        self.timings = {"train_s": 0.0, "eval_s": 0.0, "checkpoint_s": 0.0}
 
-    def stacked(self) -> dict[str, torch.Tensor]:
-        return {n: self.params[n.replace(".", "__")] for n in self.names}
+    def _generator(self, m: Member) -> torch.Generator:
+        """The stream the member's lone run draws its noise from (the global one, there)."""
+        if self.device.type == "cuda":
+            return torch.Generator(device=self.device).manual_seed(m.trainer.spec.seed)
+        g = torch.Generator()
+        g.set_state(m.rng["torch"])
+        return g
 
-    def member_outputs(self, x: torch.Tensor, per_member_x: bool = False) -> torch.Tensor:
-        base = self.base[0]
+    def current_lr(self) -> torch.Tensor:
+        lrs = [float(m.trainer.optimizer.param_groups[0]["lr"]) for m in self.members]
+        return torch.tensor(lrs, device=self.device)
 
-        def one(p: dict[str, torch.Tensor], b: dict[str, torch.Tensor], xi: torch.Tensor) -> Any:
-            return functional_call(base, (p, b), (xi,))
+    @property
+    def active(self) -> list[bool]:
+        return [s.status == "running" for s in self.status]
 
-        in_x = 0 if per_member_x else None
-        return vmap(one, in_dims=(0, 0, in_x))(self.stacked(), self.buffer_values, x)
+    # --- one epoch ------------------------------------------------------------------------
+    def train_epoch(
+        self,
+        cancel_all: Callable[[], bool] | None = None,
+        cancel: Callable[[int], bool] | None = None,
+    ) -> bool:
+        """Train every running member one epoch. Between steps, ``cancel_all()`` True stops
+        the epoch (not counted, as a lone run's cancel) and returns True; ``cancel(i)`` is
+        asked for each running member, True cancels that member alone (True is returned when
+        none is left)."""
+        self.ctx.active = self.active
+        active_t = torch.tensor(self.ctx.active, device=self.device)
+        n, bs = self.train_rows.shape[1], self.specs[0].train.batch_size
+        orders = torch.stack(
+            [torch.randperm(n, generator=m.trainer.shuffle) for m in self.members]
+        ).to(self.device)
+        members = torch.arange(self.k, device=self.device)[:, None]
+        full_x, full_y = self.data.train.x, self.data.train.y
+        sums: dict[str, list[torch.Tensor]] = {}
+        batches = 0
+        for start in range(0, n, bs):
+            if cancel_all is not None and cancel_all():
+                return True
+            if cancel is not None:
+                for i in range(self.k):
+                    if self.status[i].status == "running" and cancel(i):
+                        self.status[i].status = "cancelled"
+                        self.status[i].reason = f"cancelled during epoch {self.epoch + 1}"
+                if not any(self.active):
+                    return True
+                if self.ctx.active != self.active:
+                    self.ctx.active = self.active
+                    active_t = torch.tensor(self.ctx.active, device=self.device)
+            rows = self.train_rows[members, orders[:, start : start + bs]]
+            x, y = full_x[rows], full_y[rows]
+            for reg in self.regs:
+                x, y = reg.transform_batch(x, y)
+            for reg in self.regs:
+                reg.before_forward()
+            out = self.ctx.outputs = self.stack.forward(x, train=True)
+            loss = member_loss(out, y, self.data.task)
+            for reg in self.regs:
+                loss = reg.transform_loss(loss)
+            for reg in self.regs:
+                term = reg.penalty()
+                if term is not None:
+                    loss = loss + term
+                    sums.setdefault(reg.spec_name, []).append(term.detach())
+            sums.setdefault("train_batch_loss", []).append(loss.detach())
+            self.optimizer.zero_grad()
+            torch.where(active_t, loss, torch.zeros_like(loss)).sum().backward()
+            for reg in self.regs:
+                reg.before_optimizer_step()
+            self.optimizer.step(self.ctx.lr, active_t)
+            for reg in self.regs:
+                reg.after_optimizer_step()
+            self.ctx.outputs = None
+            batches += 1
+        means = {k: (torch.stack(v).sum(0) / batches).tolist() for k, v in sums.items()}
+        self.epoch += 1
+        self.batch_metrics: list[dict[str, float]] = []
+        for i, st in enumerate(self.status):
+            bm: dict[str, float] = {}
+            for key, vals in means.items():
+                if key == "train_batch_loss":
+                    bm[key] = vals[i]
+                elif any(r.name == key for r in self.specs[i].regularizers):
+                    bm[f"penalty_{key}"] = vals[i]
+            self.batch_metrics.append(bm)
+            if st.status != "running":
+                continue
+            st.epochs_run = self.epoch
+            bad = next((k for k, v in bm.items() if not math.isfinite(v)), None)
+            if bad is not None:
+                st.status, st.reason = "failed", f"{bad} became {bm[bad]} in epoch {self.epoch}"
+        return False
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return combine_outputs(self.member_outputs(x), self.combine, self.task)
+    @torch.no_grad()
+    def evaluate(
+        self, bagged: bool = True
+    ) -> tuple[list[dict[str, float]], dict[str, torch.Tensor]]:
+        """Every member's lone-run metrics from one pass over each split; and the outputs.
+        ``bagged``: a member's train metrics on its own resample (per epoch, as its Trainer
+        reports them), else on the whole train split (the final summary, as one by one)."""
+        d, task = self.data, self.data.task
+        outs = {s: self.stack.predict(getattr(d, s).x) for s in ("train", "val", "test")}
+        member_train, rows = outs["train"], torch.arange(len(d.train), device=self.device)
+        if self.bagging and bagged:
+            rows = self.train_rows
+            member_train = outs["train"][torch.arange(self.k)[:, None], rows]
+        vals: dict[str, list[float]] = {}
+        for split, out, y in (
+            ("train", member_train, d.train.y[rows].expand(self.k, *d.train.y.shape)),
+            ("val", outs["val"], d.val.y.expand(self.k, *d.val.y.shape)),
+            ("test", outs["test"], d.test.y.expand(self.k, *d.test.y.shape)),
+        ):
+            vals[f"{split}_loss"] = member_loss(out, y, task).tolist()
+            if task == "classification":
+                vals[f"{split}_acc"] = (out.argmax(-1) == y).float().mean(1).tolist()
+        per = [{key: v[i] for key, v in vals.items()} for i in range(self.k)]
+        for i, m in enumerate(per):
+            m["gen_gap"] = m["val_loss"] - m["train_loss"]
+            if task == "classification":
+                probs = outs["test"][i].softmax(1)
+                m["ece"] = expected_calibration_error(probs, d.test.y)
+                m["confidence"] = float(probs.max(1).values.mean())
+        flat = self._weights()
+        if flat is not None:
+            l2, l1 = flat.norm(dim=1).tolist(), flat.abs().sum(1).tolist()
+            sp = (flat.abs() < SPARSITY_THRESHOLD).float().mean(1).tolist()
+            for i, m in enumerate(per):
+                m.update(weight_l2=l2[i], weight_l1=l1[i], sparsity=sp[i])
+        return per, outs
 
-    def unstack(self, models: list[nn.Module]) -> list[nn.Module]:
-        """Copy member i's weights into ``models[i]``."""
-        with torch.no_grad():
-            for i, m in enumerate(models):
-                m.load_state_dict({n: p[i] for n, p in self.stacked().items()}, strict=False)
-        return models
+    def _weights(self) -> torch.Tensor | None:
+        names = self.stack.penalized(("bias", "norm"))
+        if not names:
+            return None
+        return torch.cat([self.stack.params[n].detach().flatten(1) for n in names], dim=1)
 
-    def load_members(self, states: list[dict[str, torch.Tensor]]) -> None:
-        with torch.no_grad():
-            for n in self.names:
-                self.params[n.replace(".", "__")].copy_(torch.stack([s[n] for s in states]))
+    def end_epoch(self, per: list[dict[str, float]]) -> list[dict[str, float]]:
+        """Complete each running member's epoch as its lone Trainer does: batch metrics, the
+        lr schedule, divergence of the evaluation, best epoch, early stopping. Returns the
+        metrics of the members that ran this epoch (empty dicts for the others)."""
+        result: list[dict[str, float]] = []
+        for i, (st, m) in enumerate(zip(self.status, self.members, strict=True)):
+            if st.epochs_run != self.epoch or st.status not in ("running", "failed"):
+                result.append({})
+                continue
+            metrics = {**per[i], **self.batch_metrics[i]}
+            t = m.trainer
+            if t.scheduler is not None:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", UserWarning)  # its optimizer never steps
+                    t.scheduler.step()
+            metrics["lr"] = float(t.optimizer.param_groups[0]["lr"])
+            st.metrics = metrics
+            result.append(metrics)
+            if st.status == "failed":
+                continue
+            if not math.isfinite(metrics["train_loss"]):
+                st.status = "failed"
+                st.reason = f"train_loss became {metrics['train_loss']} in epoch {self.epoch}"
+                continue
+            es = self.early[i]
+            if es is not None:
+                es.on_epoch_end(self.epoch, metrics, _MemberView(self.stack, i))
+            if st.best is None or metrics["val_loss"] < st.best[0]:
+                st.best = (metrics["val_loss"], self.epoch)
+            if es is not None and es.should_stop():
+                st.status, st.reason = "stopped", f"early stopping at epoch {self.epoch}"
+        self.ctx.lr = self.current_lr()
+        return result
+
+    @property
+    def done(self) -> bool:
+        return not any(self.active) or self.epoch >= self.specs[0].train.epochs
+
+    def finish(self) -> list[dict[str, float]]:
+        """Restore early-stopped members' best weights and measure every member once."""
+        for i, es in enumerate(self.early):
+            if es is not None:
+                es.finalize(_MemberView(self.stack, i))  # type: ignore[arg-type]
+        per, self.final_outputs = self.evaluate(bagged=False) if self.epoch else ([{}] * self.k, {})
+        out = []
+        for i, st in enumerate(self.status):
+            mm = dict(per[i]) if st.epochs_run else {}
+            es = self.early[i]
+            best = es.best_epoch() if es is not None else None
+            if best is None and st.best is not None:
+                best = st.best[1]
+            mm.update(epochs_run=float(st.epochs_run), best_epoch=float(best or 0))
+            out.append(mm)
+        return out
+
+    def models(self) -> list[torch.nn.Module]:
+        return self.stack.unstack([m.trainer.model for m in self.members])
+
+    # --- checkpoints ----------------------------------------------------------------------
+    def weights(self) -> dict[str, torch.Tensor]:
+        return {
+            f"member{i}.{k}": v
+            for i in range(self.k)
+            for k, v in self.stack.member_state(i).items()
+        }
+
+    def train_state(self) -> dict[str, Any]:
+        return {
+            "batched": True,
+            "epoch": self.epoch,
+            "optimizer": self.optimizer.state_dict(),
+            "members": [
+                {
+                    **st.to_json(),
+                    "scheduler": m.trainer.scheduler.state_dict() if m.trainer.scheduler else None,
+                    "shuffle": m.trainer.shuffle.get_state(),
+                    "noise": g.get_state(),
+                    "early_stopping": es.state_dict() if es is not None else None,
+                }
+                for st, m, g, es in zip(
+                    self.status, self.members, self.generators, self.early, strict=True
+                )
+            ],
+        }
+
+    def load(self, weights: dict[str, torch.Tensor], state: dict[str, Any]) -> None:
+        for i in range(self.k):
+            prefix = f"member{i}."
+            self.stack.load_member(
+                i,
+                {
+                    k[len(prefix) :]: v.to(self.device)
+                    for k, v in weights.items()
+                    if k.startswith(prefix)
+                },
+            )
+        self.optimizer.load_state_dict(state["optimizer"])
+        for i, ms in enumerate(state["members"]):
+            self.status[i] = MemberStatus.from_json(ms)
+            t = self.members[i].trainer
+            if t.scheduler is not None and ms["scheduler"] is not None:
+                t.scheduler.load_state_dict(ms["scheduler"])
+            t.shuffle.set_state(ms["shuffle"])
+            self.generators[i].set_state(ms["noise"])
+            if self.early[i] is not None and ms["early_stopping"] is not None:
+                self.early[i].load_state_dict(ms["early_stopping"])  # type: ignore[union-attr]
+        self.epoch = int(state["epoch"])
+        self.ctx.lr = self.current_lr()
 
 
-def member_split_losses(
-    outputs: torch.Tensor, y: torch.Tensor, task: str
-) -> dict[str, torch.Tensor]:
-    """Per-member mean loss (and accuracy) of outputs ``[k, N, C]``: tensors of shape [k]."""
-    k, n = outputs.shape[:2]
+def member_loss(out: torch.Tensor, y: torch.Tensor, task: str) -> torch.Tensor:
+    """Each member's mean data loss ``[k]``: outputs ``[k, B, C]``, targets ``[k, B]`` (class
+    indices), ``[k, B, C]`` (distributions) or regression targets."""
+    k, b = out.shape[:2]
     if task == "classification":
-        ce = F.cross_entropy(outputs.flatten(0, 1), y.repeat(k), reduction="none").view(k, n)
-        return {"loss": ce.mean(1), "acc": (outputs.argmax(-1) == y).float().mean(1)}
-    return {"loss": (outputs - y).pow(2).flatten(1).mean(1)}
+        if y.is_floating_point():
+            return -(y * out.log_softmax(-1)).sum(-1).mean(1)
+        return F.cross_entropy(out.flatten(0, 1), y.flatten(), reduction="none").view(k, b).mean(1)
+    return (out - y).pow(2).flatten(1).mean(1)
+
+
+@torch.no_grad()
+def combined_metrics(
+    outs: dict[str, torch.Tensor], weights: torch.Tensor | None, data: Dataset, how: str
+) -> dict[str, float]:
+    """The single-run metric keys of the combined ensemble, from the members' outputs."""
+    task = data.task
+    m: dict[str, float] = {}
+    test_out = None
+    for split in ("train", "val", "test"):
+        comb = combine_outputs(outs[split], how, task)
+        y = getattr(data, split).y
+        m[f"{split}_loss"] = float(
+            F.cross_entropy(comb, y) if task == "classification" else F.mse_loss(comb, y)
+        )
+        if task == "classification":
+            m[f"{split}_acc"] = float((comb.argmax(1) == y).float().mean())
+        if split == "test":
+            test_out = comb
+    m["gen_gap"] = m["val_loss"] - m["train_loss"]
+    if task == "classification" and test_out is not None:
+        probs = test_out.softmax(1)
+        m["ece"] = expected_calibration_error(probs, data.test.y)
+        m["confidence"] = float(probs.max(1).values.mean())
+    if weights is not None:
+        flat = weights.reshape(-1)
+        m.update(
+            weight_l2=float(flat.norm(2)),
+            weight_l1=float(flat.abs().sum()),
+            sparsity=float((flat.abs() < SPARSITY_THRESHOLD).float().mean()),
+        )
+    if task == "regression":
+        m.update(error_decomposition(outs["test"], data.test.y))
+    return m
 
 
 class BatchedEnsembleRun:
-    """An ensemble trained as one vmapped model (see the module docstring)."""
+    """An ensemble trained as one batched model; the same results as ``EnsembleRun``."""
 
     def __init__(
         self,
@@ -145,211 +529,97 @@ class BatchedEnsembleRun:
         self.spec_hash = spec.spec_hash()
         self.device = resolve_device(device or spec.train.device)
         self.data = build_dataset(spec.data, spec.seed, cache_dir).to(self.device)
-        d = self.data
-        self.member_specs = spec.member_specs()
-        self.models: list[nn.Module] = []
-        for ms in self.member_specs:  # initialized exactly as a lone Trainer would
-            seed_all(ms.seed)
-            self.models.append(build_model(ms.model, d.in_features, d.out_features).to(self.device))
-        self.stack = StackedMembers(self.models, spec.ensemble.combine, d.task)
-        self.shuffles = [torch.Generator().manual_seed(ms.seed) for ms in self.member_specs]
-        n = len(d.train)
-        if spec.ensemble.bagging:
-            idx = torch.stack(
-                [bootstrap_indices(n, ms.seed, self.device) for ms in self.member_specs]
-            )
-        else:
-            idx = torch.arange(n, device=self.device).expand(self.stack.k, n)
-        self.train_x, self.train_y = d.train.x[idx], d.train.y[idx]  # [k, N, ...]
-        self.optimizer = build_optimizer(self.stack, spec.train)
-        self.scheduler = build_scheduler(self.optimizer, spec.train)
-        kinds = classify_parameters(self.models[0])
-        # why_not_batched admits l2 alone, so every regularizer here is an L2Spec
-        l2_specs = [reg for reg in spec.regularizers if isinstance(reg, L2Spec)]
-        self.l2 = [
-            (n, reg.strength)
-            for reg in l2_specs
-            for n in self.stack.names
-            if kinds.get(n, "weight") not in set(reg.exclude)
-        ]
-        self.threads = threads or spec.train.threads or choose_threads(self.models[0], self.device)
-        self.epoch = 0
-        self.best: tuple[float, int] | None = None
-        self.timings = {"train_s": 0.0, "eval_s": 0.0, "checkpoint_s": 0.0}
-
-    def train_epoch(self) -> bool:
-        self.stack.train()
-        k, n = self.train_x.shape[:2]
-        bs = self.spec.train.batch_size
-        orders = torch.stack([torch.randperm(n, generator=g) for g in self.shuffles]).to(
-            self.device
+        self.engine = BatchedMembers(
+            spec.member_specs(),
+            self.data,
+            bagging=spec.ensemble.bagging,
+            device=self.device,
+            threads=threads or spec.train.threads,
         )
-        rows = torch.arange(k, device=self.device)[:, None]
-        total = torch.zeros((), device=self.device)
-        batches = 0
-        for start in range(0, n, bs):
-            if self.reporter.should_cancel():
-                return True
-            idx = orders[:, start : start + bs]
-            xb, yb = self.train_x[rows, idx], self.train_y[rows, idx]
-            out = self.stack.member_outputs(xb, per_member_x=True)
-            loss = member_split_losses_train(out, yb, self.data.task).sum()
-            if self.l2:
-                stacked = self.stack.stacked()
-                loss = loss + sum(lam * stacked[name].pow(2).sum() for name, lam in self.l2)
-            total = total + loss.detach()
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
-            batches += 1
-        mean = float(total) / batches / k
-        if not math.isfinite(mean):
-            raise Divergence(f"train_batch_loss became {mean} in epoch {self.epoch + 1}")
-        self.batch_loss = mean
-        return False
-
-    @torch.no_grad()
-    def epoch_metrics(self) -> dict[str, float]:
-        self.stack.eval()
-        metrics = evaluate(self.stack, self.data)
-        per_member: list[dict[str, float]] = [{} for _ in range(self.stack.k)]
-        for split in ("train", "val", "test"):
-            s = getattr(self.data, split)
-            x = self.train_x if split == "train" else s.x
-            y = self.train_y if split == "train" else s.y
-            outs = self.stack.member_outputs(x, per_member_x=split == "train")
-            if split == "train":
-                k, n = outs.shape[:2]
-                vals = {key: v for key, v in _train_losses(outs, y, self.data.task).items()}
-            else:
-                vals = member_split_losses(outs, y, self.data.task)
-            for key, v in vals.items():
-                for i, value in enumerate(v.tolist()):
-                    per_member[i][f"{split}_{key}"] = value
-        metrics.update(member_columns(per_member, MEMBER_EPOCH_KEYS))
-        metrics["train_batch_loss"] = self.batch_loss
-        if self.scheduler is not None:
-            self.scheduler.step()
-        metrics["lr"] = current_lr(self.optimizer)
-        return metrics
+        self.threads = self.engine.threads
+        self.best: tuple[float, int] | None = None
 
     def save(self, kind: str, metrics: dict[str, float]) -> None:
         t0 = time.perf_counter()
-        ens = Ensemble(self.stack.unstack(self.models), self.spec.ensemble.combine, self.data.task)
-        state = {
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict() if self.scheduler else None,
-            "shuffles": [g.get_state() for g in self.shuffles],
-            "best": list(self.best) if self.best else None,
-            "batched": True,
-        }
+        state = {**self.engine.train_state(), "best": list(self.best) if self.best else None}
         info = save_checkpoint(
             self.workdir / "checkpoints",
             kind,
-            self.epoch,
-            ens.member_state_dict(),
+            self.engine.epoch,
+            self.engine.weights(),
             state,
             metrics,
             self.spec_hash,
         )
-        self.timings["checkpoint_s"] += time.perf_counter() - t0
+        self.engine.timings["checkpoint_s"] += time.perf_counter() - t0
         self.reporter.on_checkpoint(info)
 
     def resume(self) -> bool:
-        from regcore.training.checkpoint import load_checkpoint
-
         ckpt = load_checkpoint(self.workdir / "checkpoints", "last", self.spec_hash)
         if ckpt is None or not ckpt.train_state.get("batched"):
             return False
-        st = ckpt.train_state
-        states = [
-            {
-                k[len(f"member{i}.") :]: v.to(self.device)
-                for k, v in ckpt.model_state.items()
-                if k.startswith(f"member{i}.")
-            }
-            for i in range(self.stack.k)
-        ]
-        self.stack.load_members(states)
-        self.optimizer.load_state_dict(st["optimizer"])
-        if self.scheduler is not None and st["scheduler"] is not None:
-            self.scheduler.load_state_dict(st["scheduler"])
-        for g, s in zip(self.shuffles, st["shuffles"], strict=True):
-            g.set_state(s)
-        self.best = (float(st["best"][0]), int(st["best"][1])) if st["best"] else None
-        self.epoch = ckpt.epoch
+        self.engine.load(ckpt.model_state, ckpt.train_state)
+        best = ckpt.train_state.get("best")
+        self.best = (float(best[0]), int(best[1])) if best else None
         return True
 
     def run(self, resume: bool = False) -> RunResult:
+        eng = self.engine
         torch.set_num_threads(self.threads)
         self.workdir.mkdir(parents=True, exist_ok=True)
         resumed = resume and self.resume()
-        log = MetricsLog(self.workdir / "metrics.jsonl", keep_until=self.epoch if resumed else 0)
+        log = MetricsLog(self.workdir / "metrics.jsonl", keep_until=eng.epoch if resumed else 0)
         epochs = self.spec.train.epochs
         self.reporter.on_start(
             {
                 "epochs": epochs,
-                "start_epoch": self.epoch,
+                "start_epoch": eng.epoch,
                 "device": str(self.device),
                 "threads": self.threads,
                 "resumed": resumed,
-                "members": self.stack.k,
+                "members": eng.k,
                 "batched": True,
             }
         )
         status, reason, metrics = "succeeded", None, {}
-        try:
-            while self.epoch < epochs:
-                t0 = time.perf_counter()
-                cancelled = self.train_epoch()
-                self.timings["train_s"] += time.perf_counter() - t0
-                if cancelled:
-                    status, reason = "cancelled", f"cancelled during epoch {self.epoch + 1}"
-                    break
-                self.epoch += 1
-                t0 = time.perf_counter()
-                metrics = self.epoch_metrics()
-                self.timings["eval_s"] += time.perf_counter() - t0
-                log.write(self.epoch, metrics)
-                self.reporter.on_epoch(self.epoch, metrics)
-                if self.best is None or metrics["val_loss"] < self.best[0]:
-                    self.best = (metrics["val_loss"], self.epoch)
-                    if self.checkpoint_every:
-                        self.save("best", metrics)
-                last = self.epoch >= epochs
-                if self.checkpoint_every and (last or self.epoch % self.checkpoint_every == 0):
-                    self.save("last", metrics)
-        except Divergence as err:
-            log.close()
-            return RunResult("failed", self.epoch, None, metrics, str(err), self._timings())
+        while not eng.done:
+            t0 = time.perf_counter()
+            if eng.train_epoch(cancel_all=self.reporter.should_cancel):
+                status, reason = "cancelled", f"cancelled during epoch {eng.epoch + 1}"
+                break
+            eng.timings["train_s"] += time.perf_counter() - t0
+            t0 = time.perf_counter()
+            per, outs = eng.evaluate()
+            member_metrics = eng.end_epoch(per)
+            failed = next((s for s in eng.status if s.status == "failed"), None)
+            if failed is not None:  # as one by one: a diverged member fails the ensemble
+                log.close()
+                return RunResult("failed", eng.epoch, None, metrics, failed.reason, self._timings())
+            metrics = combined_metrics(outs, eng._weights(), self.data, self.spec.ensemble.combine)
+            metrics.update(member_columns([st.metrics for st in eng.status], MEMBER_EPOCH_KEYS))
+            ran = [m for m in member_metrics if m]
+            metrics["train_batch_loss"] = sum(m["train_batch_loss"] for m in ran) / len(ran)
+            metrics["lr"] = ran[0]["lr"]
+            eng.timings["eval_s"] += time.perf_counter() - t0
+            log.write(eng.epoch, metrics)
+            self.reporter.on_epoch(eng.epoch, metrics)
+            if self.best is None or metrics["val_loss"] < self.best[0]:
+                self.best = (metrics["val_loss"], eng.epoch)
+                if self.checkpoint_every:
+                    self.save("best", metrics)
+            if self.checkpoint_every and (eng.done or eng.epoch % self.checkpoint_every == 0):
+                self.save("last", metrics)
         log.close()
-        models = self.stack.unstack(self.models)
-        self.model = Ensemble(models, self.spec.ensemble.combine, self.data.task)
-        per_member = []
-        for m in models:
-            mm = evaluate(m, self.data)
-            mm.update(epochs_run=float(self.epoch), best_epoch=0.0)
-            per_member.append(mm)
-        final = ensemble_metrics(self.model, self.data) if self.epoch else {}
+        per_member = eng.finish()
+        self.model = Ensemble(eng.models(), self.spec.ensemble.combine, self.data.task)
+        final: dict[str, float] = {}
+        if eng.epoch:
+            final = combined_metrics(
+                eng.final_outputs, eng._weights(), self.data, self.spec.ensemble.combine
+            )
         final.update(member_columns(per_member))
-        final["batched"] = 1.0
         best_epoch = self.best[1] if self.best else None
-        return RunResult(status, self.epoch, best_epoch, final, reason, self._timings())
+        return RunResult(status, eng.epoch, best_epoch, final, reason, self._timings())
 
     def _timings(self) -> dict[str, float]:
-        return {k: round(v, 4) for k, v in self.timings.items()}
-
-
-def member_split_losses_train(out: torch.Tensor, y: torch.Tensor, task: str) -> torch.Tensor:
-    """Per-member mean data loss ``[k]`` of outputs ``[k, B, C]`` against targets ``[k, B]``."""
-    k, b = out.shape[:2]
-    if task == "classification":
-        return F.cross_entropy(out.flatten(0, 1), y.flatten(), reduction="none").view(k, b).mean(1)
-    return (out - y).pow(2).flatten(1).mean(1)
-
-
-def _train_losses(out: torch.Tensor, y: torch.Tensor, task: str) -> dict[str, torch.Tensor]:
-    losses = {"loss": member_split_losses_train(out, y, task)}
-    if task == "classification":
-        losses["acc"] = (out.argmax(-1) == y).float().mean(1)
-    return losses
+        return {k: round(v, 4) for k, v in self.engine.timings.items()}

@@ -1,0 +1,193 @@
+"""k same-architecture members as one model: stacked parameters, one forward, one optimizer.
+
+Each member is built by its own lone ``Trainer`` (same seed, same construction order), so its
+initial weights, batch order and RNG state are the ones it would start from alone. The stacked
+forward runs every member on its own batch: for ``linear`` and ``mlp`` an explicit ``baddbmm``
+forward whose hidden and input units the batched regularizers act on (dropout, noise), for the
+other batchable models ``torch.func.vmap`` over ``functional_call``. The loss is the sum of the
+members' losses, so each member's gradient is its own; the optimizer applies each member's own
+lr and momentum elementwise, so each member follows its lone trajectory up to rounding.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import torch
+from torch import nn
+from torch.func import functional_call, stack_module_state, vmap
+
+from regcore.models.mlp import MLP, LinearModel
+from regcore.models.params import classify_parameters
+from regcore.models.slots import Slot
+from regcore.regularizers.batched import BatchedRegularizer
+from regcore.regularizers.max_norm import CONSTRAINED
+
+#: models with the explicit forward (slots exposed); the vmapped ones below run everything else
+EXPLICIT_MODELS = {"linear", "mlp"}
+VMAP_MODELS = {"cnn1d", "resmlp"}
+
+
+class StackedModel:
+    """Stacked parameters of ``models`` and their batched forward (``[k, B, ...] → [k, B, C]``)."""
+
+    def __init__(self, models: list[nn.Module]):
+        params, buffers = stack_module_state(models)
+        self.params: dict[str, torch.Tensor] = {
+            n: p.detach().clone().requires_grad_(True) for n, p in params.items()
+        }
+        self.buffers = buffers
+        self.k = len(models)
+        self.base = copy.deepcopy(models[0]).to("meta")
+        self.explicit = isinstance(models[0], MLP | LinearModel)
+        self.kinds = classify_parameters(models[0])
+        self.constrained = [
+            f"{name}.weight"
+            for name, m in models[0].named_modules()
+            if isinstance(m, CONSTRAINED) and f"{name}.weight" in self.params
+        ]
+        self.slot_regs: list[BatchedRegularizer] = []
+
+    def penalized(self, exclude: tuple[str, ...]) -> list[str]:
+        skip = set(exclude) | {"aux"}
+        return [n for n in self.params if self.kinds.get(n, "weight") not in skip]
+
+    def _linear(self, prefix: str, h: torch.Tensor) -> torch.Tensor:
+        w, b = self.params[f"{prefix}.weight"], self.params.get(f"{prefix}.bias")
+        if b is None:
+            return torch.bmm(h, w.transpose(1, 2))
+        return torch.baddbmm(b.unsqueeze(1), h, w.transpose(1, 2))
+
+    def _slot(self, kind: str, h: torch.Tensor, train: bool) -> torch.Tensor:
+        if train:
+            for reg in self.slot_regs:
+                h = reg.slot(kind, h)
+        return h
+
+    def forward(self, x: torch.Tensor, train: bool, shared_x: bool = False) -> torch.Tensor:
+        """Outputs ``[k, B, C]``; ``x`` is ``[k, B, ...]``, or ``[B, ...]`` with ``shared_x``."""
+        if not self.explicit:
+            base = self.base
+
+            def one(
+                p: dict[str, torch.Tensor], b: dict[str, torch.Tensor], xi: torch.Tensor
+            ) -> Any:
+                return functional_call(base, (p, b), (xi,))
+
+            in_x = None if shared_x else 0
+            return vmap(one, in_dims=(0, 0, in_x))(self.params, self.buffers, x)
+        if shared_x:
+            x = x.expand(self.k, *x.shape)
+        h = self._slot("input", x.flatten(2), train)
+        if isinstance(self.base, MLP):
+            for name, mod in self.base.body.named_children():
+                if isinstance(mod, nn.Linear):
+                    h = self._linear(f"body.{name}", h)
+                elif isinstance(mod, Slot):
+                    h = self._slot(mod.kind, h, train)
+                else:  # the activation: elementwise
+                    h = mod(h)
+        return self._linear("out", h)
+
+    @torch.no_grad()
+    def predict(self, x: torch.Tensor, chunk: int = 8192) -> torch.Tensor:
+        """Eval-mode outputs of every member on shared inputs ``x`` ``[N, ...]``."""
+        return torch.cat(
+            [self.forward(x[i : i + chunk], False, shared_x=True) for i in range(0, len(x), chunk)],
+            dim=1,
+        )
+
+    def member_state(self, i: int) -> dict[str, torch.Tensor]:
+        out = {n: p[i].detach().clone() for n, p in self.params.items()}
+        out.update({n: b[i].detach().clone() for n, b in self.buffers.items()})
+        return out
+
+    @torch.no_grad()
+    def load_member(self, i: int, state: dict[str, torch.Tensor]) -> None:
+        for n, p in self.params.items():
+            p[i].copy_(state[n])
+        for n, b in self.buffers.items():
+            b[i].copy_(state[n])
+
+    def unstack(self, models: list[nn.Module]) -> list[nn.Module]:
+        """Copy member i's weights into ``models[i]``."""
+        with torch.no_grad():
+            for i, m in enumerate(models):
+                m.load_state_dict(self.member_state(i), strict=False)
+        return models
+
+
+class StackedOptimizer:
+    """SGD (momentum, Nesterov) or Adam/AdamW on stacked parameters, with per-member lr and
+    momentum ``[k]`` and a per-member mask: a frozen member's weights never change.
+
+    The updates are torch's single-tensor SGD and Adam written with ``[k]`` tensors in place of
+    the Python scalars (weight decay is the ``weight_decay`` regularizer, CONTRACT §1)."""
+
+    def __init__(
+        self,
+        params: dict[str, torch.Tensor],
+        kind: str,
+        momentum: list[float],
+        nesterov: bool,
+        betas: tuple[float, float],
+        eps: float = 1e-8,
+    ):
+        self.params = params
+        self.kind = kind
+        dev = next(iter(params.values())).device
+        self.momentum = torch.tensor(momentum, device=dev)
+        self.any_momentum = any(m != 0 for m in momentum)
+        self.nesterov = nesterov
+        self.betas = betas
+        self.eps = eps
+        self.state: dict[str, dict[str, torch.Tensor]] = {}
+        self.steps = 0
+
+    def zero_grad(self) -> None:
+        for p in self.params.values():
+            p.grad = None
+
+    @staticmethod
+    def _v(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        return v.view(-1, *([1] * (like.dim() - 1))).to(like.dtype)
+
+    @torch.no_grad()
+    def step(self, lr: torch.Tensor, active: torch.Tensor) -> None:
+        self.steps += 1
+        for n, p in self.params.items():
+            g = p.grad
+            if g is None:
+                continue
+            st = self.state.setdefault(n, {})
+            if self.kind == "sgd":
+                if self.any_momentum:
+                    buf = st.get("momentum_buffer")
+                    if buf is None:
+                        buf = st["momentum_buffer"] = g.detach().clone()
+                    else:
+                        buf.mul_(self._v(self.momentum, buf)).add_(g)
+                    g = g + self._v(self.momentum, g) * buf if self.nesterov else buf
+                new = p - self._v(lr, p) * g
+            else:
+                b1, b2 = self.betas
+                if "exp_avg" not in st:
+                    st["exp_avg"] = torch.zeros_like(p)
+                    st["exp_avg_sq"] = torch.zeros_like(p)
+                m, v = st["exp_avg"], st["exp_avg_sq"]
+                m.lerp_(g, 1 - b1)
+                v.mul_(b2).addcmul_(g, g, value=1 - b2)
+                bc1 = 1 - b1**self.steps
+                bc2_sqrt = (1 - b2**self.steps) ** 0.5
+                denom = (v.sqrt() / bc2_sqrt).add_(self.eps)
+                new = p - self._v(lr / bc1, p) * (m / denom)
+            p.copy_(torch.where(self._v(active, p).bool(), new, p))
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"state": self.state, "steps": self.steps}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        dev = next(iter(self.params.values())).device
+        self.state = {n: {k: v.to(dev) for k, v in s.items()} for n, s in state["state"].items()}
+        self.steps = int(state["steps"])

@@ -1,0 +1,381 @@
+"""How each batchable regularizer runs on k stacked members, each with its own strengths.
+
+A batched run (``regcore/ensemble/batched.py``) calls these hooks in the order of
+``regcore/regularizers/base.py``'s step, once for all members: tensors carry a leading member
+dimension ``k`` and each numeric parameter is a ``[k]`` tensor. A member without the regularizer
+has strength zero, which is exactly the run it would have alone (no draw, no term, no change).
+Random draws come from each member's own generator, in the order the lone run makes them, so a
+member's dropout masks and noise are the ones it would draw training alone.
+
+``numeric`` names the fields that may differ between members; every other field must agree
+among the members that have the regularizer (``why_not_batched`` says which one does not).
+``slots``: the regularizer acts inside the model (hidden or input units), which only the
+explicit MLP forward exposes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+
+from regcore.regularizer_specs import RegularizerSpec
+from regcore.regularizers.base import Regularizer
+from regcore.regularizers.gaussian_dropout import gaussian_dropout_sigma
+
+
+@dataclass
+class BatchContext:
+    """What the hooks of one batched step share (the batched counterpart of ``Step``)."""
+
+    k: int
+    device: torch.device
+    task: str
+    num_classes: int
+    params: dict[str, torch.Tensor]  # stacked, [k, ...]
+    penalized: Callable[[tuple[str, ...]], list[str]]  # names of penalized params by exclude
+    constrained: list[str]  # weights of Linear/Conv layers (max-norm's rows)
+    generators: list[torch.Generator]  # each member's own noise stream
+    active: list[bool]  # members still training
+    lr: torch.Tensor  # [k], the rate of this epoch
+    outputs: torch.Tensor | None = None
+    scratch: dict[str, Any] = field(default_factory=dict)
+
+    def view(self, v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        """``[k]`` → ``[k, 1, ...]`` broadcasting against ``like``."""
+        return v.view(-1, *([1] * (like.dim() - 1))).to(like.dtype)
+
+
+class BatchedRegularizer:
+    spec_name: ClassVar[str]
+    numeric: ClassVar[tuple[str, ...]] = ()
+    slots: ClassVar[bool] = False
+
+    def __init__(self, regs: list[Regularizer | None], ctx: BatchContext):
+        self.regs = regs
+        self.ctx = ctx
+
+    def values(self, get: Callable[[Any], float], absent: float = 0.0) -> torch.Tensor:
+        """One value per member from its lone regularizer (``absent`` where it has none)."""
+        vals = [absent if r is None else float(get(r)) for r in self.regs]
+        return torch.tensor(vals, device=self.ctx.device)
+
+    def present(self, get: Callable[[Any], float]) -> list[tuple[int, float]]:
+        """(member, value) for active members whose value is non-zero: the ones that draw."""
+        return [
+            (i, float(get(r)))
+            for i, r in enumerate(self.regs)
+            if r is not None and self.ctx.active[i] and float(get(r)) != 0.0
+        ]
+
+    # the hooks, in step order; each does nothing by default
+    def transform_batch(
+        self, x: torch.Tensor, y: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        return x, y
+
+    def before_forward(self) -> None:
+        pass
+
+    def slot(self, kind: str, h: torch.Tensor) -> torch.Tensor:
+        return h
+
+    def transform_loss(self, loss: torch.Tensor) -> torch.Tensor:
+        return loss
+
+    def penalty(self) -> torch.Tensor | None:
+        return None
+
+    def before_optimizer_step(self) -> None:
+        pass
+
+    def after_optimizer_step(self) -> None:
+        pass
+
+
+def _sum_per_member(ctx: BatchContext, names: list[str], fn: Callable) -> torch.Tensor:
+    """Σ over tensors of fn(p) summed within each member: ``[k]``."""
+    terms = [fn(ctx.params[n]).flatten(1).sum(1) for n in names]
+    return torch.stack(terms).sum(0) if terms else torch.zeros(ctx.k, device=ctx.device)
+
+
+class BatchedL2(BatchedRegularizer):
+    spec_name = "l2"
+    numeric = ("strength",)
+
+    def penalty(self) -> torch.Tensor:
+        names = self.ctx.penalized(tuple(self.regs_spec().exclude))
+        lam = self.values(lambda r: r.spec.strength)
+        terms = [lam * self.ctx.params[n].pow(2).flatten(1).sum(1) for n in names]
+        return torch.stack(terms).sum(0) if terms else torch.zeros_like(lam)
+
+    def regs_spec(self) -> Any:
+        return next(r for r in self.regs if r is not None).spec
+
+
+class BatchedL1(BatchedRegularizer):
+    spec_name = "l1"
+    numeric = ("strength",)
+
+    def _proximal(self) -> bool:
+        return bool(next(r for r in self.regs if r is not None).spec.proximal)
+
+    def penalty(self) -> torch.Tensor | None:
+        if self._proximal():
+            return None
+        lam = self.values(lambda r: r.spec.strength)
+        return lam * _sum_per_member(self.ctx, self.ctx.penalized(("bias", "norm")), torch.abs)
+
+    @torch.no_grad()
+    def after_optimizer_step(self) -> None:
+        if not self._proximal():
+            return
+        thr = self.ctx.lr * self.values(lambda r: r.spec.strength)
+        for n in self.ctx.penalized(("bias", "norm")):
+            w = self.ctx.params[n]
+            w.copy_(w.sign() * (w.abs() - self.ctx.view(thr, w)).clamp_min(0.0))
+
+
+class BatchedElasticNet(BatchedRegularizer):
+    spec_name = "elastic_net"
+    numeric = ("l1", "l2")
+
+    def penalty(self) -> torch.Tensor:
+        names = self.ctx.penalized(("bias", "norm"))
+        l1 = self.values(lambda r: r.spec.l1)
+        l2 = self.values(lambda r: r.spec.l2)
+        absum = _sum_per_member(self.ctx, names, torch.abs)
+        sq = [l2 * self.ctx.params[n].pow(2).flatten(1).sum(1) for n in names]
+        return l1 * absum + (torch.stack(sq).sum(0) if sq else torch.zeros_like(l2))
+
+
+class BatchedWeightDecay(BatchedRegularizer):
+    spec_name = "weight_decay"
+    numeric = ("rate",)
+
+    @torch.no_grad()
+    def before_optimizer_step(self) -> None:
+        rate = self.values(lambda r: r.spec.rate)
+        factor = 1.0 - self.ctx.lr.double() * rate.double()  # as the lone run's Python float
+        factor = torch.where(torch.tensor(self.ctx.active, device=self.ctx.device), factor, 1.0)
+        for n in self.ctx.penalized(("bias", "norm")):
+            w = self.ctx.params[n]
+            w.mul_(self.ctx.view(factor, w))
+
+
+class BatchedMaxNorm(BatchedRegularizer):
+    spec_name = "max_norm"
+    numeric = ("c",)
+
+    @torch.no_grad()
+    def after_optimizer_step(self) -> None:
+        c = self.values(lambda r: r.spec.c, absent=float("inf"))
+        for n in self.ctx.constrained:
+            w = self.ctx.params[n]
+            rows = w.flatten(2)  # [k, out, fan_in]
+            norms = rows.norm(dim=2, keepdim=True)
+            cv = c.view(-1, 1, 1).to(w.dtype)
+            # torch.renorm: rows above c are scaled by c / (norm + 1e-7)
+            scale = torch.where(norms > cv, cv / (norms + 1e-7), torch.ones_like(norms))
+            w.mul_(scale.view(*scale.shape[:2], *([1] * (w.dim() - 2))))
+
+
+class BatchedEntropy(BatchedRegularizer):
+    spec_name = "entropy"
+    numeric = ("beta",)
+
+    def penalty(self) -> torch.Tensor:
+        out = self.ctx.outputs
+        assert out is not None
+        log_p = out.log_softmax(dim=-1)
+        h = -(log_p.exp() * log_p).sum(dim=-1).mean(dim=1)
+        mode = next(r for r in self.regs if r is not None).spec.mode
+        sign = -1.0 if mode == "confidence_penalty" else 1.0
+        return sign * self.values(lambda r: r.spec.beta) * h
+
+
+class BatchedFlooding(BatchedRegularizer):
+    spec_name = "flooding"
+    numeric = ("level",)
+
+    def transform_loss(self, loss: torch.Tensor) -> torch.Tensor:
+        b = self.values(lambda r: r.spec.level)
+        return (loss - b).abs() + b
+
+
+def _draw(ctx: BatchContext, i: int, shape: torch.Size, dtype: torch.dtype) -> torch.Tensor:
+    return torch.randn(shape, dtype=dtype, device=ctx.device, generator=ctx.generators[i])
+
+
+class BatchedInputNoise(BatchedRegularizer):
+    spec_name = "input_noise"
+    numeric = ("sigma",)
+
+    def transform_batch(
+        self, x: torch.Tensor, y: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        draws = self.present(lambda r: r.spec.sigma)
+        if not draws:
+            return x, y
+        mode = next(r for r in self.regs if r is not None).spec.mode
+        rows = list(x.unbind(0))
+        for i, sigma in draws:
+            z = _draw(self.ctx, i, rows[i].shape, x.dtype)
+            rows[i] = rows[i] + sigma * z if mode == "additive" else rows[i] * (1.0 + sigma * z)
+        return torch.stack(rows), y
+
+
+class BatchedLabelSmoothing(BatchedRegularizer):
+    spec_name = "label_smoothing"
+    numeric = ("epsilon", "rho")
+
+    def transform_batch(
+        self, x: torch.Tensor, y: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        K = self.ctx.num_classes
+        eps = self.values(lambda r: r.epsilon)
+        p = y if y.is_floating_point() else F.one_hot(y, K).to(torch.get_default_dtype())
+        e = eps.view(-1, 1, 1).to(p.dtype)
+        return x, p * (1.0 - e) + e / K
+
+
+def _unit_op(
+    ctx: BatchContext, h: torch.Tensor, draws: list[tuple[int, float]], make: Callable
+) -> list[torch.Tensor | None]:
+    """Each drawing member's own tensor from ``make(i, value, h_i)``; None for the others."""
+    out: list[torch.Tensor | None] = [None] * ctx.k
+    for i, v in draws:
+        out[i] = make(i, v, h[i])
+    return out
+
+
+def _stack_or(parts: list[torch.Tensor | None], h: torch.Tensor, fill: float) -> torch.Tensor:
+    ref = next(p for p in parts if p is not None)
+    return torch.stack([p if p is not None else torch.full_like(ref, fill) for p in parts])
+
+
+class BatchedDropout(BatchedRegularizer):
+    spec_name = "dropout"
+    numeric = ("p", "input_p")
+    slots = True
+
+    def slot(self, kind: str, h: torch.Tensor) -> torch.Tensor:
+        field_ = "input_p" if kind == "input" else "p"
+        draws = self.present(lambda r: getattr(r.spec, field_))
+        if not draws:
+            return h
+
+        def mask(i: int, p: float, hi: torch.Tensor) -> torch.Tensor:
+            # as ATen's CPU dropout: noise.bernoulli_(1 − p).div_(1 − p); input · noise
+            noise = torch.empty_like(hi).bernoulli_(1 - p, generator=self.ctx.generators[i])
+            return noise.div_(1 - p)
+
+        return h * _stack_or(_unit_op(self.ctx, h, draws, mask), h, 1.0)
+
+
+class BatchedGaussianDropout(BatchedRegularizer):
+    spec_name = "gaussian_dropout"
+    numeric = ("p",)
+    slots = True
+
+    def slot(self, kind: str, h: torch.Tensor) -> torch.Tensor:
+        if kind == "input":
+            return h
+        draws = self.present(lambda r: r.spec.p)
+        if not draws:
+            return h
+
+        def factor(i: int, p: float, hi: torch.Tensor) -> torch.Tensor:
+            return 1.0 + gaussian_dropout_sigma(p) * _draw(self.ctx, i, hi.shape, hi.dtype)
+
+        return h * _stack_or(_unit_op(self.ctx, h, draws, factor), h, 1.0)
+
+
+class BatchedHiddenNoise(BatchedRegularizer):
+    spec_name = "hidden_noise"
+    numeric = ("sigma",)
+    slots = True
+
+    def slot(self, kind: str, h: torch.Tensor) -> torch.Tensor:
+        if kind == "input":
+            return h
+        draws = self.present(lambda r: r.spec.sigma)
+        if not draws:
+            return h
+
+        def noise(i: int, sigma: float, hi: torch.Tensor) -> torch.Tensor:
+            return sigma * _draw(self.ctx, i, hi.shape, hi.dtype)
+
+        return h + _stack_or(_unit_op(self.ctx, h, draws, noise), h, 0.0)
+
+
+class BatchedWeightNoise(BatchedRegularizer):
+    spec_name = "weight_noise"
+    numeric = ("sigma",)
+
+    @torch.no_grad()
+    def before_forward(self) -> None:
+        draws = self.present(lambda r: r.spec.sigma)
+        names = self.ctx.penalized(("bias", "norm"))
+        self.clean = [self.ctx.params[n].detach().clone() for n in names] if draws else None
+        for n in names:
+            w = self.ctx.params[n]
+            for i, sigma in draws:
+                w[i].add_(_draw(self.ctx, i, w[i].shape, w.dtype), alpha=sigma)
+
+    @torch.no_grad()
+    def before_optimizer_step(self) -> None:
+        if getattr(self, "clean", None) is None:
+            return
+        for n, c in zip(self.ctx.penalized(("bias", "norm")), self.clean, strict=True):
+            self.ctx.params[n].copy_(c)
+        self.clean = None
+
+
+class BatchedEarlyStopping(BatchedRegularizer):
+    """Nothing per step: the run asks each member's own ``EarlyStopping`` at the end of an
+    epoch; a member that stops is frozen and gets its best weights back at the end."""
+
+    spec_name = "early_stopping"
+    numeric = ("patience", "min_delta")
+
+
+#: every batchable regularizer, by spec name
+BATCHED: dict[str, type[BatchedRegularizer]] = {
+    cls.spec_name: cls
+    for cls in (
+        BatchedL2,
+        BatchedL1,
+        BatchedElasticNet,
+        BatchedWeightDecay,
+        BatchedMaxNorm,
+        BatchedEntropy,
+        BatchedFlooding,
+        BatchedInputNoise,
+        BatchedLabelSmoothing,
+        BatchedDropout,
+        BatchedGaussianDropout,
+        BatchedHiddenNoise,
+        BatchedWeightNoise,
+        BatchedEarlyStopping,
+    )
+}
+
+
+def why_not_batchable(name: str, specs: list[RegularizerSpec | None]) -> str | None:
+    """None when members' ``name`` specs (None where absent) can batch, else the reason."""
+    cls = BATCHED.get(name)
+    if cls is None:
+        return f"regularizer {name} is not batched"
+    present = [s for s in specs if s is not None]
+    if name == "l2" and any(getattr(s, "per_layer", None) for s in present):
+        return "l2 per_layer strengths are not batched"
+    if name == "early_stopping" and any(getattr(s, "retrain_on_train_val", False) for s in present):
+        return "early_stopping retrain_on_train_val runs per model"
+    fixed = [s.model_dump(exclude=set(cls.numeric) | {"patience", "min_delta"}) for s in present]
+    if name != "early_stopping" and any(f != fixed[0] for f in fixed):
+        return f"members' {name} settings other than {', '.join(cls.numeric)} differ"
+    return None
