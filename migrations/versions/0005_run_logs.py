@@ -1,7 +1,6 @@
-"""Per-experiment run log lines (issue 11) and provenance.
-
-Reserved slot in the revision chain, filled by the change that needs it (empty until then, so
-the chain 0001 -> ... -> 0008 stays linear while several changes land at once).
+"""Run logs and provenance (issue 11): the ``run_logs`` table (each experiment's log lines,
+numbered by ``seq``), and on ``experiments`` the ``environment`` a run recorded and ``log_seq``,
+the newest line's seq.
 
 Revision ID: 0005
 Revises: 0004
@@ -12,15 +11,43 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import sqlalchemy as sa
+from alembic import op
+from sqlalchemy.dialects import postgresql
+
 revision: str = "0005"
 down_revision: str | None = "0004"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
+_JSON = sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql")
+
 
 def upgrade() -> None:
-    pass
+    with op.batch_alter_table("experiments") as batch:
+        batch.add_column(sa.Column("environment", _JSON, nullable=True))
+        batch.add_column(sa.Column("log_seq", sa.Integer(), server_default="0", nullable=False))
+    op.create_table(
+        "run_logs",
+        sa.Column("experiment_id", sa.String(length=32), nullable=False),
+        sa.Column("seq", sa.Integer(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("level", sa.String(length=16), nullable=False),
+        sa.Column("logger", sa.String(length=200), nullable=False),
+        sa.Column("attempt", sa.Integer(), nullable=False),
+        sa.Column("message", sa.Text(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["experiment_id"],
+            ["experiments.id"],
+            name=op.f("fk_run_logs_experiment_id_experiments"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("experiment_id", "seq", name=op.f("pk_run_logs")),
+    )
 
 
 def downgrade() -> None:
-    pass
+    op.drop_table("run_logs")
+    with op.batch_alter_table("experiments") as batch:
+        batch.drop_column("log_seq")
+        batch.drop_column("environment")

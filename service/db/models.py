@@ -104,6 +104,10 @@ class Experiment(Base):
     #: user labels (string to string, bounded: ``service/api/patch.py``) and a free-text note
     tags: Mapped[dict[str, str] | None] = mapped_column(JSONType)
     note: Mapped[str | None] = mapped_column(Text)
+    #: what ran (``regcore.provenance.environment``); written by the worker at claim and end
+    environment: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    #: the seq of the newest run log line (``service.db.logs``); 0 before the first
+    log_seq: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class Metric(Base):
@@ -233,3 +237,20 @@ class ExperimentParam(Base):
     path: Mapped[str] = mapped_column(String(200))
     num_value: Mapped[float | None] = mapped_column(Float)
     str_value: Mapped[str | None] = mapped_column(String(200))
+
+
+class RunLog(Base):
+    """One log line of an experiment's runs (worker and regcore messages), numbered by ``seq``
+    per experiment; only the newest ``REGLAB_MAX_LOG_LINES`` are kept (``service.db.logs``)."""
+
+    __tablename__ = "run_logs"
+
+    experiment_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("experiments.id", ondelete="CASCADE"), primary_key=True
+    )
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    level: Mapped[str] = mapped_column(String(16))
+    logger: Mapped[str] = mapped_column(String(200))
+    attempt: Mapped[int] = mapped_column(Integer, default=0)
+    message: Mapped[str] = mapped_column(Text)
