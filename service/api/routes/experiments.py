@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from regcore.spec import ExperimentSpec, SpecError, parse_spec
+from service import admission
 from service.api.auth import ANONYMOUS, OwnerDep
 from service.api.deps import CeleryDep, SessionDep, SettingsDep, StoreDep
 from service.api.errors import APIError, not_found
@@ -269,6 +270,7 @@ async def submit(
         spec = parse_spec(data)
     except SpecError as err:
         raise APIError(422, "invalid spec", err.errors) from None
+    admission.admit(spec, settings)  # 422 when its estimated memory exceeds a worker's
     # The database and the broker are blocking clients: keep them off the event loop.
     return await run_in_threadpool(
         _create_and_enqueue, spec, idempotency_key, owner, response, session, settings, celery

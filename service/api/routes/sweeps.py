@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from regcore.spec import validate_strict
+from service import admission
 from service.api.auth import OwnerDep
 from service.api.deps import CeleryDep, SessionDep, SettingsDep
 from service.api.errors import APIError, not_found
