@@ -340,7 +340,7 @@ class BatchedEarlyStopping(BatchedRegularizer):
     epoch; a member that stops is frozen and gets its best weights back at the end."""
 
     spec_name = "early_stopping"
-    numeric = ("patience", "min_delta")
+    numeric = ("monitor", "patience", "min_delta", "mode", "restore_best")
 
 
 #: every batchable regularizer, by spec name
@@ -375,7 +375,10 @@ def why_not_batchable(name: str, specs: list[RegularizerSpec | None]) -> str | N
         return "l2 per_layer strengths are not batched"
     if name == "early_stopping" and any(getattr(s, "retrain_on_train_val", False) for s in present):
         return "early_stopping retrain_on_train_val runs per model"
-    fixed = [s.model_dump(exclude=set(cls.numeric) | {"patience", "min_delta"}) for s in present]
-    if name != "early_stopping" and any(f != fixed[0] for f in fixed):
-        return f"members' {name} settings other than {', '.join(cls.numeric)} differ"
+    if name == "early_stopping":  # each member's own EarlyStopping decides for it
+        return None
+    fixed = [s.model_dump(exclude=set(cls.numeric)) for s in present]
+    differ = sorted(k for k in fixed[0] if any(f[k] != fixed[0][k] for f in fixed))
+    if differ:
+        return f"members' {name} differ in {', '.join(differ)} (only {', '.join(cls.numeric)} may)"
     return None

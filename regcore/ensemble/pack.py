@@ -1,0 +1,165 @@
+"""A pack: independent runs that share architecture, data and epochs, trained as one batched run.
+
+For a sweep: trials whose specs have the same ``pack_key`` run through ``run_pack`` as one
+``BatchedMembers`` engine, and each trial still gets what a lone run gives it, in its own
+``workdir`` and through its own reporter: ``on_start``, ``on_epoch`` with its own metric keys (the
+lone ``Trainer``'s), ``on_checkpoint`` for its own weights, ``metrics.jsonl``, ``summary.json``
+and a ``RunResult``. Per member:
+
+* ``reporter.should_cancel()`` is asked between steps; True cancels that member alone
+  (status ``cancelled``); the others go on;
+* ``reporter.should_stop()``, when the reporter has it, is asked after each epoch's
+  ``on_epoch``; True stops that member there (status ``succeeded``, ``reason`` says it was
+  stopped), as median or ASHA stopping would;
+* a member whose loss becomes NaN/inf fails alone (status ``failed``).
+
+The pack's own checkpoint (all members and the optimizer, ``pack_dir/checkpoints``) is what a
+resumed pack continues from; each member's ``metrics.jsonl`` is then cut back to that epoch, so
+no point is written twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from regcore.data import build_dataset
+from regcore.ensemble.batched import SHARED_TRAIN, BatchedMembers, why_not_batched_members
+from regcore.spec import ExperimentSpec
+from regcore.training.checkpoint import load_checkpoint, save_checkpoint
+from regcore.training.device import resolve_device
+from regcore.training.loop import MetricsLog, RunResult, write_summary
+from regcore.training.reporter import NullReporter, Reporter
+
+
+@dataclass
+class PackMember:
+    spec: ExperimentSpec
+    workdir: Path
+    reporter: Reporter | None = None
+
+
+def pack_key(spec: ExperimentSpec) -> str | None:
+    """Specs with equal keys can run as one pack; None when ``spec`` cannot be packed."""
+    if spec.ensemble.size > 1 or why_not_batched_members([spec]) is not None:
+        return None
+    shared = {
+        "model": spec.model.model_dump(mode="json"),
+        "data": spec.data.model_dump(mode="json"),
+        "seed": spec.seed,  # the data is built from it
+        "train": {k: spec.train.model_dump(mode="json")[k] for k in SHARED_TRAIN},
+        "device": spec.train.device,
+    }
+    return hashlib.sha256(json.dumps(shared, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def why_not_packed(specs: list[ExperimentSpec]) -> str | None:
+    keys = {pack_key(s) for s in specs}
+    if None in keys:
+        return "a spec cannot be packed (an ensemble, or not batchable)"
+    if len(keys) > 1:
+        return "the specs differ in model, data, seed or shared train settings"
+    return why_not_batched_members(specs)
+
+
+def run_pack(
+    members: list[PackMember],
+    pack_dir: Path,
+    *,
+    device: str | torch.device | None = None,
+    cache_dir: Path | None = None,
+    threads: int | None = None,
+    resume: bool = False,
+    checkpoint_every: int = 1,
+) -> list[RunResult]:
+    """Train ``members`` as one batched run; one ``RunResult`` per member, in order."""
+    specs = [m.spec for m in members]
+    reason = why_not_packed(specs)
+    if reason is not None:
+        raise ValueError(f"cannot run these specs as one pack: {reason}")
+    reporters = [m.reporter or NullReporter() for m in members]
+    dev = resolve_device(device or specs[0].train.device)
+    data = build_dataset(specs[0].data, specs[0].seed, cache_dir).to(dev)
+    eng = BatchedMembers(specs, data, device=dev, threads=threads or specs[0].train.threads)
+    torch.set_num_threads(eng.threads)
+    pack_dir = Path(pack_dir)
+    pack_dir.mkdir(parents=True, exist_ok=True)
+    pack_hash = hashlib.sha256("".join(s.spec_hash() for s in specs).encode()).hexdigest()
+    resumed = False
+    if resume:
+        ckpt = load_checkpoint(pack_dir / "checkpoints", "last", pack_hash)
+        if ckpt is not None:
+            eng.load(ckpt.model_state, ckpt.train_state)
+            resumed = True
+    logs = []
+    for m, rep in zip(members, reporters, strict=True):
+        Path(m.workdir).mkdir(parents=True, exist_ok=True)
+        logs.append(MetricsLog(Path(m.workdir) / "metrics.jsonl", eng.epoch if resumed else 0))
+        rep.on_start(
+            {
+                "epochs": m.spec.train.epochs,
+                "start_epoch": eng.epoch,
+                "device": str(dev),
+                "threads": eng.threads,
+                "resumed": resumed,
+                "pack": len(members),
+            }
+        )
+    all_cancelled = False
+    while not eng.done:
+        if eng.train_epoch(cancel=lambda i: reporters[i].should_cancel()):
+            all_cancelled = True
+            break
+        per, _ = eng.evaluate()
+        for i, metrics in enumerate(eng.end_epoch(per)):
+            if not metrics or eng.status[i].status == "failed":
+                continue
+            logs[i].write(eng.epoch, metrics)
+            reporters[i].on_epoch(eng.epoch, metrics)
+            stop = getattr(reporters[i], "should_stop", None)
+            if eng.status[i].status == "running" and stop is not None and stop():
+                eng.status[i].status = "stopped"
+                eng.status[i].reason = f"stopped by its scheduler after epoch {eng.epoch}"
+        if checkpoint_every and (eng.done or eng.epoch % checkpoint_every == 0):
+            save_checkpoint(
+                pack_dir / "checkpoints",
+                "last",
+                eng.epoch,
+                eng.weights(),
+                eng.train_state(),
+                {},
+                pack_hash,
+            )
+            for i, (m, st) in enumerate(zip(members, eng.status, strict=True)):
+                if st.epochs_run == eng.epoch and st.status != "failed":
+                    info = save_checkpoint(
+                        Path(m.workdir) / "checkpoints",
+                        "last",
+                        eng.epoch,
+                        eng.stack.member_state(i),
+                        {"pack": pack_dir.name},
+                        st.metrics,
+                        m.spec.spec_hash(),
+                    )
+                    reporters[i].on_checkpoint(info)
+    for log in logs:
+        log.close()
+    finals = eng.finish()
+    results = []
+    for i, (m, st) in enumerate(zip(members, eng.status, strict=True)):
+        status = {"running": "succeeded", "stopped": "succeeded"}.get(st.status, st.status)
+        reason = st.reason
+        if all_cancelled and st.status == "cancelled":
+            status = "cancelled"
+        metrics: dict[str, Any] = finals[i] if status != "failed" else st.metrics
+        metrics = {k: v for k, v in metrics.items() if k not in ("epochs_run", "best_epoch")}
+        best = int(finals[i].get("best_epoch", 0)) or None
+        r = RunResult(status, st.epochs_run, best, metrics, reason, dict(eng.timings))
+        write_summary(m.workdir, r.summary())
+        results.append(r)
+    return results

@@ -1,0 +1,224 @@
+"""Batched members with their own hyperparameters end as they would training alone."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from regcore.data import build_dataset
+from regcore.ensemble.batched import BatchedEnsembleRun, why_not_batched
+from regcore.ensemble.members import build_trainer
+from regcore.ensemble.pack import PackMember, pack_key, run_pack
+from regcore.experiment import kind_of
+from tests.regcore.runs import make_spec
+
+TRAIN = {"optimizer": "sgd", "lr": 0.1, "momentum": 0.9, "batch_size": 50, "epochs": 3}
+KEYS = ("train_loss", "val_loss", "test_loss", "test_acc", "weight_l2")
+
+#: each batchable regularizer, and a second strength for another member
+CASES = {
+    "l2": ({"strength": 1e-3}, {"strength": 1e-2}),
+    "l1": ({"strength": 1e-3}, {"strength": 1e-4}),
+    "l1_proximal": ({"strength": 1e-3, "proximal": True}, {"strength": 3e-3, "proximal": True}),
+    "elastic_net": ({"l1": 1e-3, "l2": 1e-3}, {"l1": 0.0, "l2": 1e-2}),
+    "weight_decay": ({"rate": 0.01}, {"rate": 0.1}),
+    "max_norm": ({"c": 0.5}, {"c": 2.0}),
+    "dropout": ({"p": 0.3, "input_p": 0.1}, {"p": 0.1}),
+    "gaussian_dropout": ({"p": 0.2}, {"p": 0.4}),
+    "input_noise": ({"sigma": 0.1}, {"sigma": 0.3}),
+    "weight_noise": ({"sigma": 0.01}, {"sigma": 0.05}),
+    "hidden_noise": ({"sigma": 0.1}, {"sigma": 0.3}),
+    "label_smoothing": ({"epsilon": 0.1}, {"rho": 0.2}),
+    "flooding": ({"level": 0.5}, {"level": 1.0}),
+    "entropy": ({"beta": 0.1}, {"beta": 0.3}),
+    "early_stopping": ({"patience": 1}, {"patience": 2, "monitor": "val_acc"}),
+}
+
+
+def _reg(case: str, params: dict) -> dict:
+    return {"name": case.removesuffix("_proximal"), **params}
+
+
+def lone_metrics(spec, cache_dir, tmp_path):
+    """Each member trained alone by its own Trainer, on the ensemble's data."""
+    data = build_dataset(spec.data, spec.seed, cache_dir)
+    out = []
+    for i, ms in enumerate(spec.member_specs()):
+        t = build_trainer(ms, tmp_path / f"lone{i}", data, None, threads=1)
+        out.append(t.run())
+    return out
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_each_member_ends_as_it_would_alone(case, tmp_path, cache_dir):
+    a, b = CASES[case]
+    epochs = 6 if case == "early_stopping" else 3
+    train = {**TRAIN, "epochs": epochs, "lr": 0.3 if case == "early_stopping" else 0.1}
+    vary = [
+        {},
+        {"train": {"lr": 0.05, "momentum": 0.5}, "regularizers": [_reg(case, b)]},
+        {"regularizers": []},  # absent: a zero strength
+    ]
+    spec = make_spec(
+        ensemble={"members": 3, "vary": vary}, regularizers=[_reg(case, a)], train=train
+    )
+    assert why_not_batched(spec) is None
+    assert kind_of(spec) == "batched_ensemble"
+    kw = {"cache_dir": cache_dir, "threads": 1, "checkpoint_every": 0}
+    batched = BatchedEnsembleRun(spec, tmp_path / "b", **kw).run()
+    assert batched.status == "succeeded"
+    lone = lone_metrics(spec, cache_dir, tmp_path)
+    for i, r in enumerate(lone):
+        for key in KEYS:
+            assert batched.metrics[f"member{i}_{key}"] == pytest.approx(r.metrics[key], abs=1e-4)
+        assert batched.metrics[f"member{i}_epochs_run"] == r.epochs_run
+    assert batched.metrics["member0_test_loss"] != batched.metrics["member1_test_loss"]
+    if case == "early_stopping":  # the test means something only if a member stopped early
+        assert min(r.epochs_run for r in lone) < epochs
+
+
+def test_adam_members_with_their_own_lr_and_schedule_and_bagging(tmp_path, cache_dir):
+    vary = [
+        {},
+        {"train": {"lr": 0.01}},
+        {"train": {"lr": 0.003, "schedule": "step", "step_size": 1, "gamma": 0.5}},
+    ]
+    spec = make_spec(
+        ensemble={"members": 3, "vary": vary, "bagging": True},
+        regularizers=[{"name": "dropout", "p": 0.2}, {"name": "label_smoothing"}],
+        train={"optimizer": "adam", "lr": 0.003, "batch_size": 50, "epochs": 3},
+    )
+    assert why_not_batched(spec) is None
+    from regcore.ensemble.runner import EnsembleRun
+
+    kw = {"cache_dir": cache_dir, "threads": 1, "checkpoint_every": 0}
+    a = BatchedEnsembleRun(spec, tmp_path / "a", **kw).run().metrics
+    b = EnsembleRun(spec, tmp_path / "b", **kw).run().metrics
+    for i in range(3):
+        for key in KEYS:
+            assert a[f"member{i}_{key}"] == pytest.approx(b[f"member{i}_{key}"], abs=1e-4)
+    assert a["test_loss"] == pytest.approx(b["test_loss"], abs=1e-4)
+
+
+def test_what_cannot_batch_says_why():
+    def why(**kw):
+        return why_not_batched(make_spec(ensemble={"members": 2, **kw.pop("ens", {})}, **kw))
+
+    assert "sam" in why(regularizers=[{"name": "sam"}])
+    assert "per_layer" in why(regularizers=[{"name": "l2", "per_layer": {"body.0": 0.1}}])
+    assert "batch norm" in why(model={"name": "mlp", "hidden": [8], "batch_norm": True})
+    assert "orders" in why(
+        regularizers=[{"name": "l2"}, {"name": "dropout"}],
+        ens={"vary": [{}, {"regularizers": [{"name": "dropout"}, {"name": "l2"}]}]},
+    )
+    assert "mode" in why(
+        regularizers=[{"name": "input_noise"}],
+        ens={"vary": [{}, {"regularizers": [{"name": "input_noise", "mode": "multiplicative"}]}]},
+    )
+    assert "train.batch_size" in why(ens={"vary": [{}, {"train": {"batch_size": 10}}]})
+
+
+def test_a_batched_run_resumes_where_it_stopped(tmp_path, cache_dir):
+    regs = [{"name": "dropout", "p": 0.2}, {"name": "early_stopping", "patience": 5}]
+    spec = make_spec(
+        ensemble={"members": 2, "vary": [{}, {"train": {"lr": 0.05}}]},
+        regularizers=regs,
+        train=TRAIN,
+    )
+    full = BatchedEnsembleRun(spec, tmp_path / "full", cache_dir=cache_dir, threads=1).run()
+    short = spec.model_copy(update={"train": spec.train.model_copy(update={"epochs": 2})})
+    # the same members, two epochs: only the epoch count differs, so the hash is patched
+    BatchedEnsembleRun(short, tmp_path / "r", cache_dir=cache_dir, threads=1).run()
+    ckdir = tmp_path / "r" / "checkpoints"
+    side = json.loads((ckdir / "last.json").read_text())
+    side["spec_hash"] = spec.spec_hash()
+    (ckdir / "last.json").write_text(json.dumps(side))
+    resumed = BatchedEnsembleRun(spec, tmp_path / "r", cache_dir=cache_dir, threads=1).run(
+        resume=True
+    )
+    assert resumed.epochs_run == 3
+    for key in ("test_loss", "member0_test_loss", "member1_test_loss"):
+        assert resumed.metrics[key] == pytest.approx(full.metrics[key], abs=1e-6)
+
+
+class Recorder:
+    def __init__(self, cancel_at_epoch=None, stop_after=None, diverge=False):
+        self.epochs, self.cancel_at, self.stop_after = [], cancel_at_epoch, stop_after
+        self.checkpoints = 0
+
+    def on_start(self, info):
+        self.info = info
+
+    def on_epoch(self, epoch, metrics):
+        self.epochs.append((epoch, metrics))
+
+    def on_checkpoint(self, info):
+        self.checkpoints += 1
+
+    def should_cancel(self):
+        return self.cancel_at is not None and len(self.epochs) >= self.cancel_at
+
+    def should_stop(self):
+        return self.stop_after is not None and len(self.epochs) >= self.stop_after
+
+
+def test_a_pack_reports_each_member_as_its_own_run(tmp_path, cache_dir):
+    base = {"train": TRAIN}
+    specs = [
+        make_spec(regularizers=[{"name": "l2", "strength": s}], **base) for s in (1e-4, 1e-2)
+    ] + [
+        make_spec(regularizers=[{"name": "dropout", "p": 0.2}], **base),
+        make_spec(regularizers=[{"name": "l2", "strength": 1e4}], **base),  # diverges
+        make_spec(regularizers=[], **base),
+    ]
+    assert len({pack_key(s) for s in specs}) == 1
+    reps = [Recorder(), Recorder(stop_after=1), Recorder(), Recorder(), Recorder(cancel_at_epoch=2)]
+    members = [PackMember(s, tmp_path / f"t{i}", r) for i, (s, r) in enumerate(zip(specs, reps))]
+    results = run_pack(members, tmp_path / "pack", cache_dir=cache_dir, threads=1)
+    assert [r.status for r in results] == [
+        "succeeded",
+        "succeeded",
+        "succeeded",
+        "failed",
+        "cancelled",
+    ]
+    assert [r.epochs_run for r in results] == [3, 1, 3, 1, 2]
+    assert "stopped" in results[1].reason and "became" in results[3].reason
+    data = build_dataset(specs[0].data, specs[0].seed, cache_dir)
+    for i in (0, 2):  # the same as alone
+        alone = build_trainer(specs[i], tmp_path / f"a{i}", data, None, threads=1).run()
+        assert results[i].metrics["test_loss"] == pytest.approx(
+            alone.metrics["test_loss"], abs=1e-4
+        )
+        assert [e for e, _ in reps[i].epochs] == [1, 2, 3]
+        assert set(alone.metrics) <= set(reps[i].epochs[-1][1]) | {"epochs_run", "best_epoch"}
+        lines = (tmp_path / f"t{i}" / "metrics.jsonl").read_text().splitlines()
+        assert {json.loads(x)["step"] for x in lines} == {1, 2, 3}
+        assert (
+            json.loads((tmp_path / f"t{i}" / "summary.json").read_text())["status"] == "succeeded"
+        )
+    assert reps[3].epochs == []  # the diverged member reported no epoch of NaNs
+    assert reps[0].checkpoints == 3 and reps[1].checkpoints == 1
+
+
+def test_sgd_on_stacked_parameters_is_torch_sgd(tmp_path):
+    from regcore.ensemble.stacked import StackedOptimizer
+
+    torch.manual_seed(0)
+    w = [torch.randn(4, 3, requires_grad=True) for _ in range(2)]
+    stacked = {"w": torch.stack([x.detach() for x in w]).requires_grad_(True)}
+    opts = [
+        torch.optim.SGD([x], lr=lr, momentum=m, nesterov=True)
+        for x, lr, m in zip(w, (0.1, 0.3), (0.9, 0.5))
+    ]
+    ours = StackedOptimizer(stacked, "sgd", [0.9, 0.5], True, (0.9, 0.999))
+    for _ in range(3):
+        g = torch.randn(2, 4, 3)
+        for x, gi, o in zip(w, g, opts):
+            x.grad = gi.clone()
+            o.step()
+        stacked["w"].grad = g
+        ours.step(torch.tensor([0.1, 0.3]), torch.tensor([True, True]))
+    assert torch.allclose(stacked["w"], torch.stack([x.detach() for x in w]), atol=1e-6)
