@@ -175,7 +175,10 @@ def test_a_pack_reports_each_member_as_its_own_run(tmp_path, cache_dir):
     ]
     assert len({pack_key(s) for s in specs}) == 1
     reps = [Recorder(), Recorder(stop_after=1), Recorder(), Recorder(), Recorder(cancel_at_epoch=2)]
-    members = [PackMember(s, tmp_path / f"t{i}", r) for i, (s, r) in enumerate(zip(specs, reps))]
+    members = [
+        PackMember(s, tmp_path / f"t{i}", r)
+        for i, (s, r) in enumerate(zip(specs, reps, strict=True))
+    ]
     results = run_pack(members, tmp_path / "pack", cache_dir=cache_dir, threads=1)
     assert [r.status for r in results] == [
         "succeeded",
@@ -211,12 +214,12 @@ def test_sgd_on_stacked_parameters_is_torch_sgd(tmp_path):
     stacked = {"w": torch.stack([x.detach() for x in w]).requires_grad_(True)}
     opts = [
         torch.optim.SGD([x], lr=lr, momentum=m, nesterov=True)
-        for x, lr, m in zip(w, (0.1, 0.3), (0.9, 0.5))
+        for x, lr, m in zip(w, (0.1, 0.3), (0.9, 0.5), strict=True)
     ]
     ours = StackedOptimizer(stacked, "sgd", [0.9, 0.5], True, (0.9, 0.999))
     for _ in range(3):
         g = torch.randn(2, 4, 3)
-        for x, gi, o in zip(w, g, opts):
+        for x, gi, o in zip(w, g, opts, strict=True):
             x.grad = gi.clone()
             o.step()
         stacked["w"].grad = g
