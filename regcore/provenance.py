@@ -22,6 +22,7 @@ import importlib.metadata
 import platform
 import socket
 import subprocess
+import sys
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -36,12 +37,10 @@ _ROOT = Path(__file__).resolve().parent.parent
 
 def package_version(dist: str, module: str | None = None) -> str | None:
     """The imported module's ``__version__`` when it has one (what actually ran), else the
-    installed distribution's version; None when neither is there."""
+    installed distribution's version; None when neither is there. A module the run did not
+    import is not imported for this (mnist1d pulls matplotlib, scikit-learn scipy: seconds)."""
     if module is not None:
-        try:
-            mod = __import__(module)
-        except ImportError:
-            return None
+        mod = sys.modules.get(module)
         found = getattr(mod, "__version__", None)
         if isinstance(found, str):
             return found

@@ -72,20 +72,21 @@ def describe(exc: RegLabError) -> str:
     return str(exc)
 
 
+def make_client(api_url: str | None, api_key: str | None) -> RegLabClient:
+    """The client the commands use (tests replace it with one on an in-process app)."""
+    from reglab.client import RegLabClient
+
+    return RegLabClient(api_url, api_key)
+
+
 @contextmanager
 def api(api_url: str | None, api_key: str | None, what: str = "request") -> Iterator[RegLabClient]:
     """A client; any client error inside the block exits with its message (a 422 with its
     field lines and status 2, an ambiguous or unknown id with 2 as well)."""
-    from reglab.client import (
-        AmbiguousIdError,
-        InvalidSpecError,
-        NotFoundError,
-        RegLabClient,
-        RegLabError,
-    )
+    from reglab.client import AmbiguousIdError, InvalidSpecError, NotFoundError, RegLabError
 
     try:
-        with RegLabClient(api_url, api_key) as client:
+        with make_client(api_url, api_key) as client:
             yield client
     except InvalidSpecError as exc:
         fail(f"invalid {what}:\n{invalid_lines(exc)}", 2)

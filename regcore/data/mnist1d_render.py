@@ -22,7 +22,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy.ndimage import gaussian_filter
 
 EPS = 1e-8  # mnist1d.transform.transform's eps: templates never touch 0 before padding
 
@@ -60,6 +59,8 @@ def _render_raw(
     args: Any,
 ) -> np.ndarray:
     """One signal before the dataset-wide standardization, by the package's operations."""
+    from scipy.ndimage import gaussian_filter  # here: a run on cached data never needs scipy
+
     x = np.concatenate([tmpl + EPS, np.zeros(padding)])
     x = _interpolate(x, args.template_len + args.padding[-1])
     x *= scale
@@ -168,6 +169,7 @@ class TorchRenderer:
         feature_std: np.ndarray | None = None,
     ):
         from mnist1d.data import get_templates
+        from scipy.ndimage import gaussian_filter
 
         self.args = args
         self.length = args.template_len + args.padding[-1]

@@ -22,20 +22,18 @@ def mnist1d_arrays(
     n_pool: int, n_test: int, seed: int, cache_dir: Path | None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """``n_pool`` train examples and ``n_test`` test examples of MNIST-1D."""
-    from mnist1d.data import get_dataset_args, make_dataset
-
     total = -(-(n_pool + n_test) // 10) * 10  # make_dataset draws the same count for each class
-    args = get_dataset_args(as_dict=True)
-    # make_dataset splits at int(total · train_split); the half keeps float rounding from
-    # shorting the train pool by one (int(310 · 250/310) is 249)
-    args.update(num_samples=total, train_split=(total - n_test + 0.5) / total, seed=seed)
-    args.pop("url", None)
+    args = _generator_args(_mnist1d_default_args(cache_dir), total, n_test, seed)
     key = hashlib.sha256(json.dumps(args, sort_keys=True).encode()).hexdigest()[:16]
     path = cache_dir / f"mnist1d-{key}.npz" if cache_dir else None
     if path is not None and path.exists():
         with np.load(path, allow_pickle=False) as z:
             x, y, xt, yt = z["x"], z["y"], z["x_test"], z["y_test"]
     else:
+        from mnist1d.data import get_dataset_args, make_dataset
+
+        # the package's own defaults (not their JSON copy) drive the generator
+        args = _generator_args(get_dataset_args(as_dict=True), total, n_test, seed)
         state = (np.random.get_state(), __import__("random").getstate())
         try:
             from mnist1d.utils import ObjectView
@@ -52,6 +50,38 @@ def mnist1d_arrays(
             np.savez(tmp, x=x, y=y, x_test=xt, y_test=yt)
             tmp.replace(path)
     return x[:n_pool], y[:n_pool], xt[:n_test], yt[:n_test]
+
+
+def _generator_args(defaults: dict, total: int, n_test: int, seed: int) -> dict:
+    args = dict(defaults)
+    # make_dataset splits at int(total · train_split); the half keeps float rounding from
+    # shorting the train pool by one (int(310 · 250/310) is 249)
+    args.update(num_samples=total, train_split=(total - n_test + 0.5) / total, seed=seed)
+    args.pop("url", None)
+    return args
+
+
+def _mnist1d_default_args(cache_dir: Path | None) -> dict:
+    """The mnist1d package's default generator arguments (they key the cache). Kept as JSON
+    beside the cache, per package version, so that a cache hit never imports mnist1d (which
+    imports matplotlib: about a second)."""
+    from importlib.metadata import version
+
+    path = cache_dir / f"mnist1d-args-{version('mnist1d')}.json" if cache_dir else None
+    if path is not None and path.exists():
+        try:
+            return json.loads(path.read_text())
+        except ValueError:
+            pass
+    from mnist1d.data import get_dataset_args
+
+    args = get_dataset_args(as_dict=True)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.{uuid.uuid4().hex}.tmp")
+        tmp.write_text(json.dumps(args, sort_keys=True))
+        tmp.replace(path)
+    return args
 
 
 def sklearn_arrays(name: str) -> tuple[np.ndarray, np.ndarray]:
