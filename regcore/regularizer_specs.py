@@ -282,7 +282,9 @@ class TieSpec(RegularizerSpec):
     name: Literal["tie"] = "tie"
     strength: float = Field(1e-3, ge=0.0, description="λ")
     reference: str | None = Field(
-        None, description="a safetensors file of the model's state_dict; None: the initial weights"
+        None,
+        description="the id of a checkpoint of one of your experiments (reglab run: also a local "
+        "safetensors file of the model's state_dict); None: the initial weights",
     )
     exclude: list[ParamKind] = Field(
         default_factory=_bias_and_norm, description="parameter kinds left untied"

@@ -7,11 +7,21 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from regcore import regularizer_specs as r
 
@@ -20,6 +30,16 @@ M = TypeVar("M", bound=BaseModel)
 # --- data -------------------------------------------------------------------------------------
 
 DatasetName = Literal["mnist1d", "digits", "wine", "breast_cancer", "toy1d", "moons"]
+#: ``upload``: a dataset sent to ``POST /v1/datasets``, by id; ``file``: a local file (``reglab
+#: run`` only; a path in a spec sent over HTTP is refused)
+DataSourceName = Literal[
+    "mnist1d", "digits", "wine", "breast_cancer", "toy1d", "moons", "upload", "file"
+]
+#: what the rows of an uploaded or local dataset are: tables (N, F), signals (N, L) or (N, C, L),
+#: images (N, H, W) or (N, C, H, W)
+DataKind = Literal["table", "signal", "image"]
+#: a dataset or checkpoint id (uuid4 hex, as experiment ids)
+RESOURCE_ID = re.compile(r"^[0-9a-f]{32}$")
 
 #: bounds that keep one spec from exhausting a worker (a 422 instead of an out-of-memory kill)
 MAX_WIDTH, MAX_CHANNELS, MAX_DEPTH = 8192, 1024, 32
@@ -62,12 +82,59 @@ GENERATED_DEFAULTS = {
 }
 
 
+@dataclass(frozen=True)
+class DataInfo:
+    """What validation needs to know of an uploaded or local dataset (its arrays' shapes)."""
+
+    task: str  # classification | regression
+    kind: str  # table | signal | image
+    shape: tuple[int, ...]  # x's shape, rows first
+    classes: int | None  # K for classification, None for regression
+    n_test: int = 0  # rows of the file's own test arrays (0: the test split is carved)
+
+    @property
+    def rows(self) -> int:
+        return self.shape[0]
+
+    @property
+    def features(self) -> int:
+        return math.prod(self.shape[1:])
+
+    @property
+    def outputs(self) -> int:
+        return self.classes or 1
+
+    @property
+    def channels(self) -> int:
+        """Channels of an (N, C, L) signal or (N, C, H, W) image; 1 otherwise."""
+        spatial = {"table": 1, "signal": 1, "image": 2}[self.kind]
+        return self.shape[1] if len(self.shape) == 2 + spatial else 1
+
+
 class DataSpec(BaseModel):
     """Which dataset, how much of it, and how it is corrupted."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: DatasetName
+    name: DataSourceName
+    id: str | None = Field(
+        None, pattern=RESOURCE_ID.pattern, description="upload: the id POST /v1/datasets gave"
+    )
+    path: str | None = Field(
+        None,
+        min_length=1,
+        max_length=4096,
+        description="file: a local .npz, .csv or .parquet file (reglab run only, never over HTTP)",
+    )
+    task: Literal["classification", "regression"] | None = Field(
+        None, description="file: the task (default classification)"
+    )
+    target: str | None = Field(
+        None, min_length=1, max_length=200, description="file: the label column of a table"
+    )
+    kind: DataKind | None = Field(
+        None, description="file: table, signal or image (default from the file; see docs)"
+    )
     n_train: int | None = Field(
         None, ge=1, le=MAX_EXAMPLES, description="training examples (small-data regime)"
     )
@@ -82,8 +149,12 @@ class DataSpec(BaseModel):
     noise: float = Field(0.1, ge=0.0, description="observation noise of toy1d and moons")
 
     @model_validator(mode="after")
-    def _fits(self) -> DataSpec:
-        total = DATASET_SIZES[self.name]
+    def _fits(self, info: ValidationInfo) -> DataSpec:
+        _check_source(self, info.context)
+        total = DATASET_SIZES.get(self.name)
+        facts = data_info(self, info.context)
+        if facts is not None:
+            total = facts.rows + facts.n_test
         if total is not None:
             asked = sum(n for n in (self.n_train, self.n_val, self.n_test) if n is not None)
             if asked > total:
@@ -91,9 +162,54 @@ class DataSpec(BaseModel):
                     f"n_train + n_val + n_test = {asked} exceeds the {total} examples "
                     f"of {self.name}"
                 )
-        if self.label_noise > 0 and self.name == "toy1d":
-            raise ValueError("label_noise applies to classification datasets; toy1d is regression")
+        regression = self.name == "toy1d" or (facts is not None and facts.task == "regression")
+        if self.label_noise > 0 and regression:
+            raise ValueError(
+                f"label_noise applies to classification datasets; {self.name} is regression"
+            )
         return self
+
+
+def data_key(data: DataSpec) -> str | None:
+    """The key of an uploaded or local dataset in the validation context's ``datasets``."""
+    if data.name == "upload":
+        return data.id
+    if data.name == "file":
+        return f"file:{data.path}"
+    return None
+
+
+def data_info(data: DataSpec, context: Any) -> DataInfo | None:
+    """The shapes of an uploaded or local dataset when the validation context holds them."""
+    key = data_key(data)
+    if key is None or not isinstance(context, dict):
+        return None
+    return (context.get("datasets") or {}).get(key)
+
+
+def _check_source(data: DataSpec, context: Any) -> None:
+    """upload needs an id, file a path (and only locally), the built-ins neither. ``parse_spec``
+    always passes a context; a spec re-validated inside regcore (no context) was parsed before."""
+    extra = {
+        "upload": ("path", "task", "target", "kind"),
+        "file": ("id",),
+    }.get(data.name, ("id", "path", "task", "target", "kind"))
+    given = [f for f in extra if getattr(data, f) is not None]
+    if given:
+        raise ValueError(f"{given[0]}: does not apply to data {data.name}")
+    if data.name == "upload" and data.id is None:
+        raise ValueError("id: upload needs the id of a dataset from POST /v1/datasets")
+    if data.name == "file":
+        if data.path is None:
+            raise ValueError("path: file needs the path of a local .npz, .csv or .parquet file")
+        if isinstance(context, dict) and not context.get("local"):
+            raise ValueError(
+                "path: a file path is accepted by reglab run only; upload the file with "
+                "POST /v1/datasets (reglab datasets upload) and use "
+                '{"name": "upload", "id": ...}'
+            )
+    if data.name in ("upload", "file") and data.noise != 0.1:
+        raise ValueError(f"noise: applies to toy1d and moons, not {data.name}")
 
 
 # --- models -----------------------------------------------------------------------------------
@@ -175,8 +291,24 @@ class TransformerSpec(_ModelBase):
         return self
 
 
+class CNN2DSpec(_ModelBase):
+    """A small 2D convolutional network for images ((N, H, W) or (N, C, H, W) data, digits)."""
+
+    name: Literal["cnn2d"] = "cnn2d"
+    channels: list[Annotated[int, Field(ge=1, le=MAX_CHANNELS)]] = Field(
+        default_factory=lambda: [16, 32], min_length=1, max_length=8
+    )
+    kernel_size: int = Field(3, ge=1, le=15, description="odd sizes keep the image size")
+    pool: bool = Field(True, description="2×2 max pooling after each conv while the image allows")
+    hidden: list[Annotated[int, Field(ge=1, le=MAX_WIDTH)]] = Field(
+        default_factory=lambda: [64], max_length=MAX_DEPTH
+    )
+    activation: Activation = "relu"
+    batch_norm: bool = False
+
+
 ModelSpec = Annotated[
-    LinearModelSpec | MLPSpec | CNN1DSpec | ResMLPSpec | GRUSpec | TransformerSpec,
+    LinearModelSpec | MLPSpec | CNN1DSpec | CNN2DSpec | ResMLPSpec | GRUSpec | TransformerSpec,
     Field(discriminator="name"),
 ]
 
@@ -489,15 +621,23 @@ class ExperimentSpec(BaseModel):
     )
 
     @model_validator(mode="after")
-    def _compatible(self) -> ExperimentSpec:
-        regression = self.data.name == "toy1d"
-        features = DATASET_FEATURES[self.data.name]
-        n_params = estimated_parameters(self.model, features, DATASET_OUTPUTS[self.data.name])
+    def _compatible(self, info: ValidationInfo) -> ExperimentSpec:
+        facts = data_info(self.data, info.context)
+        regression = self.data.name == "toy1d" or (facts is not None and facts.task == "regression")
+        features = facts.features if facts else DATASET_FEATURES.get(self.data.name)
+        outputs = facts.outputs if facts else DATASET_OUTPUTS.get(self.data.name)
+        _check_data_fits(self, facts)
+        _check_references(self, info.context)
+        n_params = estimated_parameters(self.model, features or 1, outputs or 1)
         if n_params > MAX_PARAMETERS:
             raise ValueError(
                 f"model: about {n_params:,} parameters; a spec may have at most {MAX_PARAMETERS:,}"
             )
-        if isinstance(self.model, TransformerSpec) and features % self.model.patch_size:
+        if (
+            isinstance(self.model, TransformerSpec)
+            and features is not None
+            and features % self.model.patch_size
+        ):
             divisors = [d for d in range(1, features + 1) if features % d == 0]
             raise ValueError(
                 f"model.patch_size: {self.model.patch_size} does not divide the {features} "
@@ -518,13 +658,12 @@ class ExperimentSpec(BaseModel):
                     f"{'s' if len(needs) > 1 else ''}, not {self.model.name}"
                 )
             if reg.name == "augment":
-                images = self.data.name in IMAGE_DATASETS
-                allowed = IMAGE_AUGMENTS if images else SIGNAL_AUGMENTS
+                allowed, what = augments_for(self.data, facts)
                 wrong = [t for t in reg.transforms if t not in allowed]  # type: ignore[union-attr]
                 if wrong:
                     raise ValueError(
                         f"regularizers[{i}].transforms: {wrong} do not apply to {self.data.name} "
-                        f"({'8×8 images' if images else '1D signals'}); use {list(allowed)}"
+                        f"({what}); use {list(allowed)}"
                     )
             if reg.name == "stochastic_depth" and self.model.name == "cnn1d":
                 if not self.model.residual or len(self.model.channels) < 2:  # type: ignore[union-attr]
@@ -579,6 +718,9 @@ def estimated_parameters(model: BaseModel, features: int, outputs: int) -> int:
         convs = chain([1, *model.channels]) * model.kernel_size
         last = model.channels[-1] if model.channels else 1
         return convs + chain([last * features, *model.hidden, outputs])
+    if isinstance(model, CNN2DSpec):  # the head is bounded by the unpooled image
+        convs = chain([1, *model.channels]) * model.kernel_size**2
+        return convs + chain([model.channels[-1] * features, *model.hidden, outputs])
     if isinstance(model, ResMLPSpec):
         return model.width * (features + 2 * model.blocks * model.width + outputs)
     if isinstance(model, GRUSpec):
@@ -603,6 +745,82 @@ BASE_METRICS = (
     "train_batch_loss",
 )
 CLASSIFICATION_METRICS = ("train_acc", "val_acc", "test_acc", "ece", "confidence")
+
+
+#: models that read each kind of uploaded data (a table's columns have no order to convolve)
+MODELS_FOR_KIND: dict[str, tuple[str, ...]] = {
+    "table": ("linear", "mlp", "resmlp"),
+    "signal": ("linear", "mlp", "resmlp", "cnn1d", "gru", "transformer"),
+    "multichannel signal": ("linear", "mlp", "resmlp", "cnn1d"),
+    "image": ("linear", "mlp", "resmlp", "cnn2d"),
+}
+#: regularizers that need the spatial layout of a signal or a single-channel image
+NEEDS_LAYOUT = ("cutout", "cutmix", "tangent_prop")
+
+
+def _kind_name(facts: DataInfo) -> str:
+    if facts.kind == "signal" and facts.channels > 1:
+        return "multichannel signal"
+    return facts.kind
+
+
+def augments_for(data: DataSpec, facts: DataInfo | None) -> tuple[tuple[str, ...], str]:
+    """The augment transforms that apply to ``data``, and what the data is, in words."""
+    if facts is None:
+        if data.name in IMAGE_DATASETS:
+            return IMAGE_AUGMENTS, "8×8 images"
+        if data.name in ("upload", "file"):  # shapes unknown here: checked where they are known
+            return (*IMAGE_AUGMENTS, "shift"), "uploaded data"
+        return SIGNAL_AUGMENTS, "1D signals"
+    shape = "×".join(str(d) for d in facts.shape[1:])
+    if facts.kind == "image" and facts.channels == 1:
+        return IMAGE_AUGMENTS, f"{shape} images"
+    if facts.kind == "signal" and facts.channels == 1:
+        return SIGNAL_AUGMENTS, f"1D signals of length {shape}"
+    return ("scale", "noise"), f"{_kind_name(facts)} rows of shape {shape}"
+
+
+def _check_data_fits(spec: ExperimentSpec, facts: DataInfo | None) -> None:
+    """The model and the layout-bound regularizers fit the data; say which would."""
+    model = spec.model.name
+    if facts is None:
+        if model == "cnn2d" and spec.data.name not in (*IMAGE_DATASETS, "upload", "file"):
+            raise ValueError(
+                f"model: cnn2d reads images; {spec.data.name} is not an image dataset "
+                f"(images: {', '.join(IMAGE_DATASETS)} or an uploaded (N, H, W) array)"
+            )
+        return
+    kind = _kind_name(facts)
+    fits = MODELS_FOR_KIND[kind]
+    shape = tuple(facts.shape[1:])
+    if model not in fits:
+        raise ValueError(
+            f"model: {model} does not fit {kind} data of shape {shape}; use one of {list(fits)}"
+        )
+    if model == "cnn2d" and min(shape[-2:]) < 2:
+        raise ValueError(f"model: cnn2d needs images of at least 2×2, not {shape}")
+    layout = facts.channels == 1 and facts.kind in ("signal", "image")
+    for i, reg in enumerate(spec.regularizers):
+        if reg.name in NEEDS_LAYOUT and not layout:
+            raise ValueError(
+                f"regularizers[{i}]: {reg.name} needs 1D signals or single-channel images; "
+                f"this data is {kind} of shape {shape}"
+            )
+
+
+def _check_references(spec: ExperimentSpec, context: Any) -> None:
+    """Over HTTP (a context without ``local``) a tie reference is a checkpoint id, never a path:
+    the worker must open no file a request names."""
+    if not isinstance(context, dict) or context.get("local"):
+        return
+    for i, reg in enumerate(spec.regularizers):
+        ref = getattr(reg, "reference", None) if reg.name == "tie" else None
+        if ref is not None and not RESOURCE_ID.match(ref):
+            raise ValueError(
+                f"regularizers[{i}].reference: give the id of a checkpoint of one of your "
+                "experiments (GET /v1/experiments/{id}/checkpoints); paths are accepted by "
+                "reglab run only"
+            )
 
 
 def _check_monitor(i: int, monitor: str, regression: bool, measures: Sequence[str]) -> None:
@@ -754,7 +972,7 @@ def describe_errors(err: ValidationError, data: Any) -> list[dict[str, str]]:
     return out
 
 
-def validate_strict(model: type[M], data: Any) -> M:
+def validate_strict(model: type[M], data: Any, context: dict[str, Any] | None = None) -> M:
     """``model`` from decoded JSON data, read as its JSON schema reads: no "3" or 3.0 for an
     integer, no 1 or "true" for a boolean, no 1 for a string; an integer is still a number and an
     array still fills a tuple.
@@ -767,14 +985,27 @@ def validate_strict(model: type[M], data: Any) -> M:
         text = json.dumps(data)
     except (TypeError, ValueError, RecursionError) as err:
         raise ValueError(f"not JSON data: {err}") from None
-    return model.model_validate_json(text, strict=True)
+    return model.model_validate_json(text, strict=True, context=context)
 
 
-def parse_spec(data: Any) -> ExperimentSpec:
+def parse_spec(
+    data: Any, *, local: bool = False, datasets: Mapping[str, DataInfo] | None = None
+) -> ExperimentSpec:
     """Validate a decoded JSON object strictly (``validate_strict``), the same for the CLI, the
-    API and the worker; raises ``SpecError`` with field paths on failure."""
+    API and the worker; raises ``SpecError`` with field paths on failure.
+
+    ``local`` (``reglab run`` only) accepts paths: ``"data": {"name": "file"}`` and a tie
+    reference file; without it, as for every spec that came over HTTP, a path is refused.
+    ``datasets``: the ``DataInfo`` of uploaded datasets by id, so the model and the regularizers
+    are checked against their shapes (local files are read for theirs)."""
+    found = dict(datasets or {})
+    if local:
+        from regcore.datafiles import local_file_infos  # numpy; only the CLI reads files
+
+        found.update(local_file_infos(data))  # a file that fails its checks: SpecError
+    context = {"local": local, "datasets": found}
     try:
-        return validate_strict(ExperimentSpec, data)
+        return validate_strict(ExperimentSpec, data, context)
     except ValidationError as err:
         raise SpecError(describe_errors(err, data)) from None
     except ValueError as err:

@@ -24,6 +24,7 @@ from service.db import jobs
 from service.queue import TASK_NAME
 from worker.celery_app import app
 from worker.context import WorkerContext, get_context
+from worker.datasets import prepare_inputs
 from worker.lease import LeaseKeeper
 from worker.reporter import DbReporter, retry_db
 
@@ -121,6 +122,10 @@ def _run_claimed(
     except SpecError as err:  # e.g. stored by an older version with a parameter since removed
         keeper.stop()
         return _finish(ctx, experiment_id, "failed", error=f"the stored spec is not valid: {err}")
+    refused = prepare_inputs(ctx, experiment_id, spec)  # uploads and references, by id
+    if refused is not None:
+        keeper.stop()
+        return _finish(ctx, experiment_id, "failed", error=refused)
 
     workdir = ctx.scratch / experiment_id
     _fetch_last_checkpoint(ctx, workdir / "checkpoints", resume_keys)

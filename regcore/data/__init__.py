@@ -40,6 +40,10 @@ def _corrupt_labels(y: np.ndarray, fraction: float, k: int, rng: np.random.Gener
 
 
 def build_dataset(spec: DataSpec, seed: int, cache_dir: Path | None = None) -> Dataset:
+    if spec.name in ("upload", "file"):  # not built in: regcore/data/upload.py
+        from regcore.data.upload import build_uploaded
+
+        return build_uploaded(spec, seed, cache_dir)
     n_train, n_val, n_test = split_sizes(spec)
     rng = np.random.default_rng(seed)
     name = spec.name

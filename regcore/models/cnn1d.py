@@ -56,11 +56,13 @@ class CNN1D(SlotModel):
         act: str,
         batch_norm: bool,
         residual: bool = False,
+        in_channels: int = 1,
     ):
         super().__init__()
         self.input_slot = Slot("input")
+        self.in_channels = in_channels  # (N, C, L) signals arrive flattened as [N, C·L]
         convs: list[nn.Module] = []
-        c_in = 1
+        c_in = in_channels
         for i, c in enumerate(channels):
             if residual and i > 0:
                 convs.append(ResidualConvBlock(c_in, c, kernel_size, act, batch_norm))
@@ -68,7 +70,7 @@ class CNN1D(SlotModel):
                 convs += conv_unit(c_in, c, kernel_size, act, batch_norm)
             c_in = c
         self.features = nn.Sequential(*convs)
-        length = in_features
+        length = in_features // in_channels
         for _ in channels:  # "same" padding keeps the length for odd kernels
             length = length + 2 * (kernel_size // 2) - kernel_size + 1
         dense: list[nn.Module] = []
@@ -83,6 +85,6 @@ class CNN1D(SlotModel):
         return self.out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.input_slot(x).unsqueeze(1)
+        x = self.input_slot(x).reshape(x.shape[0], self.in_channels, -1)
         x = self.features(x).flatten(1)
         return self.out(self.dense(x))

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors.torch import load_file
 from torch import nn
 
+from regcore.data.references import reference_file
 from regcore.models.params import named_penalized
 from regcore.regularizer_specs import TieSpec
 from regcore.regularizers.base import Regularizer, Step
@@ -29,16 +31,18 @@ def tie_penalty(
 
 
 def load_reference(path: str | Path, names: Sequence[str]) -> dict[str, torch.Tensor]:
-    """The tensors ``names`` from a safetensors state_dict; a clear error for missing ones."""
+    """The tensors ``names`` from a safetensors state_dict. The error names only the model's
+    own tensors: never what the file holds (another run's names) nor the path."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"tie.reference: no file at {path}")
+        raise FileNotFoundError("tie.reference: the reference checkpoint is not available")
     tensors = load_file(str(path))
     missing = [n for n in names if n not in tensors]
     if missing:
         raise KeyError(
-            f"tie.reference {path} lacks {missing[:5]}{'...' if len(missing) > 5 else ''}; "
-            f"it holds {sorted(tensors)[:10]}"
+            f"tie.reference lacks {len(missing)} of the model's tensors "
+            f"({missing[:5]}{'...' if len(missing) > 5 else ''}): it is not a checkpoint of "
+            "this model"
         )
     return {n: tensors[n] for n in names}
 
@@ -47,6 +51,11 @@ class Tie(Regularizer):
     spec_class = TieSpec
     spec: TieSpec
 
+    cache_dir: Path | None = None
+
+    def bind_data(self, data: Any) -> None:
+        self.cache_dir = data.extras.get("cache_dir")
+
     def setup(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
         named = named_penalized(model, self.spec.exclude)
         self.names = [n for n, _ in named]
@@ -54,7 +63,8 @@ class Tie(Regularizer):
         if self.spec.reference is None:
             self.refs = [p.detach().clone() for p in self.params]
         else:
-            loaded = load_reference(self.spec.reference, self.names)
+            path = reference_file(self.spec.reference, self.cache_dir)
+            loaded = load_reference(path, self.names)
             self.refs = []
             for n, p in named:
                 ref = loaded[n]

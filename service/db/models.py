@@ -254,3 +254,28 @@ class RunLog(Base):
     logger: Mapped[str] = mapped_column(String(200))
     attempt: Mapped[int] = mapped_column(Integer, default=0)
     message: Mapped[str] = mapped_column(Text)
+
+
+class DatasetRow(Base):
+    """An uploaded dataset (``POST /v1/datasets``): its canonical ``.npz`` is in the artifact
+    store at ``datasets/<id>.npz``; the id comes from the owner and the content."""
+
+    __tablename__ = "datasets"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    owner: Mapped[str | None] = mapped_column(String(64), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    task: Mapped[str] = mapped_column(String(16))
+    #: table | signal | image
+    kind: Mapped[str] = mapped_column(String(16))
+    #: x's shape, rows first
+    shape: Mapped[list[int]] = mapped_column(JSONType)
+    classes: Mapped[int | None] = mapped_column(Integer)
+    #: rows of the file's own test arrays (0: the test split is carved from x)
+    test_rows: Mapped[int] = mapped_column(Integer, default=0)
+    #: what was sent: npz, csv or parquet
+    format: Mapped[str] = mapped_column(String(16))
+    #: size and SHA-256 of the stored canonical file
+    bytes: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from regcore.spec import ExperimentSpec, SpecError, parse_spec
+from regcore.spec import ExperimentSpec, SpecError
 from service import admission
 from service.api.auth import ANONYMOUS, OwnerDep
 from service.api.deps import CeleryDep, SessionDep, SettingsDep, StoreDep
@@ -27,6 +27,7 @@ from service.artifacts import (
     InvalidSafetensors,
     check_servable,
 )
+from service.datasets.resolve import parse_http_spec
 from service.db import experiments as repo
 from service.db import latest
 from service.db.models import STATUSES, Checkpoint, Experiment
@@ -267,7 +268,8 @@ async def submit(
     """Queue an experiment. A repeated ``Idempotency-Key`` returns the original experiment."""
     data = await read_json_body(request, settings.max_spec_bytes)
     try:
-        spec = parse_spec(data)
+        # over HTTP: no paths; dataset and checkpoint ids the owner's (reads the database)
+        spec = await run_in_threadpool(parse_http_spec, data, session, owner)
     except SpecError as err:
         raise APIError(422, "invalid spec", err.errors) from None
     admission.admit(spec, settings)  # 422 when its estimated memory exceeds a worker's
