@@ -49,6 +49,8 @@ class Settings(BaseSettings):
     allowed_hosts: Annotated[list[str], NoDecode] = []
     #: the reconciler deletes a local store's ``.part`` files (left by a killed upload) this old
     partial_file_seconds: int = 3600
+    #: run log lines kept per experiment (the newest; ``GET /v1/experiments/{id}/logs``)
+    max_log_lines: int = 10000
     #: memory one job may use on a worker: admission refuses specs estimated above it
     #: (regcore.memory_estimate); None means 80% of this machine's (or container's) memory
     worker_memory_bytes: int | None = Field(None, ge=1)

@@ -22,6 +22,7 @@ from regcore.spec import SpecError, parse_spec
 from regcore.training.device import DeviceUnavailable
 from service.db import jobs
 from service.queue import TASK_NAME
+from worker import provenance, run_logs
 from worker.celery_app import app
 from worker.context import WorkerContext, get_context
 from worker.datasets import prepare_inputs
@@ -80,6 +81,10 @@ def run_job(experiment_id: str, ctx: WorkerContext) -> str:
         log.info("experiment %s not claimed (%s)", experiment_id, claimed)
         return f"skipped: {claimed}"
     spec_data, attempt, resume_keys = claimed
+    lines = run_logs.start(
+        ctx.sessions, experiment_id, ctx.worker_id, attempt,
+        max_lines=settings.max_log_lines, budget_s=settings.lease_seconds,
+    )  # fmt: skip
     log.info("experiment %s: attempt %d on %s", experiment_id, attempt, ctx.worker_id)
     reporter = DbReporter(
         ctx.sessions,
@@ -104,8 +109,12 @@ def run_job(experiment_id: str, ctx: WorkerContext) -> str:
     keeper.start()
     try:
         return _run_claimed(ctx, experiment_id, spec_data, resume_keys, reporter, keeper)
+    except Exception as err:
+        log.error("experiment %s: worker error: %s: %s", experiment_id, type(err).__name__, err)
+        raise
     finally:
         keeper.stop()
+        lines.close()
 
 
 def _run_claimed(
@@ -122,6 +131,9 @@ def _run_claimed(
     except SpecError as err:  # e.g. stored by an older version with a parameter since removed
         keeper.stop()
         return _finish(ctx, experiment_id, "failed", error=f"the stored spec is not valid: {err}")
+    provenance.record(
+        ctx, experiment_id, ctx.worker_id, provenance.at_claim(spec, ctx, ctx.worker_id)
+    )
     refused = prepare_inputs(ctx, experiment_id, spec)  # uploads and references, by id
     if refused is not None:
         keeper.stop()
@@ -139,6 +151,7 @@ def _run_claimed(
             cache_dir=Path(settings.cache_dir),
             threads=ctx.threads,
             resume=True,
+            system_metrics=True,
         )
     except PERMANENT as err:
         keeper.stop()
@@ -158,7 +171,12 @@ def _run_claimed(
         log.info("experiment %s back in the queue: the worker is shutting down", experiment_id)
         return "released" if released else "lease lost"
     error = result.reason if result.status == "failed" else None
-    outcome = _finish(ctx, experiment_id, result.status, _clean(result.summary()), error)
+    if result.reason:
+        log.info("experiment %s: %s", experiment_id, result.reason)
+    summary = _clean(result.summary())
+    if env := summary.pop("environment", None):  # stored beside the summary, not in it
+        provenance.record(ctx, experiment_id, ctx.worker_id, env)
+    outcome = _finish(ctx, experiment_id, result.status, summary, error)
     shutil.rmtree(workdir, ignore_errors=True)
     return outcome
 

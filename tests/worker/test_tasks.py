@@ -43,7 +43,8 @@ def _series(ctx, eid) -> dict[str, list[float]]:
         rows = s.execute(query.order_by(Metric.step)).all()
     out: dict[str, list[float]] = {}
     for key, value in rows:
-        out.setdefault(key, []).append(value)
+        if not key.startswith("sys_"):  # system metrics measure the machine, run to run
+            out.setdefault(key, []).append(value)
     return out
 
 
