@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -73,6 +73,24 @@ def retry_db(
             delay = min(delay * 2, 2.0)
 
 
+def write_epochs(
+    sessions: sessionmaker[Session],
+    worker_id: str,
+    epochs: Sequence[jobs.EpochPoints],
+    lease_s: float,
+) -> set[str]:
+    """Many experiments' epoch metrics (a pack's members) in one transaction, retried while the
+    database is unreachable; returns the experiments whose lease is still ours (the others'
+    points were not written: they must stop)."""
+
+    def write() -> set[str]:
+        with sessions.begin() as session:
+            return jobs.record_epochs(session, worker_id, epochs, lease_s)
+
+    steps = sorted({e.step for e in epochs})
+    return retry_db(write, lease_s, f"recording epoch {', '.join(map(str, steps))}")
+
+
 class LeaseLost(RuntimeError):
     """Another worker owns the experiment now; this one must stop without writing."""
 
@@ -117,13 +135,8 @@ class DbReporter:
         if self.lease_lost:
             return
 
-        def write() -> bool:
-            with self.sessions.begin() as session:
-                return jobs.record_epoch(
-                    session, self.id, self.worker_id, epoch, metrics, self.lease_s
-                )
-
-        ok = retry_db(write, self.lease_s, f"recording epoch {epoch}")
+        points = [jobs.EpochPoints(self.id, epoch, metrics)]
+        ok = self.id in write_epochs(self.sessions, self.worker_id, points, self.lease_s)
         if ok:
             self._last_beat = self.clock()
         else:

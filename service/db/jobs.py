@@ -10,17 +10,29 @@ Functions take a Session and never commit: the caller owns the (short) transacti
 from __future__ import annotations
 
 import math
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, and_, case, delete, or_, select, update
+from sqlalchemy import (
+    Connection,
+    CursorResult,
+    and_,
+    bindparam,
+    case,
+    delete,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from service.db import latest
-from service.db.models import TERMINAL, Checkpoint, Experiment, Metric, new_id, utcnow
+from service.db.models import TERMINAL, Checkpoint, Experiment, new_id, utcnow
 
 
 def _rowcount(result: Any) -> int:
@@ -147,39 +159,97 @@ def _insert(session: Session):
     return pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
 
 
+@dataclass(frozen=True)
+class EpochPoints:
+    """One experiment's metrics of one step, as the reporter hands them over."""
+
+    experiment_id: str
+    step: int
+    metrics: Mapping[str, float]
+
+
+# Built once: SQLAlchemy caches each statement's compiled form per dialect, so an epoch costs
+# binding its rows, not building and compiling SQL (the cost that capped the old path at ~1.7k
+# points/s). ``ids`` expands to the pack's members.
+_RENEW = (
+    update(Experiment)
+    .where(
+        Experiment.id.in_(bindparam("ids", expanding=True)),
+        Experiment.status == "running",
+        Experiment.lease_owner == bindparam("worker_id"),
+    )
+    .values(last_epoch=bindparam("step"), lease_expires_at=bindparam("expires"))
+    .returning(Experiment.id)
+)
+#: The metric points of one transaction, by dialect, each one statement for all the rows:
+#: PostgreSQL unnests four arrays sent in binary (one round trip, no per-row statement; COPY
+#: was measured too: it cannot skip a retried epoch's points, and through a staging table it
+#: was slower); SQLite runs the driver's executemany of the precompiled INSERT. Both go to the
+#: driver as they are: no SQL is built, compiled or bound per epoch.
+_PG_METRICS = (
+    "INSERT INTO metrics (experiment_id, key, step, value) " + latest.PG_UNNEST
+    + " ON CONFLICT (experiment_id, key, step) DO NOTHING"
+)  # fmt: skip
+_SQLITE_METRICS = (
+    "INSERT INTO metrics (experiment_id, key, step, value) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT (experiment_id, key, step) DO NOTHING"
+)
+
+
+def _insert_metrics(conn: Connection, rows: list[tuple[str, str, int, float]]) -> None:
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(_PG_METRICS, latest.as_arrays(rows))
+    else:
+        conn.exec_driver_sql(_SQLITE_METRICS, rows)
+
+
+def record_epochs(
+    session: Session, worker_id: str, epochs: Sequence[EpochPoints], lease_s: float
+) -> set[str]:
+    """Store the metrics of many experiments' epochs (a pack's members) in the caller's one
+    transaction and renew their leases. Returns the experiments whose lease is ours: only their
+    points are written; the others' are dropped (their lease was lost). A retried epoch adds
+    nothing (unique on experiment, key, step) and never moves ``metric_latest`` back in time."""
+    if not epochs:
+        return set()
+    conn = session.connection()
+    expires = utcnow() + timedelta(seconds=lease_s)
+    owned: set[str] = set()
+    by_step: dict[int, list[str]] = defaultdict(list)
+    for e in epochs:
+        by_step[e.step].append(e.experiment_id)
+    for step, ids in by_step.items():
+        result = conn.execute(
+            _RENEW,
+            {"ids": sorted(set(ids)), "worker_id": worker_id, "step": step, "expires": expires},
+        )
+        owned.update(result.scalars())
+    # NaN cannot be stored on SQLite (it becomes NULL); a missing point reads better than a fake.
+    rows = [
+        (e.experiment_id, key, e.step, value)
+        for e in epochs
+        if e.experiment_id in owned
+        for key, value in ((k, float(v)) for k, v in e.metrics.items())
+        if math.isfinite(value)
+    ]
+    if rows:
+        _insert_metrics(conn, rows)
+        latest.upsert_rows(conn, rows)  # for filter/sort by a metric
+    return owned
+
+
 def record_epoch(
     session: Session,
     experiment_id: str,
     worker_id: str,
     step: int,
-    metrics: dict[str, float],
+    metrics: Mapping[str, float],
     lease_s: float,
 ) -> bool:
-    """Store one epoch's metrics (a retried epoch adds nothing: unique on id, key, step) and
-    renew the lease; False, writing nothing, when the lease is no longer ours."""
-    result = session.execute(
-        update(Experiment)
-        .where(_owned(experiment_id, worker_id))
-        .values(last_epoch=step, lease_expires_at=utcnow() + timedelta(seconds=lease_s))
-        .execution_options(synchronize_session=False)
-    )
-    if _rowcount(result) != 1:
-        return False
-    # NaN cannot be stored on SQLite (it becomes NULL); a missing point reads better than a fake.
-    rows = [
-        {"experiment_id": experiment_id, "key": key, "step": step, "value": float(value)}
-        for key, value in metrics.items()
-        if math.isfinite(float(value))
-    ]
-    if rows:
-        insert = _insert(session)
-        session.execute(
-            insert(Metric)
-            .values(rows)
-            .on_conflict_do_nothing(index_elements=["experiment_id", "key", "step"])
-        )
-        latest.upsert(session, experiment_id, step, metrics)  # for filter/sort by a metric
-    return True
+    """One experiment's epoch (``record_epochs`` of one); False, writing nothing, when the
+    lease is no longer ours."""
+    points = EpochPoints(experiment_id, step, metrics)
+    return experiment_id in record_epochs(session, worker_id, [points], lease_s)
 
 
 def record_checkpoint(

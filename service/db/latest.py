@@ -11,34 +11,56 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, exists, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import ColumnElement, Connection, and_, exists, select
 from sqlalchemy.orm import Session
 
 from service.db.models import Experiment, MetricLatest
 from service.sweeps.filters import Clause, Sort
 
+#: ``(experiment_id, key, step, value)`` rows from four arrays bound in binary (``as_arrays``)
+PG_UNNEST = "SELECT * FROM unnest(%b::varchar[], %b::varchar[], %b::integer[], %b::float8[])"
+_SET_NEWER = (
+    " ON CONFLICT (experiment_id, key) DO UPDATE SET step = excluded.step, value = excluded.value"
+    " WHERE metric_latest.step <= excluded.step"
+)
+#: The upsert of the newest values, by dialect, one statement for all the rows (as the metric
+#: points in ``jobs.record_epochs``); a row replaces a value of the same or an older step only.
+_PG_UPSERT = "INSERT INTO metric_latest (experiment_id, key, step, value) " + PG_UNNEST + _SET_NEWER
+_SQLITE_UPSERT = (
+    "INSERT INTO metric_latest (experiment_id, key, step, value) VALUES (?, ?, ?, ?)" + _SET_NEWER
+)
+
+
+def as_arrays(rows: Sequence[tuple[str, str, int, float]]) -> tuple[list[Any], ...]:
+    """``(experiment_id, key, step, value)`` rows as one list per column: the parameters of a
+    ``PG_UNNEST`` statement."""
+    return tuple([row[i] for row in rows] for i in range(4))
+
+
+def upsert_rows(conn: Connection, rows: Sequence[tuple[str, str, int, float]]) -> None:
+    """Record each ``(experiment_id, key, step, value)`` (finite values) as the latest unless a
+    later step is already there (a retried or resumed epoch never moves a value back in time)."""
+    newest: dict[tuple[str, str], tuple[str, str, int, float]] = {}
+    for row in rows:  # one row per (experiment, key), its newest step: a statement may not
+        at = row[:2]  # update a row twice
+        if at not in newest or newest[at][2] <= row[2]:
+            newest[at] = row
+    if not newest:
+        return
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(_PG_UPSERT, as_arrays(list(newest.values())))
+    else:
+        conn.exec_driver_sql(_SQLITE_UPSERT, list(newest.values()))
+
 
 def upsert(session: Session, experiment_id: str, step: int, metrics: Mapping[str, float]) -> None:
-    """Record ``metrics`` of ``step`` as the latest unless a later step is already there (a
-    retried or resumed epoch never moves a value back in time)."""
+    """``upsert_rows`` for one experiment's ``metrics`` of ``step``."""
     rows = [
-        {"experiment_id": experiment_id, "key": k, "step": step, "value": float(v)}
-        for k, v in metrics.items()
-        if math.isfinite(float(v))
+        (experiment_id, k, step, value)
+        for k, value in ((k, float(v)) for k, v in metrics.items())
+        if math.isfinite(value)
     ]
-    if not rows:
-        return
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    stmt = insert(MetricLatest).values(rows)
-    session.execute(
-        stmt.on_conflict_do_update(
-            index_elements=["experiment_id", "key"],
-            set_={"step": stmt.excluded.step, "value": stmt.excluded.value},
-            where=MetricLatest.step <= stmt.excluded.step,
-        )
-    )
+    upsert_rows(session.connection(), rows)
 
 
 def latest(session: Session, experiment_ids: Sequence[str]) -> dict[str, dict[str, float]]:

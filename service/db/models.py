@@ -112,10 +112,8 @@ class Experiment(Base):
 
 class Metric(Base):
     __tablename__ = "metrics"
-    __table_args__ = (
-        UniqueConstraint("experiment_id", "key", "step"),
-        Index("ix_metrics_experiment_key_step", "experiment_id", "key", "step"),
-    )
+    #: the unique constraint's index serves reads by (experiment, key, step) too (0007)
+    __table_args__ = (UniqueConstraint("experiment_id", "key", "step"),)
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
     experiment_id: Mapped[str] = mapped_column(
@@ -279,3 +277,15 @@ class DatasetRow(Base):
     bytes: Mapped[int] = mapped_column(BigInteger)
     sha256: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class WorkerHeartbeat(Base):
+    """A live worker process and the queues it consumes, renewed every few seconds
+    (``worker.celery_app``); the reconciler counts a queue's consumers from it."""
+
+    __tablename__ = "worker_heartbeats"
+
+    worker: Mapped[str] = mapped_column(String(200), primary_key=True)
+    #: comma-separated queue names
+    queues: Mapped[str] = mapped_column(String(500))
+    seen_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -1,0 +1,234 @@
+"""Metric points per second through the worker's reporter path (``make bench``).
+
+A pack of ``--members`` experiments (claimed by one worker) writes ``--keys`` metrics each per
+epoch for ``--epochs`` epochs, on a fresh SQLite file and a fresh PostgreSQL database:
+
+* ``pack``: ``worker.reporter.write_epochs``, the whole pack's epoch in one transaction (what a
+  batched pack does);
+* ``single``: ``DbReporter.on_epoch`` of one experiment, one transaction per epoch (a lone run:
+  bound by the commit, not by the statements);
+* ``old``: the previous ``record_epoch`` (kept below, verbatim, as the baseline), one call per
+  member inside one transaction per epoch, so it pays no more commits than ``pack``.
+
+Every figure is points stored / wall time, checked against the rows actually in ``metrics``.
+Exits non-zero when ``pack`` misses ``--target`` points/s on a backend. PostgreSQL is the server
+at ``REGLAB_BENCH_POSTGRES_URL`` (default the test server); it is skipped, and says so, when
+that server is not reachable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+
+from sqlalchemy import create_engine, func, select, text, update
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from service.db import jobs, latest  # noqa: E402
+from service.db.migrate import upgrade_to_head  # noqa: E402
+from service.db.models import Experiment, Metric, new_id, utcnow  # noqa: E402
+from service.db.session import make_engine, make_sessionmaker  # noqa: E402
+from worker.artifacts import LocalStore  # noqa: E402
+from worker.reporter import DbReporter, write_epochs  # noqa: E402
+
+PG_URL = os.environ.get(
+    "REGLAB_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+WORKER = "bench-worker"
+KEYS = [
+    "train_loss", "val_loss", "test_loss", "train_acc", "val_acc", "test_acc", "gen_gap", "ece",
+    "weight_l2", "weight_l1", "sparsity", "lr", "grad_norm", "sys_cpu", "sys_rss", "epoch_s",
+]  # fmt: skip
+
+
+def old_record_epoch(session, experiment_id, worker_id, step, metrics, lease_s) -> bool:
+    """The path this replaced (commit 50cf402), verbatim: statements built per call."""
+    from sqlalchemy.dialects.postgresql import insert as pg_insert
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    result = session.execute(
+        update(Experiment)
+        .where(
+            Experiment.id == experiment_id,
+            Experiment.status == "running",
+            Experiment.lease_owner == worker_id,
+        )
+        .values(last_epoch=step, lease_expires_at=utcnow() + timedelta(seconds=lease_s))
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:
+        return False
+    rows = [
+        {"experiment_id": experiment_id, "key": key, "step": step, "value": float(value)}
+        for key, value in metrics.items()
+        if math.isfinite(float(value))
+    ]
+    if rows:
+        insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+        session.execute(
+            insert(Metric)
+            .values(rows)
+            .on_conflict_do_nothing(index_elements=["experiment_id", "key", "step"])
+        )
+        latest.upsert(session, experiment_id, step, metrics)
+    return True
+
+
+def running_pack(sessions: sessionmaker[Session], members: int) -> list[str]:
+    ids = [new_id() for _ in range(members)]
+    with sessions.begin() as s:
+        for eid in ids:
+            s.add(
+                Experiment(
+                    id=eid,
+                    name="bench",
+                    status="running",
+                    queue="cpu",
+                    spec={},
+                    spec_hash="0" * 64,
+                    max_attempts=3,
+                    total_epochs=1000,
+                    attempts=1,
+                    lease_owner=WORKER,
+                    lease_expires_at=utcnow() + timedelta(hours=1),
+                    created_at=utcnow(),
+                )  # fmt: skip
+            )
+    return ids
+
+
+def metrics_of(eid: int, epoch: int, keys: int) -> dict[str, float]:
+    return {k: 1.0 / (epoch + i + eid) for i, k in enumerate(KEYS[:keys])}
+
+
+def stored(sessions: sessionmaker[Session], ids: list[str]) -> int:
+    with sessions() as s:
+        count = select(func.count()).select_from(Metric).where(Metric.experiment_id.in_(ids))
+        return int(s.scalar(count) or 0)
+
+
+def timed(sessions, ids, epochs, keys, write: Callable[[int], None]) -> float:
+    start = time.perf_counter()
+    for epoch in range(1, epochs + 1):
+        write(epoch)
+    elapsed = time.perf_counter() - start
+    n = stored(sessions, ids)
+    expected = len(ids) * keys * epochs
+    if n != expected:
+        raise SystemExit(f"stored {n} points, expected {expected}")
+    return n / elapsed
+
+
+def bench(url: str, members: int, keys: int, epochs: int) -> dict[str, float]:
+    upgrade_to_head(url)
+    engine = make_engine(url)
+    sessions = make_sessionmaker(engine)
+    out: dict[str, float] = {}
+    try:
+        ids = running_pack(sessions, members)
+
+        def pack(epoch: int) -> None:
+            points = [
+                jobs.EpochPoints(eid, epoch, metrics_of(i, epoch, keys))
+                for i, eid in enumerate(ids)
+            ]
+            assert write_epochs(sessions, WORKER, points, 3600) == set(ids)
+
+        out["pack"] = timed(sessions, ids, epochs, keys, pack)
+
+        ids = running_pack(sessions, members)
+
+        def old(epoch: int) -> None:
+            with sessions.begin() as s:
+                for i, eid in enumerate(ids):
+                    ok = old_record_epoch(s, eid, WORKER, epoch, metrics_of(i, epoch, keys), 3600)
+                    assert ok
+
+        out["old"] = timed(sessions, ids, max(2, epochs // 4), keys, old)
+
+        one = running_pack(sessions, 1)
+        with tempfile.TemporaryDirectory() as tmp:
+            reporter = DbReporter(
+                sessions, LocalStore(tmp), one[0], WORKER, lease_s=3600, heartbeat_s=3600
+            )
+            out["single"] = timed(
+                sessions,
+                one,
+                epochs * 4,
+                keys,
+                lambda e: reporter.on_epoch(e, metrics_of(0, e, keys)),
+            )
+    finally:
+        engine.dispose()
+    return out
+
+
+def postgres_database() -> tuple[str, Callable[[], None]] | None:
+    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
+    name = f"reglab_bench_{uuid.uuid4().hex[:12]}"
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:  # noqa: BLE001 - reported, and PostgreSQL is skipped
+        print(f"PostgreSQL at {PG_URL} not reachable ({type(exc).__name__}): skipped")
+        admin.dispose()
+        return None
+
+    def drop() -> None:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+    return make_url(PG_URL).set(database=name).render_as_string(hide_password=False), drop
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--members", type=int, default=64)
+    parser.add_argument("--keys", type=int, default=16, choices=range(1, len(KEYS) + 1))
+    parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--target", type=float, default=50_000.0)
+    parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
+    args = parser.parse_args()
+    print(
+        f"ingest: {args.members} members x {args.keys} metrics per epoch, {args.epochs} epochs"
+        f" (target: pack >= {args.target:,.0f} points/s)"
+    )
+    failed = False
+    with tempfile.TemporaryDirectory() as tmp:
+        backends: list[tuple[str, str, Callable[[], None]]] = []
+        if args.backend in ("sqlite", "both"):
+            backends.append(("sqlite", f"sqlite:///{tmp}/ingest.db", lambda: None))
+        if args.backend in ("postgresql", "both"):
+            pg = postgres_database()
+            if pg is not None:
+                backends.append(("postgresql", *pg))
+        for name, url, cleanup in backends:
+            try:
+                rates = bench(url, args.members, args.keys, args.epochs)
+            finally:
+                cleanup()
+            ok = rates["pack"] >= args.target
+            failed |= not ok
+            print(
+                f"  {name:<10} pack {rates['pack']:>9,.0f} points/s "
+                f"({rates['pack'] / rates['old']:.1f}x the old path: {rates['old']:,.0f}) · "
+                f"single run {rates['single']:,.0f} points/s · {'ok' if ok else 'BELOW TARGET'}"
+            )
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
