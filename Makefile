@@ -31,6 +31,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/overhead.py
 	$(PY) benchmarks/ensemble.py
+	$(PY) benchmarks/ingest.py
 
 # Fault and security tests (real PostgreSQL, Redis, worker subprocesses), then docs/reliability.md
 # from the figures they leave in var/reports/ (written even when a test fails; the exit status is
