@@ -16,6 +16,7 @@ from service.api import errors, unavailable
 from service.api.auth import OPEN_PATHS, AuthMiddleware
 from service.api.openapi import document_errors
 from service.api.routes import catalog, datasets, experiments, health, sweeps
+from service.api.routes import logs as run_logs
 from service.artifacts import open_store
 from service.db.session import make_engine, make_sessionmaker
 from service.queue import make_celery
@@ -49,6 +50,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     unavailable.install(app)
     app.add_middleware(AuthMiddleware)
     app.include_router(experiments.router)
+    app.include_router(run_logs.router)
     app.include_router(catalog.router)
     app.include_router(datasets.router)
     app.include_router(health.router)

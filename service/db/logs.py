@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
 from sqlalchemy import and_, delete, insert, or_, select, update
 from sqlalchemy.orm import Session
@@ -103,9 +104,17 @@ def since(session: Session, experiment_id: str, after: int, limit: int) -> list[
     )
 
 
-def state(session: Session, experiment_id: str) -> tuple[str, int] | None:
-    """The experiment's status and newest log seq (one cheap read for a follower)."""
+class State(NamedTuple):
+    status: str
+    log_seq: int
+    finished_at: datetime | None
+
+
+def state(session: Session, experiment_id: str) -> State | None:
+    """The experiment's status, newest log seq and end time (one cheap read for a follower)."""
     row = session.execute(
-        select(Experiment.status, Experiment.log_seq).where(Experiment.id == experiment_id)
+        select(Experiment.status, Experiment.log_seq, Experiment.finished_at).where(
+            Experiment.id == experiment_id
+        )
     ).one_or_none()
-    return (row.status, row.log_seq) if row is not None else None
+    return State(row.status, row.log_seq, row.finished_at) if row is not None else None
