@@ -498,14 +498,18 @@ class RegLabClient:
         partial.replace(path)
         return path
 
-    def logs(self, experiment_id: str, since: str | int | None = None) -> Any:
-        """``GET /v1/experiments/{id}/logs?since=``: the run's log lines so far (as JSON)."""
+    def logs(
+        self, experiment_id: str, since: int | None = None, limit: int | None = None
+    ) -> dict[str, Any]:
+        """``GET /v1/experiments/{id}/logs``: ``{"items": [{"seq", "time", "level", "logger",
+        "attempt", "message"}], "next_since", "last_seq", "status"}``, the lines after seq
+        ``since`` (pass ``next_since`` back for the next page)."""
         path = f"/v1/experiments/{experiment_id}/logs"
-        return self._json("GET", path, params=_drop_none({"since": since}))
+        return self._json("GET", path, params=_drop_none({"since": since, "limit": limit}))
 
-    def follow_logs(self, experiment_id: str, since: str | int | None = None) -> Iterator[Any]:
-        """``?follow=true``: each line as the server streams it (JSON lines parsed, else text),
-        until the server ends the stream."""
+    def follow_logs(self, experiment_id: str, since: int | None = None) -> Iterator[dict[str, Any]]:
+        """``?follow=true``: each line (as in ``logs``) as the server streams it (server-sent
+        events), until the run ends and its last lines are in."""
         path = f"/v1/experiments/{experiment_id}/logs"
         params = _drop_none({"since": since, "follow": "true"})
         try:
@@ -513,13 +517,23 @@ class RegLabClient:
                 if response.is_error:
                     response.read()
                     raise _error_for(response)
+                event, data = "message", []
                 for line in response.iter_lines():
-                    if not line.strip():
+                    if line.startswith(":"):  # a comment: keep-alive
                         continue
-                    try:
-                        yield json.loads(line)
-                    except ValueError:
-                        yield line
+                    if line:
+                        field, _, value = line.partition(":")
+                        value = value[1:] if value.startswith(" ") else value
+                        if field == "event":
+                            event = value
+                        elif field == "data":
+                            data.append(value)
+                        continue
+                    if data and event == "log":  # a blank line ends an event
+                        yield json.loads("\n".join(data))
+                    elif event == "end":
+                        return
+                    event, data = "message", []
         except httpx.TransportError as exc:
             raise self._unreachable(exc) from exc
 
