@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test test-fast lint bench migrate faults clean
+.PHONY: demo test test-fast lint bench gpu-check migrate faults clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,14 @@ bench: $(STAMP)
 	$(PY) benchmarks/overhead.py
 	$(PY) benchmarks/ensemble.py
 	$(PY) benchmarks/ingest.py
+
+# On a machine with a CUDA GPU: the cuda-marked tests (a single run, a batched ensemble, a pack,
+# resume with CUDA RNG state, out of memory), then the ensemble benchmark at 1, 32 and 256
+# members on the GPU, at most 5 minutes.
+gpu-check: $(STAMP)
+	$(PY) -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'no CUDA GPU here')"
+	$(PY) -m pytest tests/regcore/test_cuda.py -m cuda -q -rs
+	timeout 300 $(PY) benchmarks/ensemble.py --device cuda --members 1 32 256
 
 # Fault and security tests (real PostgreSQL, Redis, worker subprocesses), then docs/reliability.md
 # from the figures they leave in var/reports/ (written even when a test fails; the exit status is

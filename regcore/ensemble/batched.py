@@ -224,9 +224,8 @@ class BatchedMembers:
         g.set_state(m.rng["torch"])
         return g
 
-    def current_lr(self) -> torch.Tensor:
-        lrs = [float(m.trainer.optimizer.param_groups[0]["lr"]) for m in self.members]
-        return torch.tensor(lrs, device=self.device)
+    def current_lr(self) -> list[float]:
+        return [float(m.trainer.optimizer.param_groups[0]["lr"]) for m in self.members]
 
     @property
     def active(self) -> list[bool]:
@@ -285,7 +284,7 @@ class BatchedMembers:
             torch.where(active_t, loss, torch.zeros_like(loss)).sum().backward()
             for reg in self.regs:
                 reg.before_optimizer_step()
-            self.optimizer.step(self.ctx.lr, active_t)
+            self.optimizer.step(self.ctx.lr, self.ctx.active)
             for reg in self.regs:
                 reg.after_optimizer_step()
             self.ctx.outputs = None
@@ -321,7 +320,7 @@ class BatchedMembers:
         member_train, rows = outs["train"], torch.arange(len(d.train), device=self.device)
         if self.bagging and bagged:
             rows = self.train_rows
-            member_train = outs["train"][torch.arange(self.k)[:, None], rows]
+            member_train = outs["train"][torch.arange(self.k, device=self.device)[:, None], rows]
         vals: dict[str, list[float]] = {}
         for split, out, y in (
             ("train", member_train, d.train.y[rows].expand(self.k, *d.train.y.shape)),
@@ -331,13 +330,14 @@ class BatchedMembers:
             vals[f"{split}_loss"] = member_loss(out, y, task).tolist()
             if task == "classification":
                 vals[f"{split}_acc"] = (out.argmax(-1) == y).float().mean(1).tolist()
+        if task == "classification":
+            probs = outs["test"].softmax(-1)
+            vals["confidence"] = probs.max(-1).values.mean(1).tolist()
         per = [{key: v[i] for key, v in vals.items()} for i in range(self.k)]
         for i, m in enumerate(per):
             m["gen_gap"] = m["val_loss"] - m["train_loss"]
             if task == "classification":
-                probs = outs["test"][i].softmax(1)
-                m["ece"] = expected_calibration_error(probs, d.test.y)
-                m["confidence"] = float(probs.max(1).values.mean())
+                m["ece"] = expected_calibration_error(probs[i], d.test.y)
         flat = self._weights()
         if flat is not None:
             l2, l1 = flat.norm(dim=1).tolist(), flat.abs().sum(1).tolist()

@@ -153,8 +153,26 @@ class StackedOptimizer:
     def _v(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         return v.view(-1, *([1] * (like.dim() - 1))).to(like.dtype)
 
+    @staticmethod
+    def _axpy(p: torch.Tensor, g: torch.Tensor, alphas: list[float], active: list[bool]) -> None:
+        """p ← p + αᵢ·gᵢ for each active member i, by torch's own ``add(alpha=)`` for each
+        distinct α (the lone optimizer's very operation); inactive members stay as they are."""
+        groups: dict[float, list[int]] = {}
+        for i, a in enumerate(alphas):
+            if active[i]:
+                groups.setdefault(a, []).append(i)
+        if len(groups) == 1 and all(active):
+            p.add_(g, alpha=next(iter(groups)))
+            return
+        new = p.clone()
+        for a, idx in groups.items():
+            rows = torch.tensor(idx, device=p.device)
+            new[rows] = torch.add(p[rows], g[rows], alpha=a)
+        p.copy_(new)
+
     @torch.no_grad()
-    def step(self, lr: torch.Tensor, active: torch.Tensor) -> None:
+    def step(self, lr: list[float], active: list[bool]) -> None:
+        """One step of every active member at its own rate ``lr[i]``."""
         self.steps += 1
         for n, p in self.params.items():
             g = p.grad
@@ -169,7 +187,7 @@ class StackedOptimizer:
                     else:
                         buf.mul_(self._v(self.momentum, buf)).add_(g)
                     g = g + self._v(self.momentum, g) * buf if self.nesterov else buf
-                new = p - self._v(lr, p) * g
+                self._axpy(p, g, [-x for x in lr], active)
             else:
                 b1, b2 = self.betas
                 if "exp_avg" not in st:
@@ -181,8 +199,7 @@ class StackedOptimizer:
                 bc1 = 1 - b1**self.steps
                 bc2_sqrt = (1 - b2**self.steps) ** 0.5
                 denom = (v.sqrt() / bc2_sqrt).add_(self.eps)
-                new = p - self._v(lr / bc1, p) * (m / denom)
-            p.copy_(torch.where(self._v(active, p).bool(), new, p))
+                self._axpy(p, m / denom, [-x / bc1 for x in lr], active)
 
     def state_dict(self) -> dict[str, Any]:
         return {"state": self.state, "steps": self.steps}

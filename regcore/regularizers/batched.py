@@ -40,7 +40,7 @@ class BatchContext:
     constrained: list[str]  # weights of Linear/Conv layers (max-norm's rows)
     generators: list[torch.Generator]  # each member's own noise stream
     active: list[bool]  # members still training
-    lr: torch.Tensor  # [k], the rate of this epoch
+    lr: list[float]  # each member's rate this epoch (Python floats, as the lone run's)
     outputs: torch.Tensor | None = None
     scratch: dict[str, Any] = field(default_factory=dict)
 
@@ -61,6 +61,11 @@ class BatchedRegularizer:
     def values(self, get: Callable[[Any], float], absent: float = 0.0) -> torch.Tensor:
         """One value per member from its lone regularizer (``absent`` where it has none)."""
         vals = [absent if r is None else float(get(r)) for r in self.regs]
+        return torch.tensor(vals, device=self.ctx.device)
+
+    def scalars(self, get: Callable[[int, Any], float], absent: float = 0.0) -> torch.Tensor:
+        """``[k]`` of ``get(i, reg)``, computed in Python as the lone run computes its scalars."""
+        vals = [absent if r is None else float(get(i, r)) for i, r in enumerate(self.regs)]
         return torch.tensor(vals, device=self.ctx.device)
 
     def present(self, get: Callable[[Any], float]) -> list[tuple[int, float]]:
@@ -133,7 +138,7 @@ class BatchedL1(BatchedRegularizer):
     def after_optimizer_step(self) -> None:
         if not self._proximal():
             return
-        thr = self.ctx.lr * self.values(lambda r: r.spec.strength)
+        thr = self.scalars(lambda i, r: self.ctx.lr[i] * r.spec.strength)
         for n in self.ctx.penalized(("bias", "norm")):
             w = self.ctx.params[n]
             w.copy_(w.sign() * (w.abs() - self.ctx.view(thr, w)).clamp_min(0.0))
@@ -158,9 +163,10 @@ class BatchedWeightDecay(BatchedRegularizer):
 
     @torch.no_grad()
     def before_optimizer_step(self) -> None:
-        rate = self.values(lambda r: r.spec.rate)
-        factor = 1.0 - self.ctx.lr.double() * rate.double()  # as the lone run's Python float
-        factor = torch.where(torch.tensor(self.ctx.active, device=self.ctx.device), factor, 1.0)
+        factor = self.scalars(
+            lambda i, r: 1.0 - self.ctx.lr[i] * r.spec.rate if self.ctx.active[i] else 1.0,
+            absent=1.0,
+        )
         for n in self.ctx.penalized(("bias", "norm")):
             w = self.ctx.params[n]
             w.mul_(self.ctx.view(factor, w))
@@ -236,10 +242,10 @@ class BatchedLabelSmoothing(BatchedRegularizer):
         self, x: torch.Tensor, y: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         K = self.ctx.num_classes
-        eps = self.values(lambda r: r.epsilon)
         p = y if y.is_floating_point() else F.one_hot(y, K).to(torch.get_default_dtype())
-        e = eps.view(-1, 1, 1).to(p.dtype)
-        return x, p * (1.0 - e) + e / K
+        keep = self.scalars(lambda i, r: 1.0 - r.epsilon, absent=1.0).view(-1, 1, 1)
+        spread = self.scalars(lambda i, r: r.epsilon / K).view(-1, 1, 1)
+        return x, p * keep.to(p.dtype) + spread.to(p.dtype)
 
 
 def _unit_op(

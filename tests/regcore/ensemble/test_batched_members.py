@@ -223,5 +223,5 @@ def test_sgd_on_stacked_parameters_is_torch_sgd(tmp_path):
             x.grad = gi.clone()
             o.step()
         stacked["w"].grad = g
-        ours.step(torch.tensor([0.1, 0.3]), torch.tensor([True, True]))
+        ours.step([0.1, 0.3], [True, True])
     assert torch.allclose(stacked["w"], torch.stack([x.detach() for x in w]), atol=1e-6)

@@ -115,9 +115,7 @@ def test_specs_the_batched_path_cannot_reproduce_fall_back_to_one_by_one():
     assert "dropconnect" in why_not_batched(spec)
     assert kind_of(spec) == "ensemble"
     with pytest.raises(ValueError, match="batched is on"):
-        kind_of(
-            make_spec(ensemble={"members": 2, "batched": "on"}, regularizers=[{"name": "sam"}])
-        )
+        kind_of(make_spec(ensemble={"members": 2, "batched": "on"}, regularizers=[{"name": "sam"}]))
 
 
 def test_a_member_with_dropout_ends_as_it_would_training_alone(tmp_path, cache_dir):
