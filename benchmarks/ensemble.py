@@ -20,12 +20,20 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import torch
 
-from regcore.ensemble.batched import BatchedEnsembleRun, why_not_batched
+from regcore.data import build_dataset
+from regcore.ensemble.batched import BatchedEnsembleRun, BatchedMembers, why_not_batched
+from regcore.ensemble.members import bootstrap_indices, build_trainer, with_train
 from regcore.ensemble.runner import EnsembleRun
-from regcore.spec import ExperimentSpec, parse_spec
+from regcore.spec import parse_spec
+from regcore.training.device import resolve_device
+
+#: an ensemble spec's largest ``members``; beyond it the benchmark drives the engine itself
+MAX_MEMBERS = 64
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / ".cache" / "bench-data"
@@ -42,28 +50,63 @@ def member_regs(i: int, k: int) -> list[dict[str, object]]:
     ]
 
 
-def spec_for(k: int, epochs: int, device: str) -> ExperimentSpec:
-    return parse_spec(
-        {
-            "name": f"bench-ensemble-{k}",
-            "data": {"name": "mnist1d", "n_train": 2000, "n_val": 500, "n_test": 1000},
-            "model": {"name": "mlp", "hidden": [100, 100]},
-            "train": {
-                "optimizer": "sgd",
-                "lr": 0.05,
-                "momentum": 0.9,
-                "batch_size": 100,
-                "epochs": epochs,
-                "device": device,
-            },
-            "regularizers": member_regs(0, k),
-            "ensemble": {
-                "members": k,
-                "bagging": True,
-                "vary": [{"regularizers": member_regs(i, k)} for i in range(k)] if k > 1 else [],
-            },
-        }
-    )
+def spec_for(k: int, epochs: int, device: str, parse: bool = True) -> Any:
+    raw = {
+        "name": f"bench-ensemble-{k}",
+        "data": {"name": "mnist1d", "n_train": 2000, "n_val": 500, "n_test": 1000},
+        "model": {"name": "mlp", "hidden": [100, 100]},
+        "train": {
+            "optimizer": "sgd",
+            "lr": 0.05,
+            "momentum": 0.9,
+            "batch_size": 100,
+            "epochs": epochs,
+            "device": device,
+        },
+        "regularizers": member_regs(0, k),
+        "ensemble": {
+            "members": k,
+            "bagging": True,
+            "vary": [{"regularizers": member_regs(i, k)} for i in range(k)] if k > 1 else [],
+        },
+    }
+    return parse_spec(raw) if parse else raw
+
+
+class MembersBeyondSpecLimit:
+    """k > 64 members (an ensemble spec holds at most 64): the same members trained by the
+    batched engine directly (``batched``) or one lone Trainer after another (``one by one``),
+    each on its bootstrap resample, with the keys the ensemble runners report."""
+
+    def __init__(self, spec: dict, batched: bool, workdir: Path, device: str):
+        base = {k: v for k, v in spec.items() if k != "ensemble"}
+        k = spec["ensemble"]["members"]
+        self.specs = [
+            parse_spec({**base, "seed": i, "regularizers": member_regs(i, k)}) for i in range(k)
+        ]
+        self.batched, self.workdir = batched, workdir
+        self.device = resolve_device(device)
+        self.data = build_dataset(self.specs[0].data, 0, CACHE).to(self.device)
+
+    def run(self) -> SimpleNamespace:
+        if self.batched:
+            eng = BatchedMembers(self.specs, self.data, bagging=True, device=self.device, threads=1)
+            while not eng.done:
+                eng.train_epoch()
+                eng.end_epoch(eng.evaluate()[0])
+            finals = eng.finish()
+        else:
+            finals = []
+            n = len(self.data.train)
+            for i, s in enumerate(self.specs):
+                idx = bootstrap_indices(n, s.seed, self.device)
+                tr = type(self.data.train)(self.data.train.x[idx], self.data.train.y[idx])
+                data = with_train(self.data, tr, idx)
+                finals.append(
+                    build_trainer(s, self.workdir / str(i), data, None, threads=1).run().metrics
+                )
+        metrics = {f"member{i}_test_loss": m["test_loss"] for i, m in enumerate(finals)}
+        return SimpleNamespace(metrics=metrics)
 
 
 def sync(device: str) -> None:
@@ -72,7 +115,7 @@ def sync(device: str) -> None:
 
 
 def timed_pair(
-    classes: tuple[type, type], spec: ExperimentSpec, workdir: Path, device: str, repeats: int
+    classes: tuple[Any, Any], spec: Any, workdir: Path, device: str, repeats: int
 ) -> list[tuple[float, dict]]:
     """The fastest of ``repeats`` runs of each class, alternating (this box is shared: the
     minimum of interleaved runs is the least noisy comparison)."""
@@ -114,25 +157,36 @@ def main() -> int:
     print(f"device {args.device}, {args.epochs} epochs, one torch thread")
     print(f"{'k':>4} {'one-by-one s':>13} {'batched s':>10} {'speed-up':>9} {'max |Δloss|':>12}")
     for k in args.members:
-        spec = spec_for(k, args.epochs, args.device)
-        batched = why_not_batched(spec) is None
+        if k > MAX_MEMBERS:
+            raw = spec_for(k, args.epochs, args.device, parse=False)
+            spec: Any = raw
+
+            def path(s: Any, w: Path, **kw: Any) -> MembersBeyondSpecLimit:
+                return MembersBeyondSpecLimit(s, True, w, kw["device"])
+
+            def lone(s: Any, w: Path, **kw: Any) -> MembersBeyondSpecLimit:
+                return MembersBeyondSpecLimit(s, False, w, kw["device"])
+        else:
+            spec = spec_for(k, args.epochs, args.device)
+            path = BatchedEnsembleRun if why_not_batched(spec) is None else EnsembleRun
+            lone = EnsembleRun
         with tempfile.TemporaryDirectory() as tmp:
             warm = spec_for(2, 1, args.device)
             timed_pair((BatchedEnsembleRun, EnsembleRun), warm, Path(tmp) / "w", args.device, 1)
             reps = 3 if k <= 8 else 1
-            path = BatchedEnsembleRun if batched else EnsembleRun
             if args.skip_one_by_one_above is not None and k > args.skip_one_by_one_above:
                 (t_bat, _), _ = timed_pair((path, path), spec, Path(tmp) / "b", args.device, 1)
                 print(f"{k:>4} {'-':>13} {t_bat:>10.2f} {'-':>9} {'-':>12}")
                 continue
             (t_bat, bat), (t_seq, seq) = timed_pair(
-                (path, EnsembleRun), spec, Path(tmp) / "b", args.device, reps
+                (path, lone), spec, Path(tmp) / "b", args.device, reps
             )
         diff = (
             max(
                 abs(seq[f"member{i}_{key}"] - bat[f"member{i}_{key}"])
                 for i in range(k)
                 for key in ("train_loss", "test_loss")
+                if f"member{i}_{key}" in bat
                 if f"member{i}_{key}" in seq
             )
             if k > 1

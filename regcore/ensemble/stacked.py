@@ -16,7 +16,6 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.func import functional_call, stack_module_state, vmap
 
 from regcore.models.mlp import MLP, LinearModel
 from regcore.models.params import classify_parameters
@@ -33,11 +32,13 @@ class StackedModel:
     """Stacked parameters of ``models`` and their batched forward (``[k, B, ...] → [k, B, C]``)."""
 
     def __init__(self, models: list[nn.Module]):
-        params, buffers = stack_module_state(models)
+        # stacked by hand: torch.func's stack_module_state pulls in seconds of imports
+        named = [dict(m.named_parameters()) for m in models]
         self.params: dict[str, torch.Tensor] = {
-            n: p.detach().clone().requires_grad_(True) for n, p in params.items()
+            n: torch.stack([p[n].detach() for p in named]).requires_grad_(True) for n in named[0]
         }
-        self.buffers = buffers
+        bufs = [dict(m.named_buffers()) for m in models]
+        self.buffers = {n: torch.stack([b[n] for b in bufs]) for n in bufs[0]}
         self.k = len(models)
         self.base = copy.deepcopy(models[0]).to("meta")
         self.explicit = isinstance(models[0], MLP | LinearModel)
@@ -68,6 +69,8 @@ class StackedModel:
     def forward(self, x: torch.Tensor, train: bool, shared_x: bool = False) -> torch.Tensor:
         """Outputs ``[k, B, C]``; ``x`` is ``[k, B, ...]``, or ``[B, ...]`` with ``shared_x``."""
         if not self.explicit:
+            from torch.func import functional_call, vmap  # only the vmapped models need it
+
             base = self.base
 
             def one(

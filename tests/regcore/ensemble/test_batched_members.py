@@ -225,3 +225,27 @@ def test_sgd_on_stacked_parameters_is_torch_sgd(tmp_path):
         stacked["w"].grad = g
         ours.step([0.1, 0.3], [True, True])
     assert torch.allclose(stacked["w"], torch.stack([x.detach() for x in w]), atol=1e-6)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", [{"name": "cnn1d"}, {"name": "resmlp"}, {"name": "linear"}])
+def test_vmapped_and_linear_models_batch_too(model, tmp_path, cache_dir):
+    regs = [{"name": "l2", "strength": 1e-3}, {"name": "label_smoothing"}]
+    vary = [{}, {"train": {"lr": 0.05}, "regularizers": [{"name": "max_norm", "c": 1.0}]}]
+    spec = make_spec(
+        model=model,
+        ensemble={"members": 2, "vary": vary},
+        regularizers=regs,
+        train={**TRAIN, "epochs": 2},
+    )
+    assert why_not_batched(spec) is None
+    kw = {"cache_dir": cache_dir, "threads": 1, "checkpoint_every": 0}
+    batched = BatchedEnsembleRun(spec, tmp_path / "b", **kw).run().metrics
+    for i, r in enumerate(lone_metrics(spec, cache_dir, tmp_path)):
+        for key in KEYS:
+            assert batched[f"member{i}_{key}"] == pytest.approx(r.metrics[key], abs=1e-4)
+    if model["name"] != "linear":  # dropout acts inside the model: the explicit MLP only
+        dropout = make_spec(
+            model=model, ensemble={"members": 2}, regularizers=[{"name": "dropout"}]
+        )
+        assert "vmapped" in why_not_batched(dropout)
