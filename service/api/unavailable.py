@@ -14,6 +14,7 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 log = logging.getLogger(__name__)
 
@@ -43,5 +44,12 @@ async def _database_error(request: Request, exc: DBAPIError) -> JSONResponse:
     return unavailable_response()
 
 
+async def _pool_exhausted(request: Request, exc: PoolTimeout) -> JSONResponse:
+    # every pooled connection busy past the pool timeout (service.db.session): retry shortly
+    log.warning("no database connection free for %s %s", request.method, request.url.path)
+    return unavailable_response()
+
+
 def install(app: FastAPI) -> None:
     app.add_exception_handler(DBAPIError, _database_error)  # type: ignore[arg-type]
+    app.add_exception_handler(PoolTimeout, _pool_exhausted)  # type: ignore[arg-type]
