@@ -5,12 +5,13 @@ anything but loopback (``reglab serve --host``) or a request arrived on a non-lo
 (so ``uvicorn service.main:app --host 0.0.0.0`` is covered too), or a request carries a header a
 reverse proxy adds (``Forwarded``, ``X-Forwarded-For``, ``X-Forwarded-Host``, ``X-Real-IP``):
 behind a proxy on the same host every request arrives from loopback. Header checks are a
-backstop, since a proxy need not add any: behind a proxy set ``REGLAB_AUTH=on``. Then only
-``/healthz`` answers without a key: ``/readyz`` would tell a stranger which database and broker
-errors we see, and ``/openapi.json`` and ``/docs`` map the attack surface; an orchestrator's
-probe can send the header. When auth is not required, a request without a key acts as the
-anonymous owner ``""`` (loopback only); a request that presents a key is always checked, and a
-bad key is 401 either way.
+backstop, since a proxy need not add any: behind a proxy set ``REGLAB_AUTH=on``. Then only the
+probes ``/healthz`` and ``/readyz`` answer without a key (an orchestrator's probe sends none;
+``/readyz`` says only ok or not, ``routes/health.py``); ``/openapi.json``, ``/docs`` (they map
+the attack surface) and ``/metrics`` need one (Prometheus sends it with ``authorization:``).
+When auth is not required, a request without a key acts as the anonymous owner ``""``
+(loopback only); a request that presents a key is always checked, and a bad key is 401 either
+way.
 
 A request served without a key must also name a loopback host in its ``Host`` header (localhost,
 127.0.0.0/8 or [::1], any port), or one listed in ``REGLAB_ALLOWED_HOSTS``; otherwise it is 403.
@@ -30,18 +31,20 @@ from collections.abc import Collection
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
-from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from service.api.errors import problem
+from service.api.unavailable import unavailable_response
 from service.db import api_keys
 from service.settings import Settings
+from service.ui import is_shell_path  # the dashboard's static shell: no data, no key
 
 log = logging.getLogger(__name__)
 
 #: the owner of rows made without a key ("" and not NULL: the unique constraints need a value).
 ANONYMOUS = ""
-OPEN_PATHS = frozenset({"/healthz"})
+OPEN_PATHS = frozenset({"/healthz", "/readyz"})
 _SCOPE_KEY = "reglab.owner"
 
 
@@ -120,7 +123,8 @@ class AuthMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
+        path = scope.get("path", "")
+        if scope["type"] != "http" or path in OPEN_PATHS or is_shell_path(path):
             await self.app(scope, receive, send)
             return
         state = scope["app"].state
@@ -149,12 +153,7 @@ class AuthMiddleware:
             owner = await run_in_threadpool(_owner_of, state.sessionmaker, token)
         except Exception as exc:  # noqa: BLE001 - the database is down or unreachable
             log.warning("API key lookup failed: %s", type(exc).__name__)
-            response = JSONResponse(
-                {"error": "not ready", "detail": "the database is unreachable; retry shortly"},
-                status_code=503,
-                headers={"Retry-After": "5"},
-            )
-            await response(scope, receive, send)
+            await unavailable_response()(scope, receive, send)
             return
         if owner is None:
             await _unauthorized("the API key is unknown or revoked", invalid=True)(
@@ -178,26 +177,20 @@ def _owner_of(sessionmaker: Any, token: str) -> str | None:
         return row.owner if row is not None else None
 
 
-def _unauthorized(detail: str, invalid: bool = False) -> JSONResponse:
+def _unauthorized(detail: str, invalid: bool = False) -> Any:
     challenge = 'Bearer error="invalid_token"' if invalid else "Bearer"
-    return JSONResponse(
-        {"error": "unauthorized", "detail": detail},
-        status_code=401,
-        headers={"WWW-Authenticate": challenge},
-    )
+    return problem(401, "unauthorized", detail, headers={"WWW-Authenticate": challenge})
 
 
-def _forbidden_host(host: str | None) -> JSONResponse:
+def _forbidden_host(host: str | None) -> Any:
     shown = "no Host header" if host is None else f"Host {host[:100]!r}"
-    return JSONResponse(
-        {
-            "error": "forbidden",
-            "detail": f"{shown} is not a loopback name (localhost, 127.0.0.1, [::1]): a request "
-            "without an API key must name this machine, so that a web page rebinding its DNS "
-            "name to this server cannot use it; send 'Authorization: Bearer <key>', or list the "
-            "host in REGLAB_ALLOWED_HOSTS",
-        },
-        status_code=403,
+    return problem(
+        403,
+        "forbidden",
+        f"{shown} is not a loopback name (localhost, 127.0.0.1, [::1]): a request "
+        "without an API key must name this machine, so that a web page rebinding its DNS "
+        "name to this server cannot use it; send 'Authorization: Bearer <key>', or list the "
+        "host in REGLAB_ALLOWED_HOSTS",
     )
 
 

@@ -1,10 +1,10 @@
 """503, not 500, while the database is unreachable: the request may simply be retried.
 
 A connection refused, a server restarting or a connection cut mid-query surface as SQLAlchemy's
-``OperationalError`` (or a ``DBAPIError`` that invalidated its connection). The answer is JSON
-with ``Retry-After``; nothing of the driver's message (host names, ports) is echoed. The pool
-pings connections before use, so the next request after the database is back succeeds without a
-restart of the API.
+``OperationalError`` (or a ``DBAPIError`` that invalidated its connection). The answer is
+problem+json with ``Retry-After``; nothing of the driver's message (host names, ports) is
+echoed. The pool pings connections before use, so the next request after the database is back
+succeeds without a restart of the API.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+from service.api.errors import problem
 
 log = logging.getLogger(__name__)
 
@@ -28,9 +30,10 @@ def database_unreachable(exc: BaseException) -> bool:
 
 
 def unavailable_response() -> JSONResponse:
-    return JSONResponse(
-        {"error": "not ready", "detail": "the database is unreachable; retry shortly"},
-        status_code=503,
+    return problem(
+        503,
+        "not ready",
+        "the database is unreachable; retry shortly",
         headers={"Retry-After": str(RETRY_AFTER_S)},
     )
 

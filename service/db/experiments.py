@@ -2,30 +2,17 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-import re
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, or_, select, update
+from sqlalchemy import ColumnElement, case, or_, select, update
 from sqlalchemy.orm import Session
 
-from service.db import params
+from service.db import paging, params, search
 from service.db.models import Checkpoint, Experiment, Metric, utcnow
+from service.db.paging import CursorError, Page, SortKey
 from service.sweeps.lttb import lttb
 
-
-class CursorError(ValueError):
-    """A paging cursor that this server did not hand out."""
-
-
-@dataclass(frozen=True)
-class Page:
-    items: list[Experiment]
-    next_cursor: str | None
+__all__ = ["CursorError", "Page", "create", "list_page", "metrics"]
 
 
 def create(
@@ -81,22 +68,6 @@ def mark_enqueued(session: Session, experiment_id: str) -> None:
     )
 
 
-def encode_cursor(row: Experiment) -> str:
-    raw = f"{row.created_at.isoformat()}|{row.id}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, str]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        stamp, experiment_id = raw.split("|", 1)
-        if not re.fullmatch(r"[0-9a-f]{32}", experiment_id):
-            raise ValueError("not an experiment id")
-        return datetime.fromisoformat(stamp), experiment_id
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise CursorError(f"cursor {cursor!r} is not one this server returned") from None
-
-
 def list_page(
     session: Session,
     *,
@@ -106,11 +77,11 @@ def list_page(
     limit: int = 50,
     cursor: str | None = None,
     where: Sequence[ColumnElement[bool]] = (),
-    order_by: Sequence[Any] | None = None,
+    keys: Sequence[SortKey] | None = None,
 ) -> Page:
-    """Newest first; ``cursor`` continues after the last item of the previous page. ``where``
-    and ``order_by`` come from ``service.db.latest`` (filter and sort by a metric); a custom
-    order pages by offset."""
+    """One page in the order of ``keys`` (``service.db.search.sort_keys``; newest first by
+    default); ``cursor`` continues after the last item of the previous page. ``where`` comes
+    from ``service.db.search`` (the parsed filter)."""
     stmt = select(Experiment).where(*where)
     if status is not None:
         stmt = stmt.where(Experiment.status == status)
@@ -118,32 +89,7 @@ def list_page(
         stmt = stmt.where(Experiment.name == name)
     if owner is not None:
         stmt = stmt.where(owned_by(owner))
-    if order_by is not None:
-        return _offset_page(session, stmt.order_by(*order_by), limit, cursor)
-    if cursor is not None:
-        created, last_id = decode_cursor(cursor)
-        stmt = stmt.where(
-            or_(
-                Experiment.created_at < created,
-                and_(Experiment.created_at == created, Experiment.id < last_id),
-            )
-        )
-    stmt = stmt.order_by(Experiment.created_at.desc(), Experiment.id.desc()).limit(limit + 1)
-    rows = list(session.scalars(stmt))
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return Page(rows, encode_cursor(rows[-1]) if more and rows else None)
-
-
-def _offset_page(session: Session, stmt: Any, limit: int, cursor: str | None) -> Page:
-    offset = 0
-    if cursor is not None:
-        if not re.fullmatch(r"o[0-9]{1,9}", cursor):
-            raise CursorError(f"cursor {cursor[:64]!r} is not one this server returned")
-        offset = int(cursor[1:])
-    rows = list(session.scalars(stmt.offset(offset).limit(limit + 1)))
-    more = len(rows) > limit
-    return Page(rows[:limit], f"o{offset + limit}" if more else None)
+    return paging.page(session, stmt, keys or search.sort_keys(None), limit, cursor)
 
 
 def request_cancel(session: Session, experiment_id: str) -> Experiment | None:
@@ -194,11 +140,15 @@ def metrics(
     experiment_id: str,
     keys: Sequence[str] | None = None,
     max_points: int | None = None,
+    since_step: int | None = None,
 ) -> dict[str, list[tuple[int, float]]]:
-    """``{key: [(step, value), ...]}`` by step; every requested key appears, maybe empty."""
+    """``{key: [(step, value), ...]}`` by step; every requested key appears, maybe empty.
+    ``since_step`` keeps only the steps after it (a live view polls for what is new)."""
     stmt = select(Metric.key, Metric.step, Metric.value).where(
         Metric.experiment_id == experiment_id
     )
+    if since_step is not None:
+        stmt = stmt.where(Metric.step > since_step)
     if keys:
         stmt = stmt.where(Metric.key.in_(list(keys)))
     stmt = stmt.order_by(Metric.key, Metric.step)

@@ -61,12 +61,18 @@ def test_a_request_arriving_on_a_public_address_needs_a_key_even_under_auto_on_l
     assert is_loopback("127.0.0.1") and not is_loopback("") and not is_loopback(None)
 
 
-def test_with_auth_on_only_healthz_answers_without_a_key(client):
+def test_with_auth_on_only_the_probes_answer_without_a_key(client):
     assert client.get("/healthz").status_code == 200
+    ready = client.get("/readyz")  # an orchestrator's probe sends no key
+    assert ready.status_code in (200, 503), ready.text
     for method, path in [
-        ("GET", "/readyz"),
         ("GET", "/openapi.json"),
         ("GET", "/docs"),
+        ("GET", "/docs/assets/swagger-ui-bundle.js"),
+        ("GET", "/metrics"),
+        ("PATCH", f"/v1/experiments/{'a' * 32}"),
+        ("GET", "/v1/sweeps"),
+        ("GET", "/v1/compare?ids=x"),
         ("GET", "/v1/regularizers"),
         ("GET", "/v1/datasets"),
         ("GET", "/v1/experiments"),
@@ -79,7 +85,7 @@ def test_with_auth_on_only_healthz_answers_without_a_key(client):
     ]:
         r = client.request(method, path, json=spec() if method == "POST" else None)
         assert r.status_code == 401, (method, path, r.status_code)
-        assert r.json()["error"] == "unauthorized"
+        assert r.json()["title"] == "unauthorized"
         assert r.headers["www-authenticate"].startswith("Bearer")
 
 
@@ -96,7 +102,9 @@ def test_with_auth_on_only_healthz_answers_without_a_key(client):
 def test_an_unknown_or_malformed_key_is_401(client, keys, header):
     r = client.get("/v1/experiments", headers={"Authorization": header})
     assert r.status_code == 401
-    assert r.json() == {"error": "unauthorized", "detail": r.json()["detail"]}
+    body = r.json()
+    assert {"type", "title", "status", "detail"} <= set(body) and "errors" not in body
+    assert body["title"] == "unauthorized" and body["status"] == 401
     assert "invalid_token" in r.headers["www-authenticate"]
 
 
@@ -170,7 +178,7 @@ def test_a_request_without_a_key_naming_a_foreign_host_is_403(loopback_app, sess
     for r in (listed, posted, spec_doc):
         assert r.status_code == 403, (host, r.status_code, r.text)
         body = r.json()
-        assert body["error"] == "forbidden"
+        assert body["title"] == "forbidden"
         assert repr(host) in body["detail"] and "REGLAB_ALLOWED_HOSTS" in body["detail"]
     with sessions() as s:
         assert s.scalar(select(func.count()).select_from(Experiment)) == 0
@@ -301,7 +309,8 @@ def test_another_owners_experiment_answers_404_on_every_route(client, keys, sess
     for method, path in routes:
         r = client.request(method, path, headers=bearer(keys["bob"]))
         assert r.status_code == 404, (path, r.text)
-        assert r.json() == {"error": "not found", "detail": f"experiment {eid} does not exist"}
+        assert r.json()["detail"] == f"experiment {eid} does not exist"
+        assert r.json()["title"] == "not found"
     # Bob's cancel did nothing; Ada still sees and reaches everything.
     for method, path in routes[:4]:
         assert client.request(method, path, headers=bearer(keys["ada"])).status_code == 200, path

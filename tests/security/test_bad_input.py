@@ -181,7 +181,7 @@ def test_a_nul_byte_in_metric_keys_is_422(client, keys, sessions):
     r = client.get(
         f"/v1/experiments/{eid}/metrics", params={"keys": "a\x00b"}, headers=bearer(keys["ada"])
     )
-    assert r.status_code == 422 and r.json()["detail"][0]["field"] == "keys"
+    assert r.status_code == 422 and r.json()["errors"][0]["loc"] == "keys"
 
 
 # --- bodies ------------------------------------------------------------------------------------
@@ -200,7 +200,7 @@ def test_a_nul_byte_in_metric_keys_is_422(client, keys, sessions):
 def test_json_routes_sent_text_or_form_bodies_are_415(client, keys, sessions, content_type):
     headers = bearer(keys["ada"]) | ({"content-type": content_type} if content_type else {})
     r = client.post("/v1/experiments", content=json.dumps(spec()), headers=headers)
-    assert r.status_code == 415 and r.json()["error"] == "unsupported media type"
+    assert r.status_code == 415 and r.json()["title"] == "unsupported media type"
     with sessions() as s:
         assert s.query(Experiment).count() == 0
 
@@ -275,7 +275,7 @@ def test_non_finite_and_out_of_range_numbers_are_422(client, keys, sessions, tok
         headers=bearer(keys["ada"]) | {"content-type": "application/json"},
     )
     assert r.status_code == 422, (field, token, r.text)
-    assert r.json()["error"] in ("invalid JSON", "invalid spec")
+    assert r.json()["title"] in ("invalid JSON", "invalid spec")
     with sessions() as s:
         assert s.query(Experiment).count() == 0
 
@@ -292,7 +292,7 @@ def test_text_no_database_can_store_is_422_not_500(client, keys, sessions, raw_n
         headers=bearer(keys["ada"]) | {"content-type": "application/json"},
     )
     assert r.status_code == 422, r.text
-    assert r.json()["detail"][0]["field"] == "name"
+    assert r.json()["errors"][0]["loc"] == "name"
     with sessions() as s:
         assert s.query(Experiment).count() == 0
 

@@ -86,7 +86,7 @@ def test_a_pickled_checkpoint_in_the_store_is_refused_by_the_api(
         f"/v1/experiments/{eid}/checkpoints/{'c' * 32}/file", headers=bearer(keys["ada"])
     )
     assert r.status_code == 409, r.text
-    assert r.json()["error"] == "invalid checkpoint"
+    assert r.json()["title"] == "invalid checkpoint"
     assert payload not in r.content
     assert not marker.exists()
 

@@ -60,8 +60,8 @@ def test_a_value_of_the_wrong_json_type_is_422_naming_the_field(client, keys, pa
     body = _set(WITH_DROPOUT, path, value)
     r = client.post("/v1/experiments", json=body, headers=bearer(keys["ada"]))
     assert r.status_code == 422, (path, value, r.text)
-    assert r.json()["error"] == "invalid spec"
-    assert _field(path) in [e["field"] for e in r.json()["detail"]], r.json()
+    assert r.json()["title"] == "invalid spec"
+    assert _field(path) in [e["loc"] for e in r.json()["errors"]], r.json()
 
 
 @pytest.mark.parametrize(("path", "value"), WRONG_TYPES)
@@ -109,7 +109,7 @@ def test_a_sweep_body_is_read_strictly_too(client, keys, over, field):
         body["space"] = {"train.lr": {"uniform": [0.01, 0.1]}}
     r = client.post("/v1/sweeps", json=body, headers=bearer(keys["ada"]))
     assert r.status_code == 422, r.text
-    assert field in [e["field"] for e in r.json()["detail"]], r.json()
+    assert field in [e["loc"] for e in r.json()["errors"]], r.json()
 
 
 def test_reglab_run_refuses_a_string_for_a_boolean_naming_the_field(tmp_path: Path):

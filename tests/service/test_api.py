@@ -86,17 +86,22 @@ def test_a_bad_regularizer_parameter_is_422_with_its_field_path(client):
     r = client.post("/v1/experiments", json=bad)
     assert r.status_code == 422
     body = r.json()
-    assert body["error"] == "invalid spec"
-    assert [e["field"] for e in body["detail"]] == ["regularizers[1].p"]
-    assert body["detail"][0]["message"]
+    assert body["title"] == "invalid spec"
+    assert [e["loc"] for e in body["errors"]] == ["regularizers[1].p"]
+    assert body["errors"][0]["msg"]
 
 
 def test_an_unknown_regularizer_name_lists_the_known_ones(client):
     r = client.post("/v1/experiments", json=spec(regularizers=[{"name": "dropout_typo"}]))
     assert r.status_code == 422
-    detail = r.json()["detail"][0]
-    assert detail["field"] == "regularizers[0].name"
-    assert "dropout" in detail["message"]
+    body = r.json()
+    assert r.headers["content-type"] == "application/problem+json"
+    assert body["type"] == "urn:reglab:problem:invalid-spec" and body["status"] == 422
+    error = body["errors"][0]
+    assert error["loc"] == "regularizers[0].name"
+    assert "dropout" in error["msg"]
+    # the one-line detail keeps the field path too
+    assert body["detail"].startswith("regularizers[0].name: ")
 
 
 def test_a_body_that_is_not_json_is_422(client):
@@ -104,14 +109,14 @@ def test_a_body_that_is_not_json_is_422(client):
         "/v1/experiments", content=b"{not json", headers={"content-type": "application/json"}
     )
     assert r.status_code == 422
-    assert r.json()["error"] == "invalid JSON"
-    assert r.json()["detail"][0]["field"] == "body"
+    assert r.json()["title"] == "invalid JSON"
+    assert r.json()["errors"][0]["loc"] == "body"
 
 
 def test_a_json_array_body_is_422(client):
     r = client.post("/v1/experiments", json=[spec()])
     assert r.status_code == 422
-    assert r.json()["error"] == "invalid spec"
+    assert r.json()["title"] == "invalid spec"
 
 
 @pytest.mark.parametrize("token", ["NaN", "Infinity", "-Infinity", "1e999"])
@@ -119,14 +124,14 @@ def test_non_finite_numbers_are_422(client, token):
     raw = json.dumps(spec(train={"epochs": 3, "lr": 0.1})).replace("0.1", token)
     r = client.post("/v1/experiments", content=raw, headers={"content-type": "application/json"})
     assert r.status_code == 422, r.text
-    assert r.json()["detail"][0]["field"] == "body"
+    assert r.json()["errors"][0]["loc"] == "body"
 
 
 def test_a_huge_integer_is_422_not_a_server_error(client):
     raw = json.dumps(spec(seed=1)).replace('"seed": 1', '"seed": ' + "9" * 40)
     r = client.post("/v1/experiments", content=raw, headers={"content-type": "application/json"})
     assert r.status_code == 422
-    assert r.json()["detail"][0]["field"] == "seed"
+    assert r.json()["errors"][0]["loc"] == "seed"
 
 
 def test_a_wrong_content_type_is_415(client):
@@ -134,7 +139,7 @@ def test_a_wrong_content_type_is_415(client):
         "/v1/experiments", content=json.dumps(spec()), headers={"content-type": "text/plain"}
     )
     assert r.status_code == 415
-    assert r.json()["error"] == "unsupported media type"
+    assert r.json()["title"] == "unsupported media type"
 
 
 def test_a_body_over_max_spec_bytes_is_413(client, settings):
@@ -142,7 +147,7 @@ def test_a_body_over_max_spec_bytes_is_413(client, settings):
     big["padding"] = "y" * settings.max_spec_bytes
     r = client.post("/v1/experiments", json=big)
     assert r.status_code == 413
-    assert r.json()["error"] == "payload too large"
+    assert r.json()["title"] == "payload too large"
 
 
 def test_a_repeated_idempotency_key_returns_the_same_experiment(client, settings):
@@ -184,16 +189,22 @@ def test_unknown_ids_are_404_with_a_json_body(client):
     ):
         r = client.get(path)
         assert r.status_code == 404, path
-        assert r.json() == {"error": "not found", "detail": "experiment nope does not exist"}
+        assert r.json() == {
+            "type": "urn:reglab:problem:not-found",
+            "title": "not found",
+            "status": 404,
+            "detail": "experiment nope does not exist",
+            "instance": path,
+        }
     r = client.post("/v1/experiments/nope/cancel")
     assert r.status_code == 404
 
 
 def test_unknown_routes_and_methods_answer_json(client):
     r = client.get("/v1/nothing-here")
-    assert r.status_code == 404 and r.json()["error"] == "not found"
+    assert r.status_code == 404 and r.json()["title"] == "not found"
     r = client.delete("/v1/experiments")
-    assert r.status_code == 405 and r.json()["error"] == "method not allowed"
+    assert r.status_code == 405 and r.json()["title"] == "method not allowed"
 
 
 def test_list_is_newest_first_filters_and_pages_with_a_cursor(client):
@@ -220,9 +231,9 @@ def test_list_is_newest_first_filters_and_pages_with_a_cursor(client):
 
 def test_list_rejects_a_bad_status_and_a_bad_cursor(client):
     r = client.get("/v1/experiments", params={"status": "done"})
-    assert r.status_code == 422 and r.json()["detail"][0]["field"] == "query.status"
+    assert r.status_code == 422 and r.json()["errors"][0]["loc"] == "query.status"
     r = client.get("/v1/experiments", params={"cursor": "garbage!"})
-    assert r.status_code == 422 and r.json()["detail"][0]["field"] == "cursor"
+    assert r.status_code == 422 and r.json()["errors"][0]["loc"] == "cursor"
 
 
 def test_cancel_of_a_queued_experiment_ends_it_cancelled(client):
@@ -274,8 +285,29 @@ def test_metrics_returns_series_by_key_and_step(client, sessions):
         {"step": 2, "value": 0.5},
         {"step": 3, "value": 0.25},
     ]
-    only = client.get(f"/v1/experiments/{eid}/metrics", params={"keys": "val_loss,ece"}).json()
-    assert set(only["series"]) == {"val_loss", "ece"} and only["series"]["ece"] == []
+    only = client.get(f"/v1/experiments/{eid}/metrics", params={"keys": "val_loss"}).json()
+    assert set(only["series"]) == {"val_loss"}
+    # live polling: only the steps after since_step
+    newer = client.get(
+        f"/v1/experiments/{eid}/metrics", params={"keys": "train_loss", "since_step": 2}
+    ).json()
+    assert newer["series"] == {"train_loss": [{"step": 3, "value": 0.25}]}
+    past_the_end = client.get(f"/v1/experiments/{eid}/metrics", params={"since_step": 3}).json()
+    assert past_the_end["series"] == {}
+
+
+def test_an_unknown_metric_key_is_404_naming_the_keys_the_run_has(client, sessions):
+    eid = submit(client)["id"]
+    r = client.get(f"/v1/experiments/{eid}/metrics", params={"keys": "val_loss"})
+    assert r.status_code == 404 and "it has: none yet" in r.json()["detail"]
+    add_metrics(sessions, eid, "train_loss", [1.0])
+    add_metrics(sessions, eid, "val_loss", [1.1])
+    r = client.get(f"/v1/experiments/{eid}/metrics", params={"keys": "val_loss,ece"})
+    assert r.status_code == 404
+    assert r.json()["title"] == "unknown metric"
+    assert r.json()["detail"] == (
+        f"experiment {eid} has no metric ece; it has: train_loss, val_loss"
+    )
 
 
 @pytest.mark.parametrize(
@@ -287,9 +319,11 @@ def test_metrics_keys_are_at_most_50_metric_names_or_422_naming_keys(client, ses
     eid = submit(client)["id"]
     r = client.get(f"/v1/experiments/{eid}/metrics", params={"keys": keys})
     assert r.status_code == 422, r.text[:200]
-    assert [d["field"] for d in r.json()["detail"]] == ["keys"]
+    assert [d["loc"] for d in r.json()["errors"]] == ["keys"]
     assert len(r.content) < 500  # the keys are not echoed back
     fifty = ",".join(f"k{i}" for i in range(50))
+    for i in range(50):
+        add_metrics(sessions, eid, f"k{i}", [0.5])
     ok = client.get(f"/v1/experiments/{eid}/metrics", params={"keys": fifty})
     assert ok.status_code == 200 and len(ok.json()["series"]) == 50
 
@@ -399,7 +433,10 @@ def test_readyz_is_503_when_the_broker_is_unreachable(client):
     client.app.state.celery.conf.broker_url = "redis://127.0.0.1:1/0"
     r = client.get("/readyz")
     assert r.status_code == 503
-    assert r.json()["detail"]["database"] == "ok" and r.json()["detail"]["broker"] != "ok"
+    body = r.json()
+    assert body["title"] == "not ready" and body["detail"] == "the broker did not answer"
+    assert body["checks"] == {"database": "ok", "broker": "unreachable"}
+    assert "127.0.0.1" not in r.text  # /readyz needs no key: the driver's reason is not echoed
 
 
 def test_openapi_documents_the_spec_body(client):

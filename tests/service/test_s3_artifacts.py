@@ -137,6 +137,6 @@ def test_a_failing_s3_store_answers_503_with_retry_after(client, sessions, faili
     r = client.get(f"/v1/experiments/{eid}/checkpoints/{'b' * 32}/file")
     assert r.status_code == 503, r.text
     assert r.headers["retry-after"].isdigit()
-    assert r.json()["error"] == "store unavailable"
+    assert r.json()["title"] == "store unavailable"
     broken.failing = set()
     assert client.get(f"/v1/experiments/{eid}/checkpoints/{'b' * 32}/file").content == payload

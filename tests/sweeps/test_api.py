@@ -90,8 +90,8 @@ def test_filter_and_sort_injection_attempts_answer_422_and_change_nothing(client
     r = client.get("/v1/experiments", params=params)
     assert r.status_code == 422
     body = r.json()
-    assert body["error"] == "invalid request"
-    assert body["detail"][0]["field"] in ("filter", "sort")
+    assert body["title"] == "invalid request"
+    assert body["errors"][0]["loc"] in ("filter", "sort")
     with sessions() as s:
         assert s.scalar(select(func.count()).select_from(Experiment)) == 1
 
@@ -186,7 +186,7 @@ def test_the_results_table_and_best_come_from_the_succeeded_summaries(client, se
     assert png.status_code == 200 and png.headers["content-type"] == "image/png"
     assert png.content.startswith(b"\x89PNG")
     bad = client.get(f"/v1/sweeps/{sweep['id']}/plot", params={"x": "model.hidden"})
-    assert bad.status_code == 422 and bad.json()["detail"][0]["field"] == "x"
+    assert bad.status_code == 422 and bad.json()["errors"][0]["loc"] == "x"
     no_conf = client.get(f"/v1/sweeps/{sweep['id']}/plot", params={"kind": "reliability"})
     assert no_conf.status_code == 422
 
@@ -264,9 +264,9 @@ def test_cancelling_a_sweep_cancels_its_experiments_and_launches_nothing_more(cl
 def test_invalid_sweeps_answer_422_with_the_field(client):
     r = client.post("/v1/sweeps", json=grid(space={"regularizers[0].strength": [1e-3, -1]}))
     assert r.status_code == 422
-    assert r.json()["detail"][0]["field"] == "space.regularizers[0].strength"
+    assert r.json()["errors"][0]["loc"] == "space.regularizers[0].strength"
     r = client.post("/v1/sweeps", json={"base": BASE, "method": "random"})
-    assert r.status_code == 422 and "trials" in r.json()["detail"][0]["message"]
+    assert r.status_code == 422 and "trials" in r.json()["errors"][0]["msg"]
     r = client.post("/v1/sweeps", json={**grid(), "early_stopping": {"rule": "x"}})
     assert r.status_code == 422
     assert client.get(f"/v1/sweeps/{'0' * 32}").status_code == 404
@@ -301,9 +301,9 @@ def test_compare_refuses_more_than_100_ids_and_unknown_ones(client):
     many = ",".join(f"{i:032x}" for i in range(101))
     r = client.get("/v1/compare", params={"ids": many})
     assert r.status_code == 422
-    assert r.json()["detail"][0] == {
-        "field": "ids",
-        "message": "101 ids; compare at most 100 experiments at once",
+    assert r.json()["errors"][0] == {
+        "loc": "ids",
+        "msg": "101 ids; compare at most 100 experiments at once",
     }
     assert client.get("/v1/compare", params={"ids": "0" * 32}).status_code == 404
     assert client.get("/v1/compare").status_code == 422

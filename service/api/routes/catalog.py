@@ -8,11 +8,12 @@ from typing import Any
 from fastapi import APIRouter
 
 from regcore.catalog import catalog_entries
+from service.api import schemas
 
 router = APIRouter(prefix="/v1", tags=["catalog"])
 
 
-@router.get("/regularizers")
-def regularizers() -> dict[str, Any]:
+@router.get("/regularizers", response_model=schemas.RegularizerList)
+def list_regularizers() -> dict[str, Any]:
     """Every regularizer: name, one-line description, parameters' JSON schema, defaults."""
     return {"items": catalog_entries()}

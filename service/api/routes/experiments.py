@@ -1,16 +1,16 @@
-"""``/v1/experiments``: submit, read, list, cancel, metrics and checkpoints."""
+"""``/v1/experiments``: submit, list, read, tag, cancel, metrics and checkpoints.
+
+Routes stay thin: bodies are read in ``service.api.body``/``patch``, query parameters parsed in
+``service.api.query``, rows shaped in ``service.api.views`` (models in ``schemas``).
+"""
 
 from __future__ import annotations
 
-import json
 import logging
-import math
-import re
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from celery import Celery
-from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import FileResponse, StreamingResponse
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -18,9 +18,15 @@ from starlette.concurrency import run_in_threadpool
 
 from regcore.spec import ExperimentSpec, SpecError
 from service import admission
+from service.api import schemas
 from service.api.auth import ANONYMOUS, OwnerDep
+from service.api.body import read_json_body, refuse_simple_bodies
 from service.api.deps import CeleryDep, SessionDep, SettingsDep, StoreDep
 from service.api.errors import APIError, not_found
+from service.api.patch import PATCH_BODY, apply, parse_patch
+from service.api.query import ID, filter_and_sort, invalid, keys_param, shown, text_param
+from service.api.ratelimit import submit_limit
+from service.api.views import checkpoint_view, experiment_brief, experiment_view, finite
 from service.artifacts import (
     ArtifactKeyError,
     ArtifactStoreError,
@@ -29,202 +35,18 @@ from service.artifacts import (
 )
 from service.datasets.resolve import parse_http_spec
 from service.db import experiments as repo
-from service.db import latest
+from service.db import search
 from service.db.models import STATUSES, Checkpoint, Experiment
 from service.queue import enqueue
 from service.settings import Settings
-from service.sweeps.filters import FilterError, parse_filter, parse_sort
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/experiments", tags=["experiments"])
 
 __all__ = ["ANONYMOUS", "router"]
-#: ids are uuid4 hex; anything else is unknown without asking the database (a NUL byte or a
-#: 4 KB "id" would otherwise reach it, and PostgreSQL refuses NUL in text).
-_ID = re.compile(r"^[0-9a-f]{32}$")
-#: JSON numbers a database column or a 64-bit field can hold; larger ones are refused, not cut.
-_INT_LIMIT = 2**63
-#: a metric key, as the filter grammar spells it (``service.sweeps.filters.KEY``).
-_KEYS = re.compile(r"^[a-z][a-z0-9_]{0,99}$")
-#: metric keys one request may name (each is an IN item and a series in the answer).
-MAX_KEYS = 50
 
-Status = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+Status = schemas.Status
 assert set(Status.__args__) == set(STATUSES)  # type: ignore[attr-defined]
-
-
-# --- JSON views -------------------------------------------------------------------------------
-
-
-def _finite(value: Any) -> Any:
-    """JSON has no NaN or Infinity: a diverged metric is reported as null."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
-    return value
-
-
-def _time(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
-
-
-def experiment_view(row: Experiment) -> dict[str, Any]:
-    return {
-        "id": row.id,
-        "name": row.name,
-        "status": row.status,
-        "spec": row.spec,
-        "created_at": _time(row.created_at),
-        "started_at": _time(row.started_at),
-        "finished_at": _time(row.finished_at),
-        "summary": _finite(row.summary),
-        "error": row.error,
-        "attempts": row.attempts,
-        "cancel_requested": row.cancel_requested,
-        "progress": {"epoch": row.last_epoch, "epochs": row.total_epochs},
-    }
-
-
-def checkpoint_view(row: Checkpoint) -> dict[str, Any]:
-    return {
-        "id": row.id,
-        "experiment_id": row.experiment_id,
-        "epoch": row.epoch,
-        "kind": row.kind,
-        "size": row.size,
-        "sha256": row.sha256,
-        "created_at": _time(row.created_at),
-        "url": f"/v1/experiments/{row.experiment_id}/checkpoints/{row.id}/file",
-    }
-
-
-# --- reading the body ourselves: size, content type, strict JSON ------------------------------
-
-
-def _is_json(content_type: str | None) -> bool:
-    media = (content_type or "").split(";", 1)[0].strip().lower()
-    return media == "application/json" or (
-        media.startswith("application/") and media.endswith("+json")
-    )
-
-
-def _reject_constant(token: str) -> float:
-    raise ValueError(f"{token} is not a number JSON allows; use a finite value")
-
-
-def _finite_float(token: str) -> float:
-    value = float(token)
-    if not math.isfinite(value):
-        raise ValueError(f"{token} is out of range for a floating-point number")
-    return value
-
-
-async def read_json_body(request: Request, max_bytes: int) -> Any:
-    if not _is_json(request.headers.get("content-type")):
-        raise APIError(
-            415,
-            "unsupported media type",
-            f"expected Content-Type application/json, got {request.headers.get('content-type')!r}",
-        )
-    too_large = APIError(413, "payload too large", f"the spec must be at most {max_bytes} bytes")
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
-        raise too_large
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > max_bytes:
-            raise too_large
-    try:
-        data = json.loads(bytes(body), parse_constant=_reject_constant, parse_float=_finite_float)
-    except (ValueError, RecursionError) as exc:
-        message = str(exc) if str(exc) else type(exc).__name__
-        raise APIError(
-            422, "invalid JSON", [{"field": "body", "message": f"not valid JSON: {message}"}]
-        ) from None
-    try:
-        problem = _unstorable(data, "")
-    except RecursionError:
-        problem = {"field": "body", "message": "nested too deeply"}
-    if problem is not None:
-        raise APIError(422, "invalid spec", [problem])
-    return data
-
-
-def _unstorable(value: Any, path: str) -> dict[str, str] | None:
-    """The first value no database column or training run can hold: a NUL byte or an unpaired
-    surrogate in a string (PostgreSQL and UTF-8 refuse them), or an integer beyond 64 bits."""
-    here = path or "body"
-    if isinstance(value, str):
-        return None if _storable_text(value) else {"field": here, "message": _BAD_TEXT}
-    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= _INT_LIMIT:
-        return {"field": here, "message": "integer out of range (|n| < 2**63)"}
-    if isinstance(value, dict):
-        children = [(f"{path}.{k}" if path else k, k, v) for k, v in value.items()]
-    elif isinstance(value, list):
-        children = [(f"{path}[{i}]", "", v) for i, v in enumerate(value)]
-    else:
-        return None
-    for where, key, item in children:
-        if not _storable_text(key):
-            return {"field": here, "message": _BAD_TEXT}
-        found = _unstorable(item, where)
-        if found is not None:
-            return found
-    return None
-
-
-_BAD_TEXT = "text must not contain NUL bytes or unpaired surrogates"
-
-
-def _storable_text(text: str) -> bool:
-    if "\x00" in text:
-        return False
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def _text_param(value: str | None, field: str) -> str | None:
-    if value is not None and not _storable_text(value):
-        raise APIError(422, "invalid request", [{"field": field, "message": _BAD_TEXT}])
-    return value
-
-
-def _keys_param(keys: str | None) -> list[str] | None:
-    if keys is None:
-        return None
-    wanted = [k.strip() for k in keys.split(",") if k.strip()]
-    bad = [k for k in wanted if not _KEYS.match(k)]
-    if bad or len(wanted) > MAX_KEYS:
-        raise APIError(
-            422,
-            "invalid request",
-            [
-                {
-                    "field": "keys",
-                    "message": f"up to {MAX_KEYS} comma-separated metric keys ([a-z0-9_])",
-                }
-            ],
-        )
-    return wanted
-
-
-def _refuse_simple_bodies(request: Request) -> None:
-    """A body-less POST still must not accept a form or text body: a cross-site "simple
-    request" (no preflight) could otherwise act with the user's network position."""
-    content_type = request.headers.get("content-type")
-    if content_type is not None and not _is_json(content_type):
-        raise APIError(
-            415,
-            "unsupported media type",
-            f"send no body or application/json, not {content_type!r}",
-        )
 
 
 def _queue_for(spec: ExperimentSpec, settings: Settings) -> str:
@@ -251,10 +73,17 @@ _SPEC_BODY = {
 @router.post(
     "",
     status_code=202,
+    response_model=schemas.Experiment,
     openapi_extra=_SPEC_BODY,
-    responses={413: {}, 415: {}, 409: {"description": "Idempotency-Key reused for another spec"}},
+    dependencies=[Depends(submit_limit)],
+    responses={
+        413: {},
+        415: {},
+        409: {"description": "Idempotency-Key reused for another spec"},
+        429: {"description": "too many submits for this key; retry after Retry-After seconds"},
+    },
 )
-async def submit(
+async def submit_experiment(
     request: Request,
     response: Response,
     session: SessionDep,
@@ -341,60 +170,85 @@ def _create_and_enqueue(
     return experiment_view(row)
 
 
-@router.get("")
+@router.get("", response_model=schemas.ExperimentPage)
 def list_experiments(
     session: SessionDep,
     owner: OwnerDep,
     status: Status | None = None,
     name: Annotated[str | None, Query(max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    cursor: str | None = None,
+    cursor: Annotated[str | None, Query(max_length=2000)] = None,
     filter: Annotated[
-        str | None, Query(max_length=500, description="e.g. test_acc>0.8 and status=succeeded")
+        str | None,
+        Query(
+            max_length=500,
+            description="e.g. test_acc>0.8 and (params.model.name=mlp or tags.team=vision)",
+        ),
     ] = None,
     sort: Annotated[str | None, Query(max_length=101, description="e.g. -test_acc")] = None,
+    view: Annotated[
+        Literal["brief", "full"],
+        Query(description="brief: id, name, status, times, headline metrics, tags; full: all"),
+    ] = "brief",
 ) -> dict[str, Any]:
-    """Newest first; pass ``next_cursor`` back as ``cursor`` for the next page. ``filter`` and
-    ``sort`` follow the grammar in ``service.sweeps.filters`` (metrics compare latest values)."""
-    _text_param(name, "name")
-    try:
-        clauses, order = parse_filter(filter), parse_sort(sort)
-    except FilterError as err:
-        detail = [{"field": err.param, "message": err.message}]
-        raise APIError(422, "invalid request", detail) from None
+    """Newest first (or by ``sort``); pass ``next_cursor`` back as ``cursor`` for the next page.
+    ``filter`` and ``sort`` follow the grammar in ``service.sweeps.filters`` (metrics compare
+    latest values, ``params.<path>`` what was run, ``tags.<key>`` the tags)."""
+    text_param(name, "name")
+    node, order = filter_and_sort(filter, sort)
     try:
         page = repo.list_page(
             session, status=status, name=name, owner=owner, limit=limit, cursor=cursor,
-            where=latest.where(clauses), order_by=latest.order_by(order) if order else None,
+            where=search.where(node), keys=search.sort_keys(order),
         )  # fmt: skip
     except repo.CursorError as err:
-        raise APIError(422, "invalid request", [{"field": "cursor", "message": str(err)}]) from None
-    return {"items": [experiment_view(r) for r in page.items], "next_cursor": page.next_cursor}
+        raise invalid("cursor", str(err)) from None
+    shape = experiment_view if view == "full" else experiment_brief
+    return {"items": [shape(r) for r in page.items], "next_cursor": page.next_cursor}
 
 
 def _experiment(session: SessionDep, experiment_id: str, owner: str) -> Experiment:
     """The owner's experiment; another owner's is as unknown as one that never existed."""
-    row = repo.get(session, experiment_id) if _ID.match(experiment_id) else None
+    row = repo.get(session, experiment_id) if ID.match(experiment_id) else None
     if row is None or (row.owner or ANONYMOUS) != owner:
-        raise not_found("experiment", _shown(experiment_id))
+        raise not_found("experiment", shown(experiment_id))
     return row
 
 
-def _shown(ident: str) -> str:
-    return ident if len(ident) <= 64 else ident[:64] + "..."
-
-
-@router.get("/{experiment_id}")
+@router.get("/{experiment_id}", response_model=schemas.Experiment)
 def get_experiment(experiment_id: str, session: SessionDep, owner: OwnerDep) -> dict[str, Any]:
     return experiment_view(_experiment(session, experiment_id, owner))
 
 
-@router.post("/{experiment_id}/cancel", responses={409: {}, 415: {}})
-def cancel(
+@router.patch(
+    "/{experiment_id}",
+    response_model=schemas.Experiment,
+    openapi_extra=PATCH_BODY,
+    responses={413: {}, 415: {}},
+)
+async def update_experiment(
+    experiment_id: str, request: Request, session: SessionDep, owner: OwnerDep
+) -> dict[str, Any]:
+    """Change ``name``, ``note`` or ``tags`` (a JSON merge patch: a tag set to null is removed)."""
+    patch = parse_patch(await read_json_body(request, 65536, "the patch"))
+
+    def update() -> dict[str, Any]:
+        row = _experiment(session, experiment_id, owner)
+        apply(row, patch)
+        session.commit()
+        return experiment_view(row)
+
+    return await run_in_threadpool(update)
+
+
+@router.post(
+    "/{experiment_id}/cancel", response_model=schemas.Experiment, responses={409: {}, 415: {}}
+)
+def cancel_experiment(
     experiment_id: str, request: Request, session: SessionDep, owner: OwnerDep
 ) -> dict[str, Any]:
     """A queued experiment ends ``cancelled`` now; a running one stops within an epoch."""
-    _refuse_simple_bodies(request)
+    refuse_simple_bodies(request)
     _experiment(session, experiment_id, owner)
     row = repo.request_cancel(session, experiment_id)
     session.commit()
@@ -404,26 +258,40 @@ def cancel(
     return experiment_view(row)
 
 
-@router.get("/{experiment_id}/metrics")
-def metrics(
+@router.get("/{experiment_id}/metrics", response_model=schemas.MetricSeries)
+def get_metrics(
     experiment_id: str,
     session: SessionDep,
     owner: OwnerDep,
     keys: Annotated[str | None, Query(description="comma-separated metric keys")] = None,
     max_points: Annotated[int | None, Query(ge=2, le=100_000)] = None,
+    since_step: Annotated[
+        int | None, Query(ge=0, le=2**31 - 1, description="only steps after this one (polling)")
+    ] = None,
 ) -> dict[str, Any]:
+    """Per-epoch series. A key the run has never recorded is a 404 that lists the keys it has."""
     _experiment(session, experiment_id, owner)
-    wanted = _keys_param(keys) or None
-    series = repo.metrics(session, experiment_id, wanted, max_points)
+    wanted = keys_param(keys) or None
+    if wanted:
+        known = repo.metric_keys(session, experiment_id)
+        unknown = [k for k in wanted if k not in known]
+        if unknown:
+            has = ", ".join(known) if known else "none yet"
+            raise APIError(
+                404,
+                "unknown metric",
+                f"experiment {experiment_id} has no metric {', '.join(unknown)}; it has: {has}",
+            )
+    series = repo.metrics(session, experiment_id, wanted, max_points, since_step)
     return {
         "series": {
-            key: [{"step": s, "value": _finite(v)} for s, v in points]
+            key: [{"step": s, "value": finite(v)} for s, v in points]
             for key, points in series.items()
         }
     }
 
 
-@router.get("/{experiment_id}/checkpoints")
+@router.get("/{experiment_id}/checkpoints", response_model=schemas.CheckpointList)
 def list_checkpoints(experiment_id: str, session: SessionDep, owner: OwnerDep) -> dict[str, Any]:
     _experiment(session, experiment_id, owner)
     return {"items": [checkpoint_view(c) for c in repo.checkpoints(session, experiment_id)]}
@@ -432,6 +300,7 @@ def list_checkpoints(experiment_id: str, session: SessionDep, owner: OwnerDep) -
 @router.get(
     "/{experiment_id}/checkpoints/{checkpoint_id}/file",
     response_class=Response,
+    operation_id="download_checkpoint",
     responses={
         200: {"content": {"application/octet-stream": {}}},
         409: {"description": "the stored file is not a valid safetensors file"},
@@ -443,10 +312,10 @@ def download_checkpoint(
     """The checkpoint's safetensors weights."""
     _experiment(session, experiment_id, owner)
     ckpt = (
-        repo.checkpoint(session, experiment_id, checkpoint_id) if _ID.match(checkpoint_id) else None
+        repo.checkpoint(session, experiment_id, checkpoint_id) if ID.match(checkpoint_id) else None
     )
     if ckpt is None:
-        raise not_found("checkpoint", f"{_shown(checkpoint_id)} of experiment {experiment_id}")
+        raise not_found("checkpoint", f"{shown(checkpoint_id)} of experiment {experiment_id}")
     try:
         return _serve_checkpoint(store, ckpt, experiment_id, checkpoint_id)
     except ArtifactStoreError as err:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
 from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 
+from service.api.errors import problem
 from service.queue import broker_ready
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(tags=["health"])
 
@@ -35,7 +38,14 @@ async def readyz(request: Request) -> Any:
     """200 when the database and the broker answer; 503 with the reason otherwise."""
     db = await run_in_threadpool(_database_ready, request)
     broker = await run_in_threadpool(broker_ready, request.app.state.celery)
-    checks = {"database": db or "ok", "broker": broker or "ok"}
+    # /readyz answers without a key (service/api/auth.py): the reasons go to the log, not out.
     if db or broker:
-        return JSONResponse({"error": "not ready", "detail": checks}, status_code=503)
+        log.warning("not ready: database %s, broker %s", db or "ok", broker or "ok")
+    checks = {
+        "database": "unreachable" if db else "ok",
+        "broker": "unreachable" if broker else "ok",
+    }
+    if db or broker:
+        down = " and ".join(k for k, v in checks.items() if v != "ok")
+        return problem(503, "not ready", f"the {down} did not answer", checks=checks)
     return {"status": "ready", "checks": checks}

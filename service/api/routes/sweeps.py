@@ -7,34 +7,31 @@ How a sweep's experiments are launched within ``max_concurrent`` is told in
 
 from __future__ import annotations
 
-import re
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from celery import Celery
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from regcore.spec import validate_strict
 from service import admission
+from service.api import schemas
 from service.api.auth import OwnerDep
+from service.api.body import read_json_body, refuse_simple_bodies
 from service.api.deps import CeleryDep, SessionDep, SettingsDep
 from service.api.errors import APIError, not_found
-from service.api.routes.experiments import (
-    _experiment,
-    _finite,
-    _keys_param,
-    _queue_for,
-    _refuse_simple_bodies,
-    _shown,
-    experiment_view,
-    read_json_body,
-)
+from service.api.patch import PATCH_BODY, apply, parse_patch
+from service.api.query import ID, invalid, keys_param, shown
+from service.api.ratelimit import submit_limit
+from service.api.routes.experiments import _queue_for
+from service.api.views import sweep_brief, sweep_view
 from service.db import experiments as experiments_repo
 from service.db import sweeps as repo
 from service.db.models import Sweep
+from service.db.paging import CursorError
+from service.db.sweep_pages import sweeps_page
 from service.queue import enqueue
 from service.settings import Settings
 from service.sweeps.plan import PlanError, SweepRequest, expand
@@ -42,17 +39,9 @@ from service.sweeps.results import results
 from service.sweeps.stats import metric_keys
 
 router = APIRouter(prefix="/v1/sweeps", tags=["sweeps"])
-compare_router = APIRouter(prefix="/v1", tags=["sweeps"])
 
-_ID = re.compile(r"^[0-9a-f]{32}$")
-#: like MLflow's run comparison: more than this many runs side by side is refused.
-MAX_COMPARE = 100
 #: a sweep body carries a base spec plus the space: allow a few specs' worth.
 SWEEP_BODY_FACTOR = 4
-
-
-def _time(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
 
 
 def _field(loc: tuple[Any, ...]) -> str:
@@ -65,52 +54,10 @@ def _field(loc: tuple[Any, ...]) -> str:
     return out or "body"
 
 
-# --- views ------------------------------------------------------------------------------------
-
-
-def sweep_view(session: Session, sweep: Sweep, keys: list[str] | None = None) -> dict[str, Any]:
-    rows = repo.trials(session, sweep)
-    return _finite(
-        {
-            "id": sweep.id,
-            "name": sweep.name,
-            "status": sweep.status,
-            "method": sweep.method,
-            "metric": sweep.metric,
-            "mode": sweep.mode,
-            "max_concurrent": sweep.max_concurrent,
-            "early_stopping": sweep.early_stopping,
-            "factors": sweep.factors,
-            "created_at": _time(sweep.created_at),
-            "finished_at": _time(sweep.finished_at),
-            "counts": repo.counts(sweep, rows),
-            "experiments": [
-                {
-                    "idx": r.idx,
-                    "config": r.config,
-                    "seed": r.seed,
-                    "experiment_id": r.experiment.id if r.experiment else None,
-                    "status": r.experiment.status if r.experiment else "pending",
-                    "stop_reason": r.stop_reason,
-                }
-                for r in rows
-            ],
-            "results": results(
-                sweep.configs,
-                repo.results_input(rows),
-                metric=sweep.metric,
-                mode=sweep.mode,
-                keys=keys,
-                factors=sweep.factors,
-            ),
-        }
-    )
-
-
 def _sweep(session: Session, sweep_id: str, owner: str) -> Sweep:
-    row = repo.get(session, sweep_id, owner) if _ID.match(sweep_id) else None
+    row = repo.get(session, sweep_id, owner) if ID.match(sweep_id) else None
     if row is None:
-        raise not_found("sweep", _shown(sweep_id))
+        raise not_found("sweep", shown(sweep_id))
     return row
 
 
@@ -120,7 +67,9 @@ def _sweep(session: Session, sweep_id: str, owner: str) -> Sweep:
 @router.post(
     "",
     status_code=202,
-    responses={413: {}, 415: {}, 422: {}},
+    response_model=schemas.Sweep,
+    dependencies=[Depends(submit_limit)],
+    responses={413: {}, 415: {}, 422: {}, 429: {"description": "too many submits for this key"}},
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -180,27 +129,23 @@ def _create(
     return sweep_view(session, sweep)
 
 
-@router.get("")
+@router.get("", response_model=schemas.SweepPage)
 def list_sweeps(
-    session: SessionDep, owner: OwnerDep, limit: Annotated[int, Query(ge=1, le=200)] = 50
+    session: SessionDep,
+    owner: OwnerDep,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(max_length=2000)] = None,
 ) -> dict[str, Any]:
-    """Newest first: id, name, status, method and counts (no results; read one sweep for them)."""
-    items = []
-    for s in repo.list_sweeps(session, owner, limit):
-        items.append(
-            {
-                "id": s.id,
-                "name": s.name,
-                "status": s.status,
-                "method": s.method,
-                "created_at": _time(s.created_at),
-                "counts": repo.counts(s, repo.trials(session, s)),
-            }
-        )
-    return {"items": items}
+    """Newest first: id, name, status, method, counts and tags (read one sweep for results);
+    pass ``next_cursor`` back as ``cursor`` for the next page."""
+    try:
+        page = sweeps_page(session, owner, limit, cursor)
+    except CursorError as err:
+        raise invalid("cursor", str(err)) from None
+    return {"items": [sweep_brief(session, s) for s in page.items], "next_cursor": page.next_cursor}
 
 
-@router.get("/{sweep_id}")
+@router.get("/{sweep_id}", response_model=schemas.Sweep)
 def get_sweep(
     sweep_id: str,
     session: SessionDep,
@@ -213,15 +158,36 @@ def get_sweep(
     interval over seeds of each metric (succeeded runs only), the best configuration by the
     sweep's metric, and for a factorial sweep each factor's main effect and the two-way
     interactions with their intervals."""
-    return sweep_view(session, _sweep(session, sweep_id, owner), _keys_param(keys))
+    return sweep_view(session, _sweep(session, sweep_id, owner), keys_param(keys))
 
 
-@router.post("/{sweep_id}/cancel", responses={415: {}})
+@router.patch(
+    "/{sweep_id}",
+    response_model=schemas.Sweep,
+    openapi_extra=PATCH_BODY,
+    responses={413: {}, 415: {}},
+)
+async def update_sweep(
+    sweep_id: str, request: Request, session: SessionDep, owner: OwnerDep
+) -> dict[str, Any]:
+    """Change ``name``, ``note`` or ``tags`` (a JSON merge patch: a tag set to null is removed)."""
+    patch = parse_patch(await read_json_body(request, 65536, "the patch"))
+
+    def update() -> dict[str, Any]:
+        sweep = _sweep(session, sweep_id, owner)
+        apply(sweep, patch)
+        session.commit()
+        return sweep_view(session, sweep)
+
+    return await run_in_threadpool(update)
+
+
+@router.post("/{sweep_id}/cancel", response_model=schemas.Sweep, responses={415: {}})
 def cancel_sweep(
     sweep_id: str, request: Request, session: SessionDep, owner: OwnerDep
 ) -> dict[str, Any]:
     """No more experiments are launched; queued ones end cancelled, running ones stop."""
-    _refuse_simple_bodies(request)
+    refuse_simple_bodies(request)
     sweep = _sweep(session, sweep_id, owner)
     repo.cancel(session, sweep)
     session.commit()
@@ -233,7 +199,7 @@ def cancel_sweep(
     response_class=Response,
     responses={200: {"content": {"image/png": {}}}, 422: {}},
 )
-def plot(
+def plot_sweep(
     sweep_id: str,
     session: SessionDep,
     owner: OwnerDep,
@@ -293,84 +259,3 @@ def plot(
     res = results(sweep.configs, runs, metric=sweep.metric, mode=sweep.mode, keys=[y])
     png = plots.line_plot(res["table"], x, y, title=f"{sweep.name}: {y} against {x}")
     return Response(png, media_type="image/png")
-
-
-# --- compare ----------------------------------------------------------------------------------
-
-
-def _ids(raw: list[str]) -> list[str]:
-    ids: list[str] = []
-    for part in raw:
-        for i in part.split(","):
-            i = i.strip()
-            if i and i not in ids:
-                ids.append(i)
-    if not ids:
-        raise APIError(
-            422, "invalid request", [{"field": "ids", "message": "give at least one id"}]
-        )
-    if len(ids) > MAX_COMPARE:
-        raise APIError(
-            422,
-            "invalid request",
-            [
-                {
-                    "field": "ids",
-                    "message": f"{len(ids)} ids; compare at most {MAX_COMPARE} experiments at once",
-                }
-            ],
-        )
-    return ids
-
-
-def aligned(
-    series: dict[str, dict[str, list[tuple[int, float]]]], keys: list[str], max_points: int
-) -> dict[str, Any]:
-    """Per key, the union of the experiments' steps and each one's value at those steps (null
-    where it has none); more steps than ``max_points`` are thinned evenly, first and last kept."""
-    out: dict[str, Any] = {}
-    for key in keys:
-        steps = sorted({s for by_key in series.values() for s, _ in by_key.get(key, [])})
-        if len(steps) > max_points:
-            idx = sorted(
-                {round(i * (len(steps) - 1) / (max_points - 1)) for i in range(max_points)}
-            )
-            steps = [steps[i] for i in idx]
-        values = {}
-        for eid, by_key in series.items():
-            at = dict(by_key.get(key, []))
-            values[eid] = [at.get(s) for s in steps]
-        out[key] = {"steps": steps, "values": values}
-    return out
-
-
-@compare_router.get("/compare", responses={404: {}, 422: {}})
-def compare(
-    session: SessionDep,
-    owner: OwnerDep,
-    ids: Annotated[
-        list[str],
-        Query(description=f"experiment ids (comma-separated or repeated; at most {MAX_COMPARE})"),
-    ],
-    keys: Annotated[
-        str | None, Query(description="metric series to align (default train_loss,val_loss)")
-    ] = None,
-    max_points: Annotated[int, Query(ge=2, le=10_000)] = 500,
-) -> dict[str, Any]:
-    """Experiments side by side: their summaries, a table of final metrics (key → id → value),
-    and the per-epoch series of ``keys`` aligned on a common list of steps."""
-    wanted = _ids(ids)
-    rows = [_experiment(session, eid, owner) for eid in wanted]
-    series_keys = _keys_param(keys) or ["train_loss", "val_loss"]
-    series = {r.id: experiments_repo.metrics(session, r.id, series_keys) for r in rows}
-    table_keys = metric_keys(r.summary for r in rows)
-    table = {
-        k: {r.id: ((r.summary or {}).get("metrics") or {}).get(k) for r in rows} for k in table_keys
-    }
-    return _finite(
-        {
-            "items": [experiment_view(r) for r in rows],
-            "table": table,
-            "series": aligned(series, series_keys, max_points),
-        }
-    )

@@ -1,0 +1,103 @@
+"""The parsed ``filter`` and ``sort`` of ``GET /v1/experiments`` (``service.sweeps.filters``) as
+SQLAlchemy expressions: every key and value a bound parameter, never SQL text.
+
+- a metric clause is an EXISTS on ``metric_latest`` (index ``(key, value)``),
+- a ``params.`` clause an EXISTS on ``experiment_params`` (indexes ``(path, num_value)`` and
+  ``(path, str_value)``),
+- a ``tags.`` clause compares the JSON ``tags`` column's text at that key,
+- a field clause the experiment's column.
+
+``sort_keys`` gives the ordered columns of a sort for keyset paging (``service.db.paging``):
+missing metric values last, ties by newest then id.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, case, exists, false, or_, select, true
+
+from service.db.models import Experiment, ExperimentParam, MetricLatest
+from service.db.paging import SortKey
+from service.sweeps.filters import And, Clause, Node, Or, Sort
+
+_COMPARE: dict[str, Callable[[Any, Any], ColumnElement[bool]]] = {
+    "=": lambda c, v: c == v,
+    "!=": lambda c, v: c != v,
+    "<": lambda c, v: c < v,
+    "<=": lambda c, v: c <= v,
+    ">": lambda c, v: c > v,
+    ">=": lambda c, v: c >= v,
+    "in": lambda c, v: c.in_(list(v)),
+}
+_FIELDS = {
+    "status": Experiment.status,
+    "name": Experiment.name,
+    "queue": Experiment.queue,
+    "sweep_id": Experiment.sweep_id,
+}
+
+
+def where(node: Node | None) -> list[ColumnElement[bool]]:
+    return [] if node is None else [condition(node)]
+
+
+def condition(node: Node) -> ColumnElement[bool]:
+    if isinstance(node, And):
+        return and_(true(), *(condition(n) for n in node.items))
+    if isinstance(node, Or):
+        return or_(false(), *(condition(n) for n in node.items))
+    return _clause(node)
+
+
+def _numeric(value: Any) -> bool:
+    first = value[0] if isinstance(value, tuple) else value
+    return isinstance(first, float)
+
+
+def _clause(c: Clause) -> ColumnElement[bool]:
+    compare = _COMPARE[c.op]  # the parser admits only these operators
+    if c.kind == "field":
+        return compare(_FIELDS[c.key], c.value)
+    if c.kind == "tag":
+        return compare(Experiment.tags[c.key].as_string(), c.value)
+    if c.kind == "param":
+        column = ExperimentParam.num_value if _numeric(c.value) else ExperimentParam.str_value
+        return exists().where(
+            ExperimentParam.experiment_id == Experiment.id,
+            ExperimentParam.path == c.key,
+            compare(column, c.value),
+        )
+    return exists().where(
+        MetricLatest.experiment_id == Experiment.id,
+        MetricLatest.key == c.key,
+        compare(MetricLatest.value, c.value),
+    )
+
+
+def sort_keys(sort: Sort | None) -> list[SortKey]:
+    """The ordered columns of ``sort`` (newest first when None), ending with created_at and id
+    so the order is total."""
+    tail = [SortKey(Experiment.created_at, True, "t"), SortKey(Experiment.id, True, "s")]
+    if sort is None:
+        return tail
+    if sort.kind == "field":
+        if sort.key == "created_at":
+            return [
+                SortKey(Experiment.created_at, sort.descending, "t"),
+                SortKey(Experiment.id, sort.descending, "s"),
+            ]
+        column = {"name": Experiment.name, "status": Experiment.status}[sort.key]
+        return [SortKey(column, sort.descending, "s"), *tail]
+    value = (
+        select(MetricLatest.value)
+        .where(MetricLatest.experiment_id == Experiment.id, MetricLatest.key == sort.key)
+        .scalar_subquery()
+    )
+    missing = case((value.is_(None), 1), else_=0)
+    return [
+        SortKey(missing, False, "i"),
+        SortKey(value, sort.descending, "f", nullable=True),
+        *tail,
+    ]
