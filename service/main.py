@@ -12,10 +12,11 @@ from typing import Any
 from fastapi import FastAPI
 
 from regcore.spec import ExperimentSpec
+from service import observability
 from service.api import errors, unavailable
 from service.api.auth import OPEN_PATHS, AuthMiddleware
-from service.api.openapi import document_errors
-from service.api.routes import catalog, datasets, experiments, health, sweeps
+from service.api.openapi import document_errors, install_docs, operation_id
+from service.api.routes import catalog, compare, datasets, experiments, health, sweeps
 from service.api.routes import logs as run_logs
 from service.artifacts import open_store
 from service.db.session import make_engine, make_sessionmaker
@@ -45,17 +46,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         # A redirect to "<path>/" would echo attacker paths ("//host/x") in Location headers.
         redirect_slashes=False,
+        # /docs from vendored assets (service/api/openapi.py), never a CDN
+        docs_url=None,
+        redoc_url=None,
+        generate_unique_id_function=operation_id,
     )
     errors.install(app)
     unavailable.install(app)
     app.add_middleware(AuthMiddleware)
+    observability.install(app)  # outermost: request ids, per-route metrics
+    install_docs(app)
     app.include_router(experiments.router)
     app.include_router(run_logs.router)
     app.include_router(catalog.router)
     app.include_router(datasets.router)
     app.include_router(health.router)
     app.include_router(sweeps.router)
-    app.include_router(sweeps.compare_router)
+    app.include_router(compare.router)
     _document_spec_body(app)
     return app
 

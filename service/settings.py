@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     auto_queue: Literal["cpu", "gpu"] = "cpu"
     api_url: str = "http://127.0.0.1:8000"
     max_spec_bytes: int = 65536
+    #: submits (experiments and sweeps) per second per API key, and the burst allowed; 0: off
+    submit_rate: float = 10.0
+    submit_burst: int = 200
     #: the largest dataset file ``POST /v1/datasets`` takes, and what its arrays may expand to
     max_dataset_bytes: int = Field(256 * 1024 * 1024, ge=1)
     #: API keys: "on" always, "off" never, "auto" on unless ``bind_host`` is a loopback address.
