@@ -67,7 +67,9 @@ def run(
     """Run ``spec`` in ``workdir``; the result's ``model`` attribute is the returned model.
     ``system_metrics``: add the ``sys_*`` series to every epoch (``regcore.system_metrics``)."""
     if system_metrics:
-        same = {"device": device, "reporter": reporter, "cache_dir": cache_dir, "threads": threads}
+        same: dict[str, Any] = {
+            "device": device, "reporter": reporter, "cache_dir": cache_dir, "threads": threads
+        }  # fmt: skip
         with collecting(resolve_device(device or spec.train.device)):
             return run(spec, workdir, resume=resume, checkpoint_every=checkpoint_every, **same)
     workdir = Path(workdir)

@@ -20,7 +20,7 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TextIO
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -136,7 +136,14 @@ class RunLogHandler(logging.Handler):
 _warnings_log = logging.getLogger("py.warnings")
 
 
-def _log_warning(message: Any, category: Any, filename: str, lineno: int, *_: Any) -> None:
+def _log_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: TextIO | None = None,
+    line: str | None = None,
+) -> None:
     _warnings_log.warning("%s: %s", category.__name__, message)
 
 
