@@ -41,9 +41,11 @@ Output = Annotated[
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
+    from rich.markup import escape
+
     from reglab.output import say
 
-    say(f"[red]error:[/red] {message}")
+    say(f"[red]error:[/red] {escape(message)}")
     raise typer.Exit(code)
 
 

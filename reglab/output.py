@@ -60,14 +60,15 @@ def table(
     cells = [["" if v is None else str(v) for v in row] for row in rows]
     if fmt == "tsv" or not sys.stdout.isatty():
         if title:
-            say(title)
+            say(_escape(title))
         for line in [[c.header for c in cols], *cells]:
             sys.stdout.write("\t".join(_tsv(v) for v in line) + "\n")
         return
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
-    t = Table(title=title, title_justify="left")
+    t = Table(title=title and _escape(title), title_justify="left")
     for i, c in enumerate(cols):
         widest = max([len(c.header), *(len(r[i]) for r in cells)]) if c.whole else None
         t.add_column(
@@ -78,8 +79,14 @@ def table(
             min_width=widest,
         )
     for r in cells:
-        t.add_row(*r)
+        t.add_row(*(Text(v) for v in r))  # cells are data, never markup
     Console(highlight=False).print(t)
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
 
 
 def _tsv(value: str) -> str:

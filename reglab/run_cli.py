@@ -132,8 +132,11 @@ def run(
         _fail(f"{out} already holds a finished run; pass --force to overwrite or --resume", 2)
     if force and out.exists() and not resume:
         shutil.rmtree(out)
-    from regcore.experiment import run as run_experiment
-    from regcore.training.device import DeviceUnavailable
+    try:
+        from regcore.experiment import run as run_experiment
+        from regcore.training.device import DeviceUnavailable
+    except ImportError as err:
+        _fail(f"training needs the worker extra ({err}): pip install 'reglab[worker]'", 2)
 
     progress = progress_bar()
     try:
