@@ -17,6 +17,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	bash scripts/ensure-services.sh
+	bash scripts/ensure-browser.sh
 	$(PY) -m pytest tests
 
 test-fast: $(STAMP)
@@ -38,7 +39,7 @@ bench: $(STAMP)
 # members on the GPU, at most 5 minutes.
 gpu-check: $(STAMP)
 	$(PY) -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'no CUDA GPU here')"
-	$(PY) -m pytest tests/regcore/test_cuda.py -m cuda -q -rs
+	$(PY) -m pytest tests/regcore/test_cuda.py tests/regcore/test_provenance.py tests/regcore/test_system_metrics.py -m cuda -q -rs
 	timeout 300 $(PY) benchmarks/ensemble.py --device cuda --members 1 32 256
 
 # Fault and security tests (real PostgreSQL, Redis, worker subprocesses), then docs/reliability.md

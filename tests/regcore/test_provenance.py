@@ -110,6 +110,7 @@ def test_a_local_run_writes_the_environment_into_summary_json(tmp_path, cache_di
     assert env["dataset"]["sha256"] == arrays_sha256(built)
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_on_cuda_the_device_name_and_cuda_versions_are_recorded():
     env = environment(parse_spec(SPEC), device="cuda")
@@ -143,3 +144,13 @@ def test_scikit_learn_make_moons_output_is_pinned():
 
     x, y = make_moons(n_samples=100, noise=0.1, random_state=0)
     assert _hash(x, y) == "05dc73aae1b2c24c78a12f3383d54f9dcb2be454a7cf3e69a632d68a06b0d08e"
+
+
+def test_a_cuda_device_records_its_name_and_the_cuda_and_cudnn_versions(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda index: f"Fake GPU {index}")
+    monkeypatch.setattr(torch.version, "cuda", "12.8")
+    monkeypatch.setattr(torch.backends.cudnn, "version", lambda: 91000)
+    env = environment(parse_spec(SPEC), device="cuda:1")
+    assert (env["device"], env["device_name"], env["cuda"], env["cudnn"]) == (
+        "cuda:1", "Fake GPU 1", "12.8", 91000,
+    )  # fmt: skip

@@ -81,6 +81,7 @@ def test_collecting_is_scoped_to_its_block():
     assert monitor() is None
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_a_cuda_run_also_reports_gpu_memory_and_utilization(tmp_path, cache_dir):
     spec = parse_spec({**SPEC, "train": {**SPEC["train"], "device": "cuda"}})
@@ -88,3 +89,54 @@ def test_a_cuda_run_also_reports_gpu_memory_and_utilization(tmp_path, cache_dir)
     series = _series(tmp_path)
     assert all(v > 0 for _, v in series["sys_gpu_mem_mb"])
     assert all(0 <= v <= 100 for _, v in series["sys_gpu_util_percent"])
+
+
+class FakeNvml:
+    """The few pynvml calls SystemMetrics makes, recording the UUID it looked the device up by."""
+
+    def __init__(self) -> None:
+        self.looked_up: list[str] = []
+
+    def nvmlInit(self) -> None:
+        pass
+
+    def nvmlDeviceGetHandleByUUID(self, uuid: str) -> str:
+        self.looked_up.append(uuid)
+        return "handle"
+
+    def nvmlDeviceGetUtilizationRates(self, handle: str):
+        assert handle == "handle"
+        return type("Rates", (), {"gpu": 37, "memory": 5})()
+
+
+def _fake_cuda(monkeypatch, nvml: FakeNvml | None) -> None:
+    import sys
+
+    props = type("Props", (), {"uuid": "1234-abcd"})()
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda index: props)
+    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda device: 3 * 2**20)
+    monkeypatch.setitem(sys.modules, "pynvml", nvml)  # None: not installed
+
+
+def test_on_cuda_gpu_memory_and_nvml_utilization_of_the_runs_device(monkeypatch):
+    nvml = FakeNvml()
+    _fake_cuda(monkeypatch, nvml)
+    sample = SystemMetrics("cuda:0").sample()
+    assert nvml.looked_up == ["GPU-1234-abcd"]  # by UUID: CUDA_VISIBLE_DEVICES renumbers
+    assert sample["sys_gpu_mem_mb"] == 3.0 and sample["sys_gpu_util_percent"] == 37.0
+    assert CPU_KEYS <= set(sample)
+
+
+def test_without_nvml_a_cuda_run_still_reports_gpu_memory(monkeypatch, caplog):
+    _fake_cuda(monkeypatch, None)
+    sample = SystemMetrics("cuda:0").sample()
+    assert sample["sys_gpu_mem_mb"] == 3.0 and "sys_gpu_util_percent" not in sample
+    assert "NVML is not usable" in caplog.text
+
+
+def test_nvml_is_not_imported_for_a_cpu_run(monkeypatch):
+    import sys
+
+    monkeypatch.delitem(sys.modules, "pynvml", raising=False)
+    SystemMetrics("cpu").sample()
+    assert "pynvml" not in sys.modules
