@@ -274,12 +274,15 @@ class BatchedDropout(BatchedRegularizer):
         if not draws:
             return h
 
-        def mask(i: int, p: float, hi: torch.Tensor) -> torch.Tensor:
-            # as ATen's CPU dropout: noise.bernoulli_(1 − p).div_(1 − p); input · noise
-            noise = torch.empty_like(hi).bernoulli_(1 - p, generator=self.ctx.generators[i])
-            return noise.div_(1 - p)
-
-        return h * _stack_or(_unit_op(self.ctx, h, draws, mask), h, 1.0)
+        # as ATen's CPU dropout: noise.bernoulli_(1 − p).div_(1 − p), then input · noise; the
+        # draws go straight into one [k, ...] buffer, divided once (the same float division)
+        noise = torch.ones_like(h)
+        keep = [1.0] * self.ctx.k
+        for i, p in draws:
+            noise[i].bernoulli_(1 - p, generator=self.ctx.generators[i])
+            keep[i] = 1 - p
+        scale = torch.tensor(keep, device=h.device, dtype=h.dtype)
+        return h * noise.div_(scale.view(-1, *([1] * (h.dim() - 1))))
 
 
 class BatchedGaussianDropout(BatchedRegularizer):
