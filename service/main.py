@@ -12,7 +12,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from regcore.spec import ExperimentSpec
-from service import observability
+from service import observability, ui
 from service.api import errors, unavailable
 from service.api.auth import OPEN_PATHS, AuthMiddleware
 from service.api.openapi import document_errors, install_docs, operation_id
@@ -56,6 +56,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(AuthMiddleware)
     observability.install(app)  # outermost: request ids, per-route metrics
     install_docs(app)
+    ui.install(app)  # the dashboard at / and /ui/ (static; its data from the API)
     app.include_router(experiments.router)
     app.include_router(run_logs.router)
     app.include_router(catalog.router)

@@ -1,0 +1,64 @@
+// The shell: a hash router over the pages, and the API key dialog (the key is kept in
+// sessionStorage and sent as a bearer token by api.js).
+import { apiKey, onUnauthorized } from "./api.js";
+
+const pages = {
+  runs: () => import("./runs.js"),
+  run: () => import("./run.js"),
+  compare: () => import("./compare.js"),
+  sweeps: () => import("./sweeps.js"),
+  sweep: () => import("./sweep.js"),
+  catalog: () => import("./catalog.js"),
+};
+
+// #/runs, #/runs/<id>, #/compare?ids=a,b, #/sweeps, #/sweeps/<id>, #/catalog
+export function parseRoute(hash) {
+  const [path, qs] = (hash.replace(/^#/, "") || "/runs").split("?");
+  const parts = path.split("/").filter(Boolean);
+  const query = Object.fromEntries(new URLSearchParams(qs || ""));
+  if (parts[0] === "runs" && parts[1]) return { page: "run", id: parts[1], query, nav: "runs" };
+  if (parts[0] === "sweeps" && parts[1]) return { page: "sweep", id: parts[1], query, nav: "sweeps" };
+  if (parts[0] in pages) return { page: parts[0], query, nav: parts[0] === "compare" ? "runs" : parts[0] };
+  return { page: "runs", query, nav: "runs" };
+}
+
+let current = null; // the page's cleanup (timers, streams)
+
+async function render() {
+  const route = parseRoute(location.hash);
+  document.querySelectorAll("[data-nav]").forEach((a) => a.classList.toggle("active", a.dataset.nav === route.nav));
+  if (current) { try { current(); } catch { /* already gone */ } current = null; }
+  const view = document.getElementById("view");
+  view.dataset.page = route.page;
+  view.dataset.ready = "false";
+  const mod = await pages[route.page]();
+  try {
+    current = (await mod.render(view, route)) || null;
+  } catch (err) {
+    view.innerHTML = "";
+    const p = document.createElement("p");
+    p.className = "error";
+    p.textContent = err.message;
+    view.append(p);
+  }
+  view.dataset.ready = "true";
+}
+
+function askKey(reason) {
+  const dialog = document.getElementById("key-dialog");
+  if (dialog.open) return;
+  document.getElementById("key-reason").textContent = reason || "Enter your API key.";
+  document.getElementById("key-input").value = apiKey.get();
+  dialog.showModal();
+}
+
+document.getElementById("key-form").addEventListener("submit", (ev) => {
+  if (ev.submitter?.value === "save") {
+    apiKey.set(document.getElementById("key-input").value.trim());
+    render();
+  }
+});
+document.getElementById("key-button").addEventListener("click", () => askKey("Enter your API key."));
+onUnauthorized((problem) => askKey(problem?.detail || "This server needs an API key."));
+window.addEventListener("hashchange", render);
+render();

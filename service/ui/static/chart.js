@@ -1,0 +1,61 @@
+// Line charts on uPlot: series on a shared x, optional 95% bands (clipped by the caller), log
+// axes, smoothing done by the caller. Every chart's plotted data is kept on
+// window.__reglab.plots[id] (x, series by label) so tests and scripts can read back what is drawn.
+import uPlot from "./vendor/uPlot.esm.js";
+
+const PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2",
+  "#7f7f7f", "#bcbd22", "#17becf"];
+export const color = (i) => PALETTE[i % PALETTE.length];
+
+window.__reglab = window.__reglab || { plots: {} };
+
+const tickFormat = (u, ticks) => ticks.map((v) => (v === null ? "" : Math.abs(v) >= 1e4 || (v !== 0 && Math.abs(v) < 1e-2) ? v.toExponential(0) : String(+v.toPrecision(6))));
+
+// lines: [{label, values, color?, band?: {low, high}}]; opts: {id, title, xLabel, logX, logY,
+// width, height, xRange: [min, max]}
+export function lineChart(el, x, lines, opts = {}) {
+  el.innerHTML = "";
+  const data = [x];
+  const series = [{ label: opts.xLabel || "step" }];
+  const bands = [];
+  lines.forEach((line, i) => {
+    const stroke = line.color || color(i);
+    data.push(line.values);
+    series.push({ label: line.label, stroke, width: 1.5, spanGaps: true, points: { show: x.length < 40 } });
+    if (line.band) {
+      const hi = data.push(line.band.high) - 1;
+      series.push({ label: `${line.label} hi`, band: true, stroke: "transparent", points: { show: false }, spanGaps: true });
+      const lo = data.push(line.band.low) - 1;
+      series.push({ label: `${line.label} lo`, band: true, stroke: "transparent", points: { show: false }, spanGaps: true });
+      bands.push({ series: [hi, lo], fill: stroke + "33" });
+    }
+  });
+  const logY = opts.logY && lines.every((l) => l.values.every((v) => v === null || v > 0));
+  const plot = new uPlot({
+    title: opts.title,
+    width: opts.width || Math.max(320, el.clientWidth || 600),
+    height: opts.height || 260,
+    series,
+    bands,
+    scales: {
+      x: { time: false, distr: opts.logX ? 3 : 1, log: 10, ...(opts.xRange ? { range: () => opts.xRange } : {}) },
+      y: { distr: logY ? 3 : 1, log: 10 },
+    },
+    axes: [{ label: opts.xLabel || "step", values: tickFormat }, { size: 60, values: tickFormat }],
+    legend: { live: true },
+    cursor: { drag: { x: true, y: false } },
+  }, data, el);
+  // the band's edges are series too: keep them out of the legend
+  const items = plot.root.querySelectorAll(".u-legend .u-series");
+  series.forEach((sr, i) => { if (sr.band && items[i]) items[i].style.display = "none"; });
+  if (opts.id) {
+    window.__reglab.plots[opts.id] = {
+      x,
+      series: Object.fromEntries(lines.map((l) => [l.label, l.values])),
+      bands: Object.fromEntries(lines.filter((l) => l.band).map((l) => [l.label, l.band])),
+      logX: !!opts.logX,
+      logY,
+    };
+  }
+  return plot;
+}

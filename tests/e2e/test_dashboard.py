@@ -1,0 +1,192 @@
+"""The dashboard end to end: a real ``reglab serve`` (embedded default, no key), real tiny runs
+and sweeps, and Chromium reading back what each page plotted against the API's own answers."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import Server, Watched, start_server, tiny
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(300)]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    srv = start_server(Path(tmp_path_factory.mktemp("dashboard")))
+    base = srv.submit(tiny("baseline"))
+    l2 = srv.submit(tiny("with-l2", [{"name": "l2", "strength": 1e-3}]))
+    factorial = srv.http.post(
+        "/v1/sweeps",
+        json={
+            "name": "l2-by-dropout",
+            "base": tiny("fact", epochs=2),
+            "method": "factorial",
+            "factors": [{"name": "l2", "strength": 1e-3}, {"name": "dropout", "p": 0.2}],
+            "seeds": 2,
+        },
+    )
+    assert factorial.status_code == 202, factorial.text
+    grid = srv.http.post(
+        "/v1/sweeps",
+        json={
+            "name": "l2-strength",
+            "base": tiny("grid", [{"name": "l2", "strength": 1e-3}], epochs=2),
+            "space": {"regularizers[0].strength": [1e-4, 1e-3, 1e-2]},
+        },
+    )
+    assert grid.status_code == 202, grid.text
+    srv.ids = {"base": base["id"], "l2": l2["id"]}  # type: ignore[attr-defined]
+    srv.sweeps = {"factorial": factorial.json()["id"], "grid": grid.json()["id"]}  # type: ignore[attr-defined]
+    try:
+        yield srv
+    finally:
+        srv.http.close()
+        srv.proc.stop()
+
+
+def test_the_shell_loads_without_a_key_and_the_api_behind_it_answers(server: Server):
+    assert server.http.get("/", follow_redirects=False).headers["location"] == "/ui/"
+    shell = server.http.get("/ui/")
+    assert shell.status_code == 200 and "app.js" in shell.text
+    assert "default-src 'self'" in shell.headers["content-security-policy"]
+    assert server.http.get("/ui/vendor/uPlot.esm.js").status_code == 200
+    assert server.http.get("/ui/../service/settings.py").status_code == 404
+
+
+def test_runs_table_filters_with_the_api_grammar(watched: Watched, server: Server):
+    page = watched.open("runs")
+    rows = page.locator("#runs tbody tr[data-id]")
+    ids = set(rows.evaluate_all("rs => rs.map(r => r.dataset.id)"))
+    assert {server.ids["base"], server.ids["l2"]} <= ids  # type: ignore[attr-defined]
+    page.fill("input[name=filter]", "params.regularizers.l2.strength>=1e-4 and name=with-l2")
+    page.click("form.toolbar button[type=submit]")
+    watched.wait("document.querySelectorAll('#runs tbody tr[data-id]').length === 1")
+    assert rows.first.get_attribute("data-id") == server.ids["l2"]  # type: ignore[attr-defined]
+    # a filter the API refuses: its message is shown, the field marked
+    watched.expect_console_error("status of 422")
+    page.fill("input[name=filter]", "nosuchfield>>1")
+    page.click("form.toolbar button[type=submit]")
+    page.wait_for_selector("input[name=filter].invalid")
+    assert page.locator("p.error").inner_text()
+
+
+def test_run_page_plots_the_apis_values(watched: Watched, server: Server):
+    eid = server.ids["base"]  # type: ignore[attr-defined]
+    done = server.wait(eid)
+    assert done["status"] == "succeeded", done
+    api = server.http.get(f"/v1/experiments/{eid}/metrics").json()["series"]
+    page = watched.open(f"runs/{eid}")
+    watched.wait("window.__reglab && window.__reglab.plots['run:loss']")
+    plotted = watched.js("window.__reglab.plots['run:loss']")
+    assert plotted["x"] == [p["step"] for p in api["val_loss"]]
+    for key in ("train_loss", "val_loss"):
+        assert plotted["series"][key] == pytest.approx([p["value"] for p in api[key]])
+    gap = watched.js("window.__reglab.plots['run:gen_gap'].series.gen_gap")
+    assert gap == pytest.approx([p["value"] for p in api["gen_gap"]])
+    # smoothing changes what is drawn, not the data; back to 0 is the API's values again
+    page.locator("input[name=smoothing]").fill("0.9")
+    smoothed = watched.js("window.__reglab.plots['run:loss'].series.val_loss")
+    assert smoothed != plotted["series"]["val_loss"] and len(smoothed) == len(api["val_loss"])
+    # the step range keeps only those steps
+    page.fill("input[name=from]", "2")
+    page.locator("input[name=from]").dispatch_event("change")
+    assert watched.js("window.__reglab.plots['run:loss'].x") == [
+        p["step"] for p in api["val_loss"] if p["step"] >= 2
+    ]
+    assert page.locator("#summary [data-metric=test_acc]").inner_text() != "–"
+    assert page.locator("button[data-checkpoint]").count() >= 1
+    assert eid in page.locator("#logs").inner_text()
+
+
+def test_compare_two_runs(watched: Watched, server: Server):
+    a, b = server.ids["base"], server.ids["l2"]  # type: ignore[attr-defined]
+    server.wait(a), server.wait(b)
+    page = watched.open("runs")
+    page.check(f"#runs tr[data-id='{a}'] input[type=checkbox]")
+    page.check(f"#runs tr[data-id='{b}'] input[type=checkbox]")
+    page.click("#compare-selected")
+    page.wait_for_selector("#final-metrics")
+    watched.wait("window.__reglab.plots['compare:val_loss']")
+    cmp = server.http.get("/v1/compare", params={"ids": f"{a},{b}", "keys": "val_loss"}).json()
+    plotted = watched.js("window.__reglab.plots['compare:val_loss']")
+    assert plotted["x"] == cmp["series"]["val_loss"]["steps"]
+    drawn = list(plotted["series"].values())
+    assert drawn[0] == pytest.approx(cmp["series"]["val_loss"]["values"][a])
+    assert drawn[1] == pytest.approx(cmp["series"]["val_loss"]["values"][b])
+    # the spec rows that differ (the l2 entry) are highlighted; equal ones are not
+    assert page.locator("#spec-diff tr.diff[data-path^='regularizers[0]']").count() >= 1
+    assert page.locator("#spec-diff tr.diff[data-path='train.lr']").count() == 0
+    assert page.locator("#gap-table tr[data-regularizer=l2]").count() == 1
+
+
+def test_factorial_sweep_shows_its_effects(watched: Watched, server: Server):
+    sid = server.sweeps["factorial"]  # type: ignore[attr-defined]
+    sweep = server.wait_sweep(sid)
+    effects = sweep["results"]["effects"][sweep["metric"]]
+    assert effects is not None, sweep["counts"]
+    page = watched.open(f"sweeps/{sid}")
+    watched.wait("window.__reglab.sweep && window.__reglab.sweep.effects")
+    bars = {b["name"]: b for b in watched.js("window.__reglab.sweep.effects")}
+    assert set(bars) == {"l2", "dropout", "l2 × dropout"}
+    assert bars["l2"]["effect"] == pytest.approx(effects["main_effects"]["l2"]["effect"])
+    inter = effects["interactions"]["l2:dropout"]
+    assert bars["l2 × dropout"]["ci_high"] == pytest.approx(inter["ci_high"])
+    assert page.locator("#results tbody tr").count() == 4
+    assert page.locator("#effects canvas").count() >= 1
+    assert page.locator("#parallel canvas").count() >= 1
+
+
+def test_grid_sweep_uses_a_log_axis_and_clips_bands(watched: Watched, server: Server):
+    sid = server.sweeps["grid"]  # type: ignore[attr-defined]
+    server.wait_sweep(sid)
+    page = watched.open(f"sweeps/{sid}?")
+    watched.wait("window.__reglab.plots['sweep:regularizers[0].strength']")
+    plot = watched.js("window.__reglab.plots['sweep:regularizers[0].strength']")
+    assert plot["logX"] is True and plot["x"] == [1e-4, 1e-3, 1e-2]
+    for band in plot["bands"].values():
+        assert all(v is None or v >= 0 for v in band["low"])  # val_loss is never negative
+    assert page.locator("#trials tbody tr").count() == 3
+
+
+def test_submit_form_checks_before_sending_and_shows_the_apis_422_at_the_field(
+    watched: Watched, server: Server
+):
+    page = watched.open("catalog")
+    assert page.locator("#regularizers [data-regularizer]").count() == len(
+        server.http.get("/v1/regularizers").json()["items"]
+    )
+    page.select_option("select[name=add-regularizer]", "dropout")
+    page.click("#add-regularizer")
+    sent: list[str] = []
+    page.on("request", lambda r: sent.append(r.method) if r.method == "POST" else None)
+    # caught in the page (p < 1 in the catalog's schema): nothing is sent
+    page.fill("[data-loc='regularizers[0].p']", "1.5")
+    page.click("#submit-form")
+    msg = page.locator(".field-error[data-for='regularizers[0].p']")
+    assert "less than 1" in msg.inner_text()
+    assert sent == []
+    # a value only the API can refuse: its 422 lands at the field
+    page.fill("[data-loc='regularizers[0].p']", "0.2")
+    page.fill("[data-loc='train.device']", "tpu")
+    watched.expect_console_error("status of 422")
+    page.click("#submit-form")
+    at = page.locator(".field-error[data-for='train.device']")
+    at.wait_for()
+    watched.wait("document.querySelector(\".field-error[data-for='train.device']\").textContent")
+    direct = server.http.post("/v1/experiments", json={**tiny("x"), "train": {"device": "tpu"}})
+    api_msg = next(e["msg"] for e in direct.json()["errors"] if e["loc"] == "train.device")
+    assert at.inner_text() == api_msg
+    assert page.locator("[data-loc='train.device'].invalid").count() == 1
+    # fixed, it is accepted and the run page opens
+    page.fill("[data-loc='train.device']", "cpu")
+    page.fill("[data-loc='train.epochs']", "1")
+    page.click("#submit-form")
+    watched.wait("location.hash.startsWith('#/runs/')")
+    eid = watched.js("location.hash").split("/")[-1]
+    spec = server.http.get(f"/v1/experiments/{eid}").json()["spec"]
+    assert spec["regularizers"][0]["name"] == "dropout"
+    assert math.isclose(spec["regularizers"][0]["p"], 0.2)
