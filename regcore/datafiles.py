@@ -406,7 +406,7 @@ def canonical_npz(d: DataArrays) -> bytes:
 def load_canonical(path: Path) -> DataArrays:
     """A file ``canonical_npz`` wrote (the worker's cache), without pickle."""
     with np.load(path, allow_pickle=False) as z:
-        meta = json.loads(str(z["meta"]))
+        meta = json.loads(str(z["meta"].reshape(-1)[0]))
         xt = z["x_test"] if "x_test" in z.files else None
         yt = z["y_test"] if "y_test" in z.files else None
         return DataArrays(z["x"], z["y"], xt, yt, meta["task"], meta["kind"], meta["classes"])

@@ -16,6 +16,7 @@ from typing import Annotated
 import typer
 
 from reglab import experiments_cli, export_cli, logs_cli, run_cli, server_cli, submit_cli, sweep_cli
+from reglab.datasets_cli import datasets
 from reglab.keys_cli import keys
 from reglab.sweep_cli import sweeps
 
@@ -59,6 +60,7 @@ app.command()(sweep_cli.sweep)
 app.add_typer(sweeps, name="sweeps")
 app.command()(sweep_cli.compare)
 # --- other engineers' command groups register here, one line each:
+app.add_typer(datasets, name="datasets")
 app.command()(logs_cli.logs)
 # --- operating the service
 app.command()(server_cli.serve)

@@ -617,11 +617,18 @@ class RegLabClient:
     # --- datasets -----------------------------------------------------------------------------
 
     def upload_dataset(
-        self, path: str | Path, name: str, task: str, target: str | None = None
+        self,
+        path: str | Path,
+        name: str | None = None,
+        task: str = "classification",
+        target: str | None = None,
+        kind: str | None = None,
     ) -> Dataset:
-        """``POST /v1/datasets`` (multipart): a local file becomes a dataset specs can name."""
+        """``POST /v1/datasets`` (multipart): a local file becomes a dataset specs can name as
+        ``{"name": "upload", "id": ...}``. ``target``: a table's label column; ``kind``: npz
+        only, ``signal`` for (N, C, L) arrays (3-D arrays are read as images)."""
         path = Path(path)
-        data = _drop_none({"name": name, "task": task, "target": target})
+        data = _drop_none({"name": name, "task": task, "target": target, "kind": kind})
         with path.open("rb") as fh:
             files = {"file": (path.name, fh, "application/octet-stream")}
             return self._json("POST", "/v1/datasets", data=data, files=files)

@@ -29,3 +29,6 @@ def owners(settings, sessions) -> Iterator[tuple[TestClient, dict[str, dict[str,
     app = create_app(settings.model_copy(update={"auth": "on"}))
     with TestClient(app, base_url=BASE_URL, raise_server_exceptions=False) as c:
         yield c, {n: {"Authorization": f"Bearer {t}"} for n, t in (("ada", ada), ("bob", bob))}
+
+
+from tests.integration.conftest import redis_broker, stack, workers  # noqa: E402, F401

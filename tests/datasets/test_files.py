@@ -45,6 +45,17 @@ def test_the_canonical_file_is_the_same_bytes_for_the_same_content():
     assert a != c
 
 
+def test_the_canonical_file_loads_back_without_pickle(tmp_path):
+    from regcore.datafiles import load_canonical
+
+    d = read_data_file(F.npz(x=X, y=Y, x_test=X[:20], y_test=Y[:20]), task="classification")
+    (tmp_path / "c.npz").write_bytes(canonical_npz(d))
+    back = load_canonical(tmp_path / "c.npz")
+    assert (back.task, back.kind, back.classes) == ("classification", "signal", 2)
+    np.testing.assert_array_equal(back.x, d.x)
+    np.testing.assert_array_equal(back.y_test, Y[:20])
+
+
 def test_shapes_that_disagree_name_the_array():
     assert refused(F.npz(x=X, y=Y[:-1])).field == "y"
     err = refused(F.npz(x=X, y=Y, x_test=X[:, :3], y_test=Y))
