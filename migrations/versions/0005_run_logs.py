@@ -1,6 +1,6 @@
 """Run logs and provenance (issue 11): the ``run_logs`` table (each experiment's log lines,
-numbered by ``seq``), and on ``experiments`` the ``environment`` a run recorded and ``log_seq``,
-the newest line's seq.
+numbered by ``seq``), ``run_log_seqs`` (each experiment's newest seq, the row the writers lock),
+and on ``experiments`` the ``environment`` a run recorded.
 
 Revision ID: 0005
 Revises: 0004
@@ -26,7 +26,6 @@ _JSON = sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgre
 def upgrade() -> None:
     with op.batch_alter_table("experiments") as batch:
         batch.add_column(sa.Column("environment", _JSON, nullable=True))
-        batch.add_column(sa.Column("log_seq", sa.Integer(), server_default="0", nullable=False))
     op.create_table(
         "run_logs",
         sa.Column("experiment_id", sa.String(length=32), nullable=False),
@@ -44,10 +43,22 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("experiment_id", "seq", name=op.f("pk_run_logs")),
     )
+    op.create_table(
+        "run_log_seqs",
+        sa.Column("experiment_id", sa.String(length=32), nullable=False),
+        sa.Column("last_seq", sa.Integer(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["experiment_id"],
+            ["experiments.id"],
+            name=op.f("fk_run_log_seqs_experiment_id_experiments"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("experiment_id", name=op.f("pk_run_log_seqs")),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("run_log_seqs")
     op.drop_table("run_logs")
     with op.batch_alter_table("experiments") as batch:
-        batch.drop_column("log_seq")
         batch.drop_column("environment")

@@ -1,9 +1,13 @@
 """Run log lines of an experiment: appended by the worker that runs it, read by the API.
 
-Each experiment numbers its lines 1, 2, 3, ... (``seq``) across all its attempts; the newest
-seq is ``experiments.log_seq``, bumped by the same UPDATE that checks the writer may write, so
-seqs are assigned under the row lock and never repeat. Only the newest ``max_lines`` lines are
-kept. Functions take a Session and never commit: the caller owns the (short) transaction.
+Each experiment numbers its lines 1, 2, 3, ... (``seq``) across all its attempts. A writer first
+checks it may write (``_writable``, holding a share lock on the experiment row on PostgreSQL, so
+no claim slips in between), then takes its seqs by an upsert of the experiment's
+``run_log_seqs`` row, whose lock orders the writers' transactions: seqs never repeat and commit
+in order, so a reader that saw seq N never later finds a line below N appear. Nothing here
+updates the experiment row itself (the lease's writes stay the lease holder's alone). Only the
+newest ``max_lines`` lines are kept. Functions take a Session and never commit: the caller owns
+the (short) transaction.
 """
 
 from __future__ import annotations
@@ -13,10 +17,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import NamedTuple
 
-from sqlalchemy import and_, delete, insert, or_, select, update
+from sqlalchemy import and_, delete, insert, or_, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from service.db.models import Experiment, RunLog, utcnow
+from service.db.models import Experiment, RunLog, RunLogSeq, utcnow
 
 #: longest message stored; longer ones are cut (a log line is not a place for a dump)
 MAX_MESSAGE_CHARS = 4000
@@ -57,16 +63,21 @@ def append(
     nothing, when this worker's attempt may no longer write (see ``_writable``)."""
     if not lines:
         return True
-    last = session.execute(
-        update(Experiment)
+    allowed = session.execute(
+        select(Experiment.id)
         .where(_writable(experiment_id, worker_id, attempt))
-        .values(log_seq=Experiment.log_seq + len(lines))
-        .returning(Experiment.log_seq)
-        .execution_options(synchronize_session=False)
-    ).scalar_one_or_none()
-    if last is None:
+        .with_for_update(read=True)
+    ).first()
+    if allowed is None:
         return False
-    first = last - len(lines) + 1
+    n = len(lines)
+    upsert = _insert(session)(RunLogSeq).values(experiment_id=experiment_id, last_seq=n)
+    last = session.execute(
+        upsert.on_conflict_do_update(
+            index_elements=["experiment_id"], set_={"last_seq": RunLogSeq.last_seq + n}
+        ).returning(RunLogSeq.last_seq)
+    ).scalar_one()
+    first = last - n + 1
     now = utcnow()
     rows = [
         {
@@ -92,6 +103,10 @@ def append(
     return True
 
 
+def _insert(session: Session):
+    return pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+
+
 def since(session: Session, experiment_id: str, after: int, limit: int) -> list[RunLog]:
     """Up to ``limit`` lines with seq > ``after``, oldest first."""
     return list(
@@ -106,15 +121,15 @@ def since(session: Session, experiment_id: str, after: int, limit: int) -> list[
 
 class State(NamedTuple):
     status: str
-    log_seq: int
+    last_seq: int
     finished_at: datetime | None
 
 
 def state(session: Session, experiment_id: str) -> State | None:
-    """The experiment's status, newest log seq and end time (one cheap read for a follower)."""
+    """The experiment's status, newest log seq (0 before any) and end time: one cheap read."""
     row = session.execute(
-        select(Experiment.status, Experiment.log_seq, Experiment.finished_at).where(
-            Experiment.id == experiment_id
-        )
+        select(Experiment.status, RunLogSeq.last_seq, Experiment.finished_at)
+        .outerjoin(RunLogSeq, RunLogSeq.experiment_id == Experiment.id)
+        .where(Experiment.id == experiment_id)
     ).one_or_none()
-    return State(row.status, row.log_seq, row.finished_at) if row is not None else None
+    return State(row.status, row.last_seq or 0, row.finished_at) if row is not None else None

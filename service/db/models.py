@@ -106,8 +106,6 @@ class Experiment(Base):
     note: Mapped[str | None] = mapped_column(Text)
     #: what ran (``regcore.provenance.environment``); written by the worker at claim and end
     environment: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
-    #: the seq of the newest run log line (``service.db.logs``); 0 before the first
-    log_seq: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class Metric(Base):
@@ -252,6 +250,18 @@ class RunLog(Base):
     logger: Mapped[str] = mapped_column(String(200))
     attempt: Mapped[int] = mapped_column(Integer, default=0)
     message: Mapped[str] = mapped_column(Text)
+
+
+class RunLogSeq(Base):
+    """The newest seq of an experiment's run log lines: writers take seqs by an upsert of this
+    row, whose lock orders their transactions (``service.db.logs``)."""
+
+    __tablename__ = "run_log_seqs"
+
+    experiment_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("experiments.id", ondelete="CASCADE"), primary_key=True
+    )
+    last_seq: Mapped[int] = mapped_column(Integer)
 
 
 class DatasetRow(Base):

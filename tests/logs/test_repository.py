@@ -80,3 +80,50 @@ def test_deleting_an_experiment_deletes_its_lines(sessions):
         s.delete(s.get(Experiment, eid))
     with sessions() as s:
         assert s.scalars(select(RunLog).where(RunLog.experiment_id == eid)).all() == []
+
+
+def test_concurrent_writers_get_distinct_contiguous_seqs_in_their_own_order(sessions):
+    import threading
+
+    eid = add_experiment(sessions)
+    attempt = _claim(sessions, eid, "w1")  # the worker's process and its job's process
+
+    def writer(name: str) -> None:
+        for i in range(15):
+            assert _append(sessions, eid, "w1", attempt, _lines(f"{name}{i}a", f"{name}{i}b"))
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in "pqr"]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    got = _all(sessions, eid)
+    assert [seq for seq, _ in got] == list(range(1, 91))
+    for name in "pqr":
+        mine = [m for _, m in got if m.startswith(name)]
+        assert mine == [f"{name}{i}{half}" for i in range(15) for half in "ab"]
+
+
+def test_appending_never_updates_the_experiment_row(sessions):
+    """The lease's writes stay the lease holder's: a log write after the outcome (the outcome
+    line) must not touch the row (the fault tests' audit flags any such write)."""
+    from sqlalchemy import event
+
+    eid = add_experiment(sessions)
+    attempt = _claim(sessions, eid, "w1")
+    with sessions.begin() as s:
+        assert jobs.finish(s, eid, "w1", "succeeded")
+    statements: list[str] = []
+    engine = sessions.kw["bind"]
+
+    def record(conn, cursor, statement, *args):
+        statements.append(statement.lower())
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        assert _append(sessions, eid, "w1", attempt, _lines("experiment succeeded"), max_lines=1)
+        assert _append(sessions, eid, "w1", attempt, _lines("one more"), max_lines=1)
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    assert not [s for s in statements if s.lstrip().startswith("update experiments")]
+    assert _all(sessions, eid) == [(2, "one more")]

@@ -72,11 +72,12 @@ def get_logs(
     row = owned_experiment(session, experiment_id, owner)
     if not follow:
         lines = logs.since(session, row.id, since, limit)
+        state = logs.state(session, row.id)
         return {
             "items": [line_view(r) for r in lines],
             "next_since": lines[-1].seq if lines else since,
-            "last_seq": row.log_seq,
-            "status": row.status,
+            "last_seq": state.last_seq if state else 0,
+            "status": state.status if state else row.status,
         }
     if last_event_id is not None and last_event_id.isdigit():
         since = max(since, int(last_event_id))
