@@ -10,13 +10,19 @@ Rows a broker forgot are put back by the reconciler.
 
 from __future__ import annotations
 
+import logging
+import threading
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_process_init, worker_ready
+from celery.signals import task_postrun, worker_process_init, worker_ready, worker_shutdown
+from sqlalchemy.orm import Session, sessionmaker
 
+from service.db import workers
 from service.queue import TASK_NAME, celery_config
 from service.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
 
 #: Redis redelivers an unacknowledged message after this long; the DB lease guards correctness.
 VISIBILITY_TIMEOUT_S = 12 * 3600
@@ -70,3 +76,68 @@ def _liveness_file(**_: Any) -> None:
     from worker.lease import start_idle_heartbeat
 
     start_idle_heartbeat(get_settings().worker_heartbeat_file)
+
+
+class QueueHeartbeat(threading.Thread):
+    """Renews this worker's ``worker_heartbeats`` row (the queues it consumes) every
+    ``workers.HEARTBEAT_S`` until ``stop()``, which deletes it: the reconciler counts a queue's
+    consumers from these rows."""
+
+    def __init__(self, sessions: sessionmaker[Session], worker: str, queues: list[str]):
+        super().__init__(name="reglab-queue-heartbeat", daemon=True)
+        self.sessions, self.worker, self.queues = sessions, worker, queues
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        while True:
+            try:
+                with self.sessions.begin() as session:
+                    workers.beat(session, self.worker, self.queues)
+            except Exception:  # noqa: BLE001 - a database blip: the next beat retries
+                log.warning("could not renew the worker heartbeat", exc_info=True)
+            if self._stop_event.wait(workers.HEARTBEAT_S):
+                break
+        try:
+            with self.sessions.begin() as session:
+                workers.forget(session, self.worker)
+        except Exception:  # noqa: BLE001 - the row ages out after workers.ALIVE_S
+            log.warning("could not delete the worker heartbeat", exc_info=True)
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join(10)
+
+
+_queue_heartbeat: QueueHeartbeat | None = None
+
+
+@worker_ready.connect
+def _announce_queues(sender: Any = None, **_: Any) -> None:
+    global _queue_heartbeat
+    from worker.context import get_context
+
+    ctx = get_context()
+    queues = sorted(app.amqp.queues.consume_from or ["cpu"])
+    node = getattr(sender, "hostname", None) or ctx.worker_id
+    _queue_heartbeat = QueueHeartbeat(ctx.sessions, f"{node}:{ctx.worker_id}", queues)
+    _queue_heartbeat.start()
+
+
+@worker_shutdown.connect
+def _withdraw_queues(**_: Any) -> None:
+    if _queue_heartbeat is not None:
+        _queue_heartbeat.stop()
+
+
+@task_postrun.connect
+def _next_sweep_trials(sender: Any = None, args: Any = None, **_: Any) -> None:
+    """A sweep's next trial starts when one of its runs ends, not at the reconciler's pass."""
+    if getattr(sender, "name", None) != TASK_NAME or not args:
+        return
+    from worker.context import get_context
+    from worker.reconciler import advance_sweep
+
+    try:
+        advance_sweep(get_context().sessions, app, args[0])
+    except Exception:  # noqa: BLE001 - the reconciler's next pass launches them
+        log.warning("could not launch the next trials after %s", args[0], exc_info=True)

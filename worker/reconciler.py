@@ -3,7 +3,9 @@
 * ``running`` rows whose lease expired (their worker died) go back to ``queued`` — or end
   ``failed`` once ``max_attempts`` is used up, ``cancelled`` if a cancel was asked for;
 * ``queued`` rows that were never enqueued (the API's send failed), or enqueued long ago (a broker
-  that lost its messages), are sent again.
+  that lost its messages), are sent again, except on a queue no live worker consumes
+  (``service.db.workers``): such a run says ``waiting for a worker on queue ...`` and its one
+  message waits for the first consumer, instead of a new copy every stale period.
 
 Sending twice is safe: only one worker can claim a row. Runs in ``reglab serve`` as a thread and
 once per call as ``reglab reconcile``. It needs no torch and no task code, only the Celery client.
@@ -29,7 +31,7 @@ from celery import Celery
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.db import jobs, sweeps
+from service.db import jobs, sweeps, workers
 from service.db.models import Experiment, utcnow
 from service.queue import enqueue
 
@@ -49,6 +51,8 @@ class Report:
     stopped: dict[str, str] = field(default_factory=dict)
     #: leftover ``.part`` files deleted from the store (paths relative to its root)
     removed_parts: list[str] = field(default_factory=list)
+    #: queues with queued runs and no live consumer (their runs say so; no message re-sent)
+    idle_queues: list[str] = field(default_factory=list)
 
 
 #: the temporary names ``worker.artifacts.LocalStore.put`` copies to before its rename
@@ -123,6 +127,27 @@ def part_file_sweeper(artifacts: str, max_age_s: float) -> PartFileSweeper | Non
     return PartFileSweeper(artifacts, max_age_s)
 
 
+def send(sessions: sessionmaker[Session], celery: Celery, rows: list[tuple[str, str]]) -> list[str]:
+    """Enqueue each ``(experiment id, queue)`` and stamp ``enqueued_at``; returns the ids sent
+    (a refused send stays unstamped: the next pass sends it again)."""
+    sent = []
+    for experiment_id, queue in rows:
+        if enqueue(celery, experiment_id, queue):
+            with sessions.begin() as session:
+                jobs.mark_enqueued(session, experiment_id)
+            sent.append(experiment_id)
+    return sent
+
+
+def advance_sweep(sessions: sessionmaker[Session], celery: Celery, experiment_id: str) -> list[str]:
+    """After a run ends: its sweep's next trials, launched and sent now (``sweeps.advance``)."""
+    with sessions.begin() as session:
+        swept = sweeps.advance(session, experiment_id)
+    for eid, reason in swept.stopped.items():
+        log.info("sweep: experiment %s %s", eid, reason)
+    return send(sessions, celery, swept.launched)
+
+
 def reconcile_once(
     sessions: sessionmaker[Session],
     celery: Celery,
@@ -138,23 +163,21 @@ def reconcile_once(
     with sessions.begin() as session:  # early stopping, launches within max_concurrent
         swept = sweeps.tick(session)
     report.stopped = swept.stopped
-    for experiment_id, queue in swept.launched:
-        if enqueue(celery, experiment_id, queue):
-            with sessions.begin() as session:
-                jobs.mark_enqueued(session, experiment_id)
+    send(sessions, celery, swept.launched)
+    with sessions.begin() as session:  # queues no live worker consumes: say so, send no more
+        report.idle_queues = sorted(jobs.note_waiting(session, workers.consumers(session, now)))
     with sessions() as session:
         ids = jobs.stale_queued(
-            session, now - timedelta(seconds=stale_after_s), now - timedelta(seconds=grace_s)
+            session,
+            now - timedelta(seconds=stale_after_s),
+            now - timedelta(seconds=grace_s),
+            idle_queues=report.idle_queues,
         )
         rows = session.execute(
             select(Experiment.id, Experiment.queue).where(Experiment.id.in_(ids))
         )
         queues = {eid: queue for eid, queue in rows}
-    for experiment_id in ids:
-        if enqueue(celery, experiment_id, queues.get(experiment_id, "cpu")):
-            with sessions.begin() as session:
-                jobs.mark_enqueued(session, experiment_id)
-            report.enqueued.append(experiment_id)
+    report.enqueued = send(sessions, celery, [(i, queues.get(i, "cpu")) for i in ids])
     if report.requeued or report.enqueued:
         log.info("reconciler: requeued %s, enqueued %s", report.requeued, report.enqueued)
     for experiment_id, reason in report.stopped.items():

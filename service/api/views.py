@@ -139,9 +139,7 @@ def sweep_view(session: Session, sweep: Sweep, keys: list[str] | None = None) ->
                     "config": r.config,
                     "seed": r.seed,
                     "experiment_id": r.experiment.id if r.experiment else None,
-                    "status": r.experiment.status
-                    if r.experiment
-                    else ("skipped" if sweep.cancel_requested else "pending"),
+                    "status": sweeps_repo.trial_status(sweep, r),
                     "stop_reason": r.stop_reason,
                 }
                 for r in rows

@@ -10,8 +10,8 @@ Functions take a Session and never commit: the caller owns the (short) transacti
 from __future__ import annotations
 
 import math
-from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections import Counter, defaultdict
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -31,7 +31,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from service.db import latest
+from service.db import latest, workers
 from service.db.models import TERMINAL, Checkpoint, Experiment, new_id, utcnow
 
 
@@ -398,12 +398,19 @@ def requeue_expired(session: Session, now: datetime | None = None) -> list[str]:
 
 
 def stale_queued(
-    session: Session, older_than: datetime, created_before: datetime | None = None
+    session: Session,
+    older_than: datetime,
+    created_before: datetime | None = None,
+    idle_queues: Collection[str] = (),
 ) -> list[str]:
     """Queued rows to (re-)enqueue: never enqueued (the API's send failed, or a requeue), or
-    enqueued before ``older_than`` (the broker may have lost the message). ``created_before``
-    leaves alone rows the API is enqueueing right now."""
+    enqueued before ``older_than`` (the broker may have lost the message), except on
+    ``idle_queues`` (nobody consumes them: another copy of the message would only pile up
+    behind the first). ``created_before`` leaves alone rows the API is enqueueing right now."""
     created_before = created_before or utcnow()
+    resend = Experiment.enqueued_at < older_than
+    if idle_queues:
+        resend = and_(resend, Experiment.queue.not_in(list(idle_queues)))
     return list(
         session.scalars(
             select(Experiment.id).where(
@@ -411,11 +418,36 @@ def stale_queued(
                 Experiment.cancel_requested.is_(False),
                 or_(
                     and_(Experiment.enqueued_at.is_(None), Experiment.created_at < created_before),
-                    Experiment.enqueued_at < older_than,
+                    resend,
                 ),
             )
         ).all()
     )
+
+
+def note_waiting(session: Session, live: Counter[str]) -> set[str]:
+    """Say on each queued row whose queue no live worker consumes why it waits (in ``error``,
+    unless that holds an earlier attempt's failure), and clear the note once one does.
+    ``live``: consumers per queue (``workers.consumers``). Returns the queues nobody consumes."""
+    queued = Experiment.status == "queued"
+    noted = Experiment.error.startswith(workers.WAITING, autoescape=True)
+    queues = set(session.scalars(select(Experiment.queue).where(queued).distinct()))
+    idle = {q for q in queues if live[q] == 0}
+    for queue in sorted(idle):
+        session.execute(
+            update(Experiment)
+            .where(queued, Experiment.queue == queue, or_(Experiment.error.is_(None), noted))
+            .values(error=workers.waiting_reason(queue, live))
+            .execution_options(synchronize_session=False)
+        )
+    if queues - idle:
+        session.execute(
+            update(Experiment)
+            .where(queued, Experiment.queue.in_(sorted(queues - idle)), noted)
+            .values(error=None)
+            .execution_options(synchronize_session=False)
+        )
+    return idle
 
 
 def mark_enqueued(session: Session, experiment_id: str, when: datetime | None = None) -> None:

@@ -264,17 +264,31 @@ class Tick:
 def tick(session: Session) -> Tick:
     """One pass over the running sweeps: early stopping, launches, completion."""
     out = Tick()
-    ids = session.scalars(select(Sweep.id).where(Sweep.status == "running")).all()
-    for sweep_id in ids:
-        sweep = _lock(session, sweep_id)
-        if sweep is None or sweep.status != "running":
-            continue
-        reasons = decide_stops(session, sweep)
-        for eid in stop(session, sweep.id, reasons):
-            out.stopped[eid] = reasons[eid]
-        out.launched += [(r.id, r.queue) for r in launch(session, sweep)]
-        _settle(session, sweep)
+    for sweep_id in session.scalars(select(Sweep.id).where(Sweep.status == "running")).all():
+        _step(session, sweep_id, out)
     return out
+
+
+def advance(session: Session, experiment_id: str) -> Tick:
+    """The same step for the sweep of one experiment that just ended, so the sweep's next
+    trial starts then rather than at the next reconciler pass (a worker calls it after each
+    run); nothing for an experiment outside a sweep."""
+    out = Tick()
+    sweep_id = session.scalar(select(Experiment.sweep_id).where(Experiment.id == experiment_id))
+    if sweep_id is not None:
+        _step(session, sweep_id, out)
+    return out
+
+
+def _step(session: Session, sweep_id: str, out: Tick) -> None:
+    sweep = _lock(session, sweep_id)
+    if sweep is None or sweep.status != "running":
+        return
+    reasons = decide_stops(session, sweep)
+    for eid in stop(session, sweep.id, reasons):
+        out.stopped[eid] = reasons[eid]
+    out.launched += [(r.id, r.queue) for r in launch(session, sweep)]
+    _settle(session, sweep)
 
 
 def cancel(session: Session, sweep: Sweep) -> list[str]:
@@ -316,14 +330,19 @@ def trials(session: Session, sweep: Sweep) -> list[TrialRow]:
     ]
 
 
+def trial_status(sweep: Sweep, row: TrialRow) -> str:
+    """Its experiment's status; a trial never launched is ``pending``, or ``skipped`` once the
+    sweep was cancelled (it never will be)."""
+    if row.experiment is not None:
+        return row.experiment.status
+    return "skipped" if sweep.cancel_requested else "pending"
+
+
 def counts(sweep: Sweep, rows: Sequence[TrialRow]) -> dict[str, int]:
     """Experiments by status, plus ``pending`` (not launched yet; ``skipped`` once cancelled)."""
     c: Counter[str] = Counter({s: 0 for s in ("pending", "queued", "running", *sorted(TERMINAL))})
     for r in rows:
-        if r.experiment is not None:
-            c[r.experiment.status] += 1
-        else:
-            c["skipped" if sweep.cancel_requested else "pending"] += 1
+        c[trial_status(sweep, r)] += 1
     c["stopped_early"] = sum(
         # asked to stop and not (yet) succeeded: a run that ended before the worker saw the
         # request keeps its result
