@@ -193,7 +193,8 @@ def main() -> int:
             else abs(seq["test_loss"] - bat["test_loss"])
         )
         ok &= diff <= tol
-        print(f"{k:>4} {t_seq:>13.2f} {t_bat:>10.2f} {t_seq / t_bat:>8.2f}x {diff:>12.2e}")
+        note = "  (one member: both columns are the same unbatched path)" if k == 1 else ""
+        print(f"{k:>4} {t_seq:>13.2f} {t_bat:>10.2f} {t_seq / t_bat:>8.2f}x {diff:>12.2e}{note}")
     if not ok:
         print(f"a member's final loss differs by more than {tol}", file=sys.stderr)
     return 0 if ok else 1

@@ -356,12 +356,17 @@ class BatchedMembers:
         """Complete each running member's epoch as its lone Trainer does: batch metrics, the
         lr schedule, divergence of the evaluation, best epoch, early stopping. Returns the
         metrics of the members that ran this epoch (empty dicts for the others)."""
+        extra: list[dict[str, float]] = [{} for _ in range(self.k)]
+        for reg in self.regs:
+            for i, em in enumerate(reg.extra_metrics()):
+                extra[i].update(em)
+            reg.on_epoch_end()
         result: list[dict[str, float]] = []
         for i, (st, m) in enumerate(zip(self.status, self.members, strict=True)):
             if st.epochs_run != self.epoch or st.status not in ("running", "failed"):
                 result.append({})
                 continue
-            metrics = {**per[i], **self.batch_metrics[i]}
+            metrics = {**per[i], **self.batch_metrics[i], **extra[i]}
             t = m.trainer
             if t.scheduler is not None:
                 with warnings.catch_warnings():

@@ -63,6 +63,8 @@ class StackedModel:
     def _slot(self, kind: str, h: torch.Tensor, train: bool) -> torch.Tensor:
         if train:
             for reg in self.slot_regs:
+                reg.catch(kind, h)
+            for reg in self.slot_regs:
                 h = reg.slot(kind, h)
         return h
 

@@ -15,7 +15,8 @@ explicit MLP forward exposes.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -85,8 +86,18 @@ class BatchedRegularizer:
     def before_forward(self) -> None:
         pass
 
+    def catch(self, kind: str, h: torch.Tensor) -> None:
+        """A slot's input, before any regularizer's op on it (training forwards only)."""
+
     def slot(self, kind: str, h: torch.Tensor) -> torch.Tensor:
         return h
+
+    def extra_metrics(self) -> list[dict[str, float]]:
+        """Each member's own extra metrics for this epoch (as the lone ``extra_metrics``)."""
+        return [{} for _ in self.regs]
+
+    def on_epoch_end(self) -> None:
+        pass
 
     def transform_loss(self, loss: torch.Tensor) -> torch.Tensor:
         return loss
@@ -352,6 +363,125 @@ class BatchedEarlyStopping(BatchedRegularizer):
     numeric = ("monitor", "patience", "min_delta", "mode", "restore_best")
 
 
+@contextmanager
+def global_rng(g: torch.Generator) -> Iterator[None]:
+    """Run with the global RNG of ``g``'s device set to ``g``'s state, and keep what was drawn
+    in ``g``: for draws torch makes only from the global generator (``torch.distributions``)."""
+    cuda = g.device.type == "cuda"
+    get = torch.cuda.get_rng_state if cuda else torch.get_rng_state
+    set_ = torch.cuda.set_rng_state if cuda else torch.set_rng_state
+    saved = get()
+    set_(g.get_state())
+    try:
+        yield
+    finally:
+        g.set_state(get())
+        set_(saved)
+
+
+class BatchedDisturbLabel(BatchedRegularizer):
+    """The lone run draws even at α = 0, so a member draws whenever it has the regularizer."""
+
+    spec_name = "disturb_label"
+    numeric = ("alpha",)
+
+    def __init__(self, regs: list[Regularizer | None], ctx: BatchContext):
+        super().__init__(regs, ctx)
+        self.changed = torch.zeros(ctx.k, dtype=torch.long, device=ctx.device)
+        self.seen = 0
+
+    def transform_batch(
+        self, x: torch.Tensor, y: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        K = self.ctx.num_classes
+        rows = list(y.unbind(0))
+        for i, r in enumerate(self.regs):
+            if r is None or not self.ctx.active[i]:
+                continue
+            g, n = self.ctx.generators[i], y.shape[1]
+            replace = torch.rand((n,), device=y.device, generator=g) < r.spec.alpha
+            drawn = torch.randint(0, K, (n,), device=y.device, generator=g)
+            if y.is_floating_point():
+                new = torch.where(replace[:, None], F.one_hot(drawn, K).to(y.dtype), rows[i])
+                self.changed[i] += (new != rows[i]).any(1).sum()
+            else:
+                new = torch.where(replace, drawn, rows[i])
+                self.changed[i] += (new != rows[i]).sum()
+            rows[i] = new
+        self.seen += y.shape[1]
+        return x, torch.stack(rows)
+
+    def extra_metrics(self) -> list[dict[str, float]]:
+        changed = self.changed.tolist()
+        return [
+            {"disturb_label_changed": changed[i] / self.seen} if r is not None and self.seen else {}
+            for i, r in enumerate(self.regs)
+        ]
+
+    def on_epoch_end(self) -> None:
+        self.changed.zero_()
+        self.seen = 0
+
+
+class BatchedMixup(BatchedRegularizer):
+    spec_name = "mixup"
+    numeric = ("alpha",)
+
+    def transform_batch(
+        self, x: torch.Tensor, y: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        from regcore.regularizers.mixup import sample_lambda
+
+        k, b = x.shape[:2]
+        lam = torch.ones(k, dtype=x.dtype, device=x.device)
+        perm = torch.arange(b, device=x.device).repeat(k, 1)
+        for i, r in enumerate(self.regs):
+            if r is not None and self.ctx.active[i]:
+                with global_rng(self.ctx.generators[i]):  # as alone: Beta, then randperm
+                    lam[i] = sample_lambda(r.spec.alpha, x.device).to(x.dtype)
+                    perm[i] = torch.randperm(b, device=x.device)
+        if self.ctx.task == "classification" and not y.is_floating_point():
+            y = F.one_hot(y, self.ctx.num_classes).to(x.dtype)
+        rows = torch.arange(k, device=x.device)[:, None]
+        lx, ly = lam.view(-1, *([1] * (x.dim() - 1))), lam.view(-1, *([1] * (y.dim() - 1)))
+        return lx * x + (1 - lx) * x[rows, perm], ly * y + (1 - ly) * y[rows, perm]
+
+
+class BatchedActivationL1(BatchedRegularizer):
+    spec_name = "activation_l1"
+    numeric = ("strength",)
+    slots = True
+
+    def __init__(self, regs: list[Regularizer | None], ctx: BatchContext):
+        super().__init__(regs, ctx)
+        self.acts: list[torch.Tensor] = []
+        self.last: list[torch.Tensor] = []
+
+    def catch(self, kind: str, h: torch.Tensor) -> None:
+        if kind != "input":
+            self.acts.append(h)
+
+    def penalty(self) -> torch.Tensor:
+        acts, self.acts = self.acts, []
+        self.last = [h.detach() for h in acts]
+        lam = self.values(lambda r: r.spec.strength)
+        if not acts:
+            return torch.zeros_like(lam)
+        batch = acts[0].shape[1]
+        total = torch.stack([h.abs().flatten(1).sum(1) for h in acts]).sum(0)
+        return lam * total / batch
+
+    def extra_metrics(self) -> list[dict[str, float]]:
+        if not self.last:
+            return [{} for _ in self.regs]
+        zeros = torch.stack([(h == 0).flatten(1).sum(1) for h in self.last]).sum(0).tolist()
+        total = sum(h[0].numel() for h in self.last)
+        return [
+            {"activation_sparsity_train_batch": zeros[i] / total} if r is not None else {}
+            for i, r in enumerate(self.regs)
+        ]
+
+
 #: every batchable regularizer, by spec name
 BATCHED: dict[str, type[BatchedRegularizer]] = {
     cls.spec_name: cls
@@ -370,6 +500,9 @@ BATCHED: dict[str, type[BatchedRegularizer]] = {
         BatchedHiddenNoise,
         BatchedWeightNoise,
         BatchedEarlyStopping,
+        BatchedDisturbLabel,
+        BatchedMixup,
+        BatchedActivationL1,
     )
 }
 

@@ -34,6 +34,9 @@ CASES = {
     "flooding": ({"level": 0.5}, {"level": 1.0}),
     "entropy": ({"beta": 0.1}, {"beta": 0.3}),
     "early_stopping": ({"patience": 1}, {"patience": 2, "monitor": "val_acc"}),
+    "disturb_label": ({"alpha": 0.1}, {"alpha": 0.3}),
+    "mixup": ({"alpha": 0.2}, {"alpha": 1.0}),
+    "activation_l1": ({"strength": 1e-3}, {"strength": 1e-2}),
 }
 
 
@@ -249,3 +252,28 @@ def test_vmapped_and_linear_models_batch_too(model, tmp_path, cache_dir):
             model=model, ensemble={"members": 2}, regularizers=[{"name": "dropout"}]
         )
         assert "vmapped" in why_not_batched(dropout)
+
+
+def test_members_with_different_regularizer_sets_batch_and_match(tmp_path, cache_dir):
+    full = [
+        {"name": "input_noise", "sigma": 0.1},
+        {"name": "mixup", "alpha": 0.4},
+        {"name": "disturb_label", "alpha": 0.1},
+        {"name": "label_smoothing", "epsilon": 0.05},
+        {"name": "dropout", "p": 0.2},
+        {"name": "activation_l1", "strength": 1e-3},
+        {"name": "l2", "strength": 1e-3},
+        {"name": "weight_decay", "rate": 0.01},
+        {"name": "max_norm", "c": 1.5},
+        {"name": "early_stopping", "patience": 2},
+    ]
+    vary = [{}, {"regularizers": full[1::2]}, {"regularizers": full[::3], "train": {"lr": 0.03}}]
+    spec = make_spec(
+        ensemble={"members": 3, "vary": vary}, regularizers=full, train={**TRAIN, "epochs": 4}
+    )
+    assert why_not_batched(spec) is None
+    kw = {"cache_dir": cache_dir, "threads": 1, "checkpoint_every": 0}
+    batched = BatchedEnsembleRun(spec, tmp_path / "b", **kw).run().metrics
+    for i, r in enumerate(lone_metrics(spec, cache_dir, tmp_path)):
+        for key in KEYS:
+            assert batched[f"member{i}_{key}"] == pytest.approx(r.metrics[key], abs=1e-4)
