@@ -103,6 +103,8 @@ def _built(spec: ExperimentSpec, fin: int, fout: int) -> nn.Module:
     )
     for reg in build_regularizers(spec.regularizers, task):
         model = reg.configure_model(model)
+    if spec.multitask is not None:  # the auxiliary head is saved with the model (multitask.py)
+        model.add_module("aux_head", nn.Linear(model.head().in_features, 1))  # type: ignore[operator]
     return model
 
 

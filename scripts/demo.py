@@ -22,14 +22,16 @@ sys.path.insert(0, str(ROOT))
 
 from scripts.demo_plot import plot_comparison, print_table  # noqa: E402
 
-EXAMPLE = ROOT / "examples" / "mnist1d-comparison.json"
+EXAMPLE = ROOT / "examples" / "mnist1d-comparison.sweep.json"
 
 
 def variants() -> dict[str, dict[str, Any]]:
-    base = json.loads(EXAMPLE.read_text())
+    """One spec per value of the example sweep's ``regularizers`` (named after them)."""
+    sweep = json.loads(EXAMPLE.read_text())
     out = {}
-    for name, regs in base.pop("variants").items():
-        spec = copy.deepcopy(base)
+    for regs in sweep["space"]["regularizers"]:
+        name = "+".join(r["name"] for r in regs) or "none"
+        spec = copy.deepcopy(sweep["base"])
         spec["name"], spec["regularizers"] = f"demo-{name}", regs
         out[name] = spec
     return out
