@@ -482,6 +482,43 @@ class BatchedActivationL1(BatchedRegularizer):
         ]
 
 
+class PerMemberDataTransform(BatchedRegularizer):
+    """A regularizer whose only step hook is ``transform_batch`` on rows (augmentations): each
+    member's own lone regularizer transforms its batch, drawing through its own stream, so every
+    field may differ between members. The model part of the step stays batched."""
+
+    numeric: ClassVar[tuple[str, ...]] = ("*",)  # every field
+
+    def transform_batch(
+        self, x: torch.Tensor, y: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        xs, ys = list(x.unbind(0)), list(y.unbind(0))
+        targets = self.ctx.task == "classification" and any(
+            r is not None and self.ctx.active[i] for i, r in enumerate(self.regs)
+        )
+        for i, r in enumerate(self.regs):
+            if r is None or not self.ctx.active[i]:
+                continue
+            with global_rng(self.ctx.generators[i]):
+                xs[i], ys[i] = r.transform_batch(xs[i], ys[i], None)  # type: ignore[arg-type]
+        if targets and len({t.dim() for t in ys}) > 1:  # some members now hold distributions
+            K = self.ctx.num_classes
+            ys = [t if t.is_floating_point() else F.one_hot(t, K).to(x.dtype) for t in ys]
+        return torch.stack(xs), torch.stack(ys)
+
+
+class BatchedCutout(PerMemberDataTransform):
+    spec_name = "cutout"
+
+
+class BatchedCutMix(PerMemberDataTransform):
+    spec_name = "cutmix"
+
+
+class BatchedAugment(PerMemberDataTransform):
+    spec_name = "augment"
+
+
 #: every batchable regularizer, by spec name
 BATCHED: dict[str, type[BatchedRegularizer]] = {
     cls.spec_name: cls
@@ -503,6 +540,9 @@ BATCHED: dict[str, type[BatchedRegularizer]] = {
         BatchedDisturbLabel,
         BatchedMixup,
         BatchedActivationL1,
+        BatchedCutout,
+        BatchedCutMix,
+        BatchedAugment,
     )
 }
 
@@ -517,7 +557,7 @@ def why_not_batchable(name: str, specs: list[RegularizerSpec | None]) -> str | N
         return "l2 per_layer strengths are not batched"
     if name == "early_stopping" and any(getattr(s, "retrain_on_train_val", False) for s in present):
         return "early_stopping retrain_on_train_val runs per model"
-    if name == "early_stopping":  # each member's own EarlyStopping decides for it
+    if name == "early_stopping" or cls.numeric == ("*",):  # each member's own object decides
         return None
     fixed = [s.model_dump(exclude=set(cls.numeric)) for s in present]
     differ = sorted(k for k in fixed[0] if any(f[k] != fixed[0][k] for f in fixed))

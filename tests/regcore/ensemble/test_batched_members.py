@@ -37,6 +37,9 @@ CASES = {
     "disturb_label": ({"alpha": 0.1}, {"alpha": 0.3}),
     "mixup": ({"alpha": 0.2}, {"alpha": 1.0}),
     "activation_l1": ({"strength": 1e-3}, {"strength": 1e-2}),
+    "cutout": ({"size": 5}, {"size": 10, "p": 0.5}),
+    "cutmix": ({"alpha": 1.0}, {"alpha": 0.5, "p": 0.5}),
+    "augment": ({}, {"transforms": ["shift", "noise"], "max_shift": 2}),
 }
 
 
