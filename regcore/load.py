@@ -112,7 +112,10 @@ def _loaded(
     spec: ExperimentSpec, fin: int, fout: int, tensors: dict[str, torch.Tensor], prefix: str
 ) -> nn.Module:
     model = _built(spec, fin, fout)
-    result = model.load_state_dict(tensors, strict=False)
+    try:
+        result = model.load_state_dict(tensors, strict=False)
+    except RuntimeError as err:  # a tensor of another shape: another architecture
+        raise CheckpointMismatch(f"the checkpoint does not fit the spec's model: {err}") from None
     if result.missing_keys or result.unexpected_keys:
         missing = ", ".join(prefix + k for k in result.missing_keys[:5])
         extra = ", ".join(prefix + k for k in result.unexpected_keys[:5])

@@ -91,6 +91,8 @@ def why_not_batched_members(specs: list[ExperimentSpec]) -> str | None:
         reason = why_not_batchable(name, specs_of)
         if reason:
             return reason
+        if name == "adversarial" and "activation_l1" in order:
+            return "adversarial's extra forwards would feed activation_l1 (one by one)"
         if BATCHED[name].slots and model not in EXPLICIT_MODELS:
             return f"regularizer {name} acts inside model {model}, which is vmapped"
     return None
@@ -204,6 +206,8 @@ class BatchedMembers:
             active=[True] * self.k,
             lr=self.current_lr(),
         )
+        self.ctx.forward = lambda x: self.stack.forward(x, train=True)
+        self.ctx.loss = lambda out, y: member_loss(out, y, data.task)
         self.order = regularizer_order(specs)
         self.regs = []
         for name in self.order:
@@ -272,6 +276,7 @@ class BatchedMembers:
                 reg.before_forward()
             out = self.ctx.outputs = self.stack.forward(x, train=True)
             loss = member_loss(out, y, self.data.task)
+            self.ctx.scratch.update(x=x, y=y, data_loss=loss)
             for reg in self.regs:
                 loss = reg.transform_loss(loss)
             for reg in self.regs:
@@ -288,6 +293,7 @@ class BatchedMembers:
             for reg in self.regs:
                 reg.after_optimizer_step()
             self.ctx.outputs = None
+            self.ctx.scratch.clear()
             batches += 1
         means = {k: (torch.stack(v).sum(0) / batches).tolist() for k, v in sums.items()}
         self.epoch += 1

@@ -43,7 +43,9 @@ class BatchContext:
     active: list[bool]  # members still training
     lr: list[float]  # each member's rate this epoch (Python floats, as the lone run's)
     outputs: torch.Tensor | None = None
-    scratch: dict[str, Any] = field(default_factory=dict)
+    scratch: dict[str, Any] = field(default_factory=dict)  # this step's x, y, data_loss
+    forward: Callable[[torch.Tensor], torch.Tensor] | None = None  # a training forward
+    loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None  # [k] data losses
 
     def view(self, v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         """``[k]`` → ``[k, 1, ...]`` broadcasting against ``like``."""
@@ -519,6 +521,60 @@ class BatchedAugment(PerMemberDataTransform):
     spec_name = "augment"
 
 
+class BatchedAdversarial(BatchedRegularizer):
+    """FGSM or PGD per member: the attack's forwards run for the members that have the term
+    (α < 1) only, so only they draw dropout masks there, as alone."""
+
+    spec_name = "adversarial"
+    numeric = ("epsilon", "alpha", "step_size")
+
+    def penalty(self) -> torch.Tensor | None:
+        ctx = self.ctx
+        assert ctx.forward is not None and ctx.loss is not None
+        attacking = [
+            r is not None and ctx.active[i] and r.spec.alpha != 1.0 for i, r in enumerate(self.regs)
+        ]
+        if not any(attacking):
+            return None
+        x0, y, clean = ctx.scratch["x"].detach(), ctx.scratch["y"], ctx.scratch["data_loss"]
+        spec = next(r for r in self.regs if r is not None).spec
+        eps = self.scalars(lambda i, r: r.spec.epsilon)
+        e = eps.view(-1, *([1] * (x0.dim() - 1))).to(x0.dtype)
+        saved, ctx.active = ctx.active, attacking
+        try:
+
+            def grad_sign(xa: torch.Tensor) -> torch.Tensor:
+                xa = xa.detach().requires_grad_(True)
+                (g,) = torch.autograd.grad(ctx.loss(ctx.forward(xa), y).sum(), xa)
+                return g.sign()
+
+            if spec.method == "fgsm":
+                adv = (x0 + e * grad_sign(x0)).detach()
+            else:
+                size = (
+                    self.scalars(
+                        lambda i, r: (
+                            2.5 * r.spec.epsilon / r.spec.steps
+                            if r.spec.step_size is None
+                            else r.spec.step_size
+                        )
+                    )
+                    .view_as(e.flatten())
+                    .view(e.shape)
+                    .to(x0.dtype)
+                )
+                adv = x0
+                for _ in range(spec.steps):
+                    adv = adv + size * grad_sign(adv)
+                    adv = x0 + torch.maximum(torch.minimum(adv - x0, e), -e)
+                adv = adv.detach()
+            adv_loss = ctx.loss(ctx.forward(adv), y)
+        finally:
+            ctx.active = saved
+        weight = self.scalars(lambda i, r: (1.0 - r.spec.alpha) if attacking[i] else 0.0)
+        return weight * (adv_loss - clean)
+
+
 #: every batchable regularizer, by spec name
 BATCHED: dict[str, type[BatchedRegularizer]] = {
     cls.spec_name: cls
@@ -543,6 +599,7 @@ BATCHED: dict[str, type[BatchedRegularizer]] = {
         BatchedCutout,
         BatchedCutMix,
         BatchedAugment,
+        BatchedAdversarial,
     )
 }
 

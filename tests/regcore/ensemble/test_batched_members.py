@@ -40,11 +40,16 @@ CASES = {
     "cutout": ({"size": 5}, {"size": 10, "p": 0.5}),
     "cutmix": ({"alpha": 1.0}, {"alpha": 0.5, "p": 0.5}),
     "augment": ({}, {"transforms": ["shift", "noise"], "max_shift": 2}),
+    "adversarial": ({"epsilon": 0.1, "alpha": 0.5}, {"epsilon": 0.05, "alpha": 0.7}),
+    "adversarial_pgd": (
+        {"method": "pgd", "epsilon": 0.1, "steps": 2},
+        {"method": "pgd", "epsilon": 0.2, "steps": 2, "alpha": 0.3, "step_size": 0.05},
+    ),
 }
 
 
 def _reg(case: str, params: dict) -> dict:
-    return {"name": case.removesuffix("_proximal"), **params}
+    return {"name": case.removesuffix("_proximal").removesuffix("_pgd"), **params}
 
 
 def lone_metrics(spec, cache_dir, tmp_path):
@@ -264,8 +269,8 @@ def test_members_with_different_regularizer_sets_batch_and_match(tmp_path, cache
         {"name": "disturb_label", "alpha": 0.1},
         {"name": "label_smoothing", "epsilon": 0.05},
         {"name": "dropout", "p": 0.2},
-        {"name": "activation_l1", "strength": 1e-3},
         {"name": "l2", "strength": 1e-3},
+        {"name": "adversarial", "epsilon": 0.05},
         {"name": "weight_decay", "rate": 0.01},
         {"name": "max_norm", "c": 1.5},
         {"name": "early_stopping", "patience": 2},
