@@ -49,6 +49,8 @@ class StackedModel:
             if isinstance(m, CONSTRAINED) and f"{name}.weight" in self.params
         ]
         self.slot_regs: list[BatchedRegularizer] = []
+        self.active = [True] * self.k  # whose batch-norm statistics a training forward moves
+        self.training_forward = True
 
     def penalized(self, exclude: tuple[str, ...]) -> list[str]:
         skip = set(exclude) | {"aux"}
@@ -68,7 +70,32 @@ class StackedModel:
                 h = reg.slot(kind, h)
         return h
 
-    def forward(self, x: torch.Tensor, train: bool, shared_x: bool = False) -> torch.Tensor:
+    def _batch_norm(
+        self, prefix: str, mod: nn.BatchNorm1d, h: torch.Tensor, update: bool
+    ) -> torch.Tensor:
+        """Batch norm with each member's own batch statistics and running statistics; only
+        running members' statistics move (a frozen member's stay as they were)."""
+        w, b = self.params[f"{prefix}.weight"][:, None], self.params[f"{prefix}.bias"][:, None]
+        rm, rv = self.buffers[f"{prefix}.running_mean"], self.buffers[f"{prefix}.running_var"]
+        if not self.training_forward:
+            return (h - rm[:, None]) / torch.sqrt(rv[:, None] + mod.eps) * w + b
+        mean = h.mean(1, keepdim=True)
+        var = h.var(1, unbiased=False, keepdim=True)
+        if update:
+            with torch.no_grad():
+                n = h.shape[1]
+                m = mod.momentum if mod.momentum is not None else 0.1
+                on = torch.tensor(self.active, device=h.device)[:, None]
+                unbiased = var[:, 0] * (n / max(n - 1, 1))
+                rm.copy_(torch.where(on, (1 - m) * rm + m * mean[:, 0], rm))
+                rv.copy_(torch.where(on, (1 - m) * rv + m * unbiased, rv))
+                nb = self.buffers[f"{prefix}.num_batches_tracked"]
+                nb.add_(on[:, 0].to(nb.dtype))
+        return (h - mean) / torch.sqrt(var + mod.eps) * w + b
+
+    def forward(
+        self, x: torch.Tensor, train: bool, shared_x: bool = False, update_stats: bool = True
+    ) -> torch.Tensor:
         """Outputs ``[k, B, C]``; ``x`` is ``[k, B, ...]``, or ``[B, ...]`` with ``shared_x``."""
         if not self.explicit:
             from torch.func import functional_call, vmap  # only the vmapped models need it
@@ -82,6 +109,7 @@ class StackedModel:
 
             in_x = None if shared_x else 0
             return vmap(one, in_dims=(0, 0, in_x))(self.params, self.buffers, x)
+        self.training_forward = train
         if shared_x:
             x = x.expand(self.k, *x.shape)
         h = self._slot("input", x.flatten(2), train)
@@ -91,6 +119,8 @@ class StackedModel:
                     h = self._linear(f"body.{name}", h)
                 elif isinstance(mod, Slot):
                     h = self._slot(mod.kind, h, train)
+                elif isinstance(mod, nn.BatchNorm1d):
+                    h = self._batch_norm(f"body.{name}", mod, h, train and update_stats)
                 else:  # the activation: elementwise
                     h = mod(h)
         return self._linear("out", h)

@@ -119,7 +119,6 @@ def test_what_cannot_batch_says_why():
 
     assert "sam" in why(regularizers=[{"name": "sam"}])
     assert "per_layer" in why(regularizers=[{"name": "l2", "per_layer": {"body.0": 0.1}}])
-    assert "batch norm" in why(model={"name": "mlp", "hidden": [8], "batch_norm": True})
     assert "orders" in why(
         regularizers=[{"name": "l2"}, {"name": "dropout"}],
         ens={"vary": [{}, {"regularizers": [{"name": "dropout"}, {"name": "l2"}]}]},
@@ -285,3 +284,29 @@ def test_members_with_different_regularizer_sets_batch_and_match(tmp_path, cache
     for i, r in enumerate(lone_metrics(spec, cache_dir, tmp_path)):
         for key in KEYS:
             assert batched[f"member{i}_{key}"] == pytest.approx(r.metrics[key], abs=1e-4)
+
+
+def test_batch_norm_members_keep_their_own_statistics(tmp_path, cache_dir):
+    vary = [{}, {"train": {"lr": 0.05}, "regularizers": [{"name": "adversarial"}]}]
+    spec = make_spec(
+        model={"name": "mlp", "hidden": [32, 32], "batch_norm": True},
+        ensemble={"members": 2, "vary": vary, "bagging": True},
+        regularizers=[{"name": "dropout", "p": 0.2}],
+        train={**TRAIN, "epochs": 2},
+    )
+    assert why_not_batched(spec) is None
+    kw = {"cache_dir": cache_dir, "threads": 1, "checkpoint_every": 0}
+    from regcore.ensemble.runner import EnsembleRun
+
+    ra, rb = BatchedEnsembleRun(spec, tmp_path / "a", **kw), EnsembleRun(spec, tmp_path / "b", **kw)
+    a, b = ra.run(), rb.run()
+    for i in range(2):
+        for key in KEYS:
+            assert a.metrics[f"member{i}_{key}"] == pytest.approx(
+                b.metrics[f"member{i}_{key}"], abs=1e-4
+            )
+    for (name, x), y in zip(
+        ra.model.state_dict().items(), rb.model.state_dict().values(), strict=True
+    ):
+        if "running" in name:  # eval uses them: each member's must be its own
+            assert torch.allclose(x, y, atol=1e-4), name
