@@ -7,6 +7,7 @@ others have. The worker checks the owner again before it fetches anything (``wor
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -72,3 +73,20 @@ def parse_http_spec(data: Any, session: Session, owner: str) -> ExperimentSpec:
     if errors:
         raise SpecError(errors)
     return spec
+
+
+def check_specs(specs: Iterable[tuple[str, ExperimentSpec]], session: Session, owner: str) -> None:
+    """Each ``(label, spec)`` (a sweep's configurations) as ``parse_http_spec`` checks one;
+    raises ``SpecError`` whose messages start with the label of the spec at fault."""
+    seen: set[str] = set()
+    for label, spec in specs:
+        digest = spec.spec_hash()
+        if digest in seen:
+            continue
+        seen.add(digest)
+        try:
+            parse_http_spec(spec.model_dump(mode="json"), session, owner)
+        except SpecError as err:
+            raise SpecError(
+                [{"field": e["field"], "message": f"{label}: {e['message']}"} for e in err.errors]
+            ) from None

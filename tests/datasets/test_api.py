@@ -175,3 +175,17 @@ def test_delete_is_refused_while_a_queued_experiment_uses_the_dataset(client, se
     assert client.delete(f"/v1/datasets/{ds}").status_code == 204
     assert client.get(f"/v1/datasets/{ds}").status_code == 404
     assert stored(settings) == []
+
+
+def test_a_sweep_checks_dataset_ids_and_paths_as_an_experiment_does(owners):
+    client, who = owners
+    ds = upload(client, F.npz(x=X, y=Y), "t.npz", headers=who["ada"]).json()["id"]
+    sweep = {"base": spec({"name": "upload", "id": ds}), "space": {"train.lr": [0.01, 0.1]}}
+    r = client.post("/v1/sweeps", json=sweep, headers=who["bob"])
+    assert r.status_code == 422, r.text
+    assert r.json()["errors"][0]["loc"] == "data.id"
+    assert "configuration 0" in r.json()["errors"][0]["msg"]
+    assert client.post("/v1/sweeps", json=sweep, headers=who["ada"]).status_code == 202
+    paths = {**sweep, "base": spec({"name": "file", "path": "/etc/shadow"})}
+    r = client.post("/v1/sweeps", json=paths, headers=who["ada"])
+    assert r.status_code == 422 and "path" in r.text

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from regcore.spec import validate_strict
+from regcore.spec import SpecError, validate_strict
 from service import admission
 from service.api import schemas
 from service.api.auth import OwnerDep
@@ -27,6 +27,7 @@ from service.api.query import ID, invalid, keys_param, shown
 from service.api.ratelimit import submit_limit
 from service.api.routes.experiments import _queue_for
 from service.api.views import sweep_brief, sweep_view
+from service.datasets.resolve import check_specs
 from service.db import experiments as experiments_repo
 from service.db import sweeps as repo
 from service.db.models import Sweep
@@ -101,6 +102,11 @@ async def create_sweep(
     try:
         plan = await run_in_threadpool(expand, req)
     except PlanError as err:
+        raise APIError(422, "invalid sweep", err.errors) from None
+    try:  # dataset and checkpoint ids the owner's, shapes that fit (as for one experiment)
+        labelled = [(f"configuration {t.config}", t.spec) for t in plan.trials]
+        await run_in_threadpool(check_specs, labelled, session, owner)
+    except SpecError as err:
         raise APIError(422, "invalid sweep", err.errors) from None
     admission.admit_sweep(req, plan, settings)  # 422 for configurations too big for a worker
     return await run_in_threadpool(_create, req, plan, owner, response, session, settings, celery)
