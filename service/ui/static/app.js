@@ -22,6 +22,7 @@ export function parseRoute(hash) {
   return { page: "runs", query, nav: "runs" };
 }
 
+window.__reglab = window.__reglab || { plots: {} };
 let current = null; // the page's cleanup (timers, streams)
 
 async function render() {
@@ -42,6 +43,7 @@ async function render() {
     view.append(p);
   }
   view.dataset.ready = "true";
+  window.__reglab.rendered = { page: route.page, at: performance.now() }; // ms since navigation
 }
 
 function askKey(reason) {

@@ -21,7 +21,15 @@ export function groupKeys(keys) {
 
 export async function render(view, route) {
   const id = route.id;
-  let exp = await api.get(`/v1/experiments/${id}`);
+  // everything the page needs at once: the run, its metrics, checkpoints and logs
+  const first = {
+    exp: api.get(`/v1/experiments/${id}`),
+    metrics: api.get(`/v1/experiments/${id}/metrics`),
+    checkpoints: api.get(`/v1/experiments/${id}/checkpoints`),
+    logs: api.get(`/v1/experiments/${id}/logs`, { since: 0, limit: 2000 }),
+  };
+  Object.values(first).forEach((p) => p.catch(() => {})); // each is awaited (and reported) below
+  let exp = await first.exp;
   const series = {}; // key -> {steps: [], values: []}
   let lastStep = -1;
   const ctl = { smoothing: Number(route.query.smooth) || 0, logX: false, logY: false, from: null, to: null, hidden: new Set() };
@@ -30,9 +38,9 @@ export async function render(view, route) {
   const keyBoxes = h("span");
   const stops = [];
 
-  async function pull() {
+  async function pull(pending) {
     const q = lastStep >= 0 ? { since_step: lastStep } : {};
-    const got = (await api.get(`/v1/experiments/${id}/metrics`, q)).series;
+    const got = (await (pending || api.get(`/v1/experiments/${id}/metrics`, q))).series;
     for (const [k, pts] of Object.entries(got)) {
       const s = (series[k] ||= { steps: [], values: [] });
       for (const p of pts) { s.steps.push(p.step); s.values.push(p.value); lastStep = Math.max(lastStep, p.step); }
@@ -95,8 +103,8 @@ export async function render(view, route) {
     h("span.hint", "drag on a chart to zoom, double-click to reset"));
 
   const ckpts = h("div");
-  async function drawCheckpoints() {
-    const items = (await api.get(`/v1/experiments/${id}/checkpoints`)).items;
+  async function drawCheckpoints(pending) {
+    const items = (await (pending || api.get(`/v1/experiments/${id}/checkpoints`))).items;
     fill(ckpts, items.length ? h("table", h("thead", h("tr", ["epoch", "kind", "size", "sha256", ""].map((c) => h("th", c)))),
       h("tbody", items.map((c) => h("tr", h("td.num", String(c.epoch)), h("td", c.kind), h("td.num", `${(c.size / 1024).toFixed(1)} KiB`),
         h("td", h("code", c.sha256.slice(0, 16))), h("td", h("button", { type: "button", dataset: { checkpoint: c.id }, on: { click: () => download(c) } }, "download"))))))
@@ -113,9 +121,9 @@ export async function render(view, route) {
   let logSince = 0;
   const aborter = new AbortController();
   const addLine = (l) => { logs.append(`${l.time ? l.time.slice(11, 19) : ""} ${l.level} ${l.message}\n`); logSince = Math.max(logSince, l.seq); };
-  async function drawLogs() {
+  async function drawLogs(pending) {
     try {
-      const page = await api.get(`/v1/experiments/${id}/logs`, { since: 0, limit: 2000 });
+      const page = await pending;
       page.items.forEach(addLine);
       if (!page.items.length) logs.textContent = "";
       if (LIVE.has(page.status)) {
@@ -136,9 +144,9 @@ export async function render(view, route) {
     h("details", h("summary", "Full summary"), h("pre", JSON.stringify(exp.summary, null, 2))),
     h("h2", "Checkpoints"), ckpts, h("h2", "Logs"), logs);
   drawHead();
-  await pull();
+  await pull(first.metrics);
   draw();
-  await Promise.all([drawCheckpoints(), drawLogs()]);
+  await Promise.all([drawCheckpoints(first.checkpoints), drawLogs(first.logs)]);
 
   let timer = null;
   async function poll() {
