@@ -29,18 +29,21 @@ def export_model(model: nn.Module, in_features: int, path: str | Path, fmt: Form
             traced = torch.jit.trace(model, x, check_trace=False)
         traced.save(str(path))
     elif fmt == "onnx":
-        try:
-            import onnx  # noqa: F401  (the exporter needs it; say so plainly)
+        try:  # torch's exporter (torch.export based) writes the graph with onnxscript
+            import onnxscript  # noqa: F401
         except ImportError:
-            raise RuntimeError("ONNX export needs the onnx package: pip install onnx") from None
+            raise RuntimeError(
+                "ONNX export needs onnx and onnxscript: pip install 'reglab[export]'"
+            ) from None
         torch.onnx.export(
             model,
             (x,),
             str(path),
             input_names=["x"],
             output_names=["y"],
-            dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}},
-            dynamo=False,
+            dynamic_shapes=({0: torch.export.Dim("batch")},),
+            dynamo=True,
+            verbose=False,
         )
     else:
         raise ValueError(f"unknown export format {fmt!r}: torchscript or onnx")
