@@ -25,6 +25,7 @@ from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 
 from service.api.errors import MEDIA_TYPE
+from service.api.patch import Patch
 
 ASSETS = Path(__file__).resolve().parent.parent / "static" / "swagger-ui"
 
@@ -58,6 +59,7 @@ FIELD_ERROR_SCHEMA = {
 _REF = {"$ref": "#/components/schemas/Problem"}
 
 _DESCRIPTIONS = {
+    "400": "malformed request (e.g. a multipart body that cannot be parsed)",
     "401": "missing, unknown or revoked API key",
     "403": "no API key, and the Host header names no loopback or allowed host",
     "404": "no such resource (or not yours)",
@@ -78,6 +80,8 @@ def document_errors(schema: dict[str, Any], open_paths: frozenset[str]) -> dict[
     components = schema.setdefault("components", {})
     components.setdefault("schemas", {})["Problem"] = PROBLEM_SCHEMA
     components["schemas"]["FieldError"] = FIELD_ERROR_SCHEMA
+    # PATCH bodies are read by hand (strict JSON, service/api/patch.py): publish their schema
+    components["schemas"]["Patch"] = Patch.model_json_schema()
     for name in ("HTTPValidationError", "ValidationError"):
         components["schemas"].pop(name, None)
     components.setdefault("securitySchemes", {})["bearer"] = {
@@ -96,7 +100,7 @@ def document_errors(schema: dict[str, Any], open_paths: frozenset[str]) -> dict[
             if "{" in path:
                 codes.add("404")
             if method in ("post", "put", "patch"):
-                codes |= {"413", "415"}
+                codes |= {"400", "413", "415"}
             responses = op["responses"]
             for code in codes | {c for c in responses if c[0] in "45"}:
                 entry = responses.setdefault(code, {})

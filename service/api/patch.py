@@ -39,7 +39,10 @@ def parse_patch(data: Any) -> Patch:
     try:
         patch = validate_strict(Patch, data)
     except ValidationError as err:
-        detail = [{"loc": field_path(tuple(e["loc"])), "msg": e["msg"]} for e in err.errors()]
+        detail = [
+            {"loc": field_path(tuple(p for p in e["loc"] if p != "[key]")), "msg": e["msg"]}
+            for e in err.errors()
+        ]
         raise APIError(422, "invalid request", detail) from None
     except ValueError as err:
         raise APIError(422, "invalid request", [{"loc": "body", "msg": str(err)}]) from None

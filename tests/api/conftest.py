@@ -20,7 +20,7 @@ def spec(**over: Any) -> dict[str, Any]:
     return body
 
 
-def submit(client, body: dict[str, Any] | None = None, **headers: str) -> dict[str, Any]:
-    r = client.post("/v1/experiments", json=body or spec(), headers=headers)
+def submit(api, body: dict[str, Any] | None = None, **headers: str) -> dict[str, Any]:
+    r = api.post("/v1/experiments", json=body or spec(), headers=headers)
     assert r.status_code == 202, r.text
     return r.json()

@@ -11,8 +11,11 @@ from tests.api.conftest import spec, submit
 
 
 def test_a_spec_flattens_to_paths_with_regularizers_keyed_by_name():
-    rows = set(flatten(spec()["model"] and {"model": {"name": "mlp", "hidden": [32], "bn": True},
-                                           "regularizers": [{"name": "l2", "strength": 0.5}]}))  # fmt: skip
+    run = {
+        "model": {"name": "mlp", "hidden": [32], "bn": True},
+        "regularizers": [{"name": "l2", "strength": 0.5}],
+    }
+    rows = set(flatten(run))
     assert rows == {
         ("model.name", None, "mlp"),
         ("model.hidden", None, "[32]"),
@@ -127,8 +130,8 @@ def test_lists_are_lean_unless_view_full(client, sessions):
     eid = submit(client)["id"]
     with sessions.begin() as s:
         row = s.get(Experiment, eid)
-        row.summary = {"status": "succeeded", "epochs_run": 3, "metrics": {"test_acc": 0.8,
-                                                                            "weight_l2": 2.0}}  # fmt: skip
+        metrics = {"test_acc": 0.8, "weight_l2": 2.0}
+        row.summary = {"status": "succeeded", "epochs_run": 3, "metrics": metrics}
     brief = client.get("/v1/experiments").json()["items"][0]
     assert set(brief) == {"id", "name", "status", "created_at", "started_at", "finished_at",
                           "metrics", "tags", "sweep_id", "progress"}  # fmt: skip
@@ -142,8 +145,10 @@ def test_sweeps_list_pages_by_cursor(client, sessions):
 
     with sessions.begin() as s:
         for i in range(5):
-            s.add(Sweep(name=f"s{i}", owner="", status="completed", method="grid", request={},
-                        configs=[], factors=[], metric="val_loss", mode="min", max_concurrent=1))  # fmt: skip
+            s.add(
+                Sweep(name=f"s{i}", owner="", status="completed", method="grid", request={},
+                      configs=[], factors=[], metric="val_loss", mode="min", max_concurrent=1)
+            )  # fmt: skip
     seen, cursor = [], None
     for _ in range(5):
         r = client.get("/v1/sweeps", params={"limit": 2, **({"cursor": cursor} if cursor else {})})

@@ -1,0 +1,90 @@
+"""Operations: Prometheus /metrics, request ids (HTTP and task headers), JSON logs, submit rate
+limits."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from celery import signals
+from fastapi.testclient import TestClient
+
+from service.api.ratelimit import TokenBuckets
+from service.main import create_app
+from service.observability.context import TASK_HEADER, _bind_task, request_id
+from service.observability.logs import JSONFormatter
+from tests.api.conftest import BASE_URL, spec, submit
+
+
+def test_metrics_count_routes_experiments_and_queues(client, sessions):
+    submit(client)
+    submit(client)
+    client.get("/v1/experiments")
+    text = client.get("/metrics").text
+    assert 'reglab_experiments{status="queued"} 2.0' in text
+    assert 'reglab_queue_depth{queue="cpu"} 2.0' in text
+    assert 'reglab_queue_oldest_age_seconds{queue="cpu"}' in text
+    assert 'reglab_leases{state="expired"} 0.0' in text
+    line = next(
+        ln for ln in text.splitlines()
+        if ln.startswith('reglab_http_requests_total{method="POST",route="/v1/experiments"')
+    )  # fmt: skip
+    assert 'status="202"' in line and float(line.rsplit(" ", 1)[1]) >= 2
+    assert 'reglab_http_request_duration_seconds_bucket{le="0.001",method="GET"' in text
+    client.get("/no/such/path/" + "x" * 50)
+    assert "/no/such/path" not in client.get("/metrics").text  # unmatched: a bounded label
+
+
+def test_a_request_id_comes_back_and_travels_in_the_task_headers(client):
+    sent: list[dict] = []
+
+    def capture(headers=None, **_):
+        sent.append(dict(headers or {}))
+
+    signals.before_task_publish.connect(capture, weak=False)
+    try:
+        r = client.post("/v1/experiments", json=spec(), headers={"X-Request-ID": "req-42"})
+    finally:
+        signals.before_task_publish.disconnect(capture)
+    assert r.status_code == 202 and r.headers["x-request-id"] == "req-42"
+    assert sent and sent[-1][TASK_HEADER] == "req-42"
+    fresh = client.get("/v1/experiments", headers={"X-Request-ID": "bad id\twith spaces"})
+    assert fresh.headers["x-request-id"] != "bad id\twith spaces"
+    assert len(fresh.headers["x-request-id"]) == 32
+
+
+def test_the_worker_side_binds_the_header_and_log_lines_carry_it():
+    class Task:
+        class request:  # noqa: N801 - celery's attribute name
+            reglab_request_id = "req-7"
+
+    _bind_task(task=Task)
+    try:
+        record = logging.LogRecord("worker", logging.INFO, __file__, 1, "epoch %d", (3,), None)
+        line = json.loads(JSONFormatter().format(record))
+    finally:
+        request_id.set(None)
+    assert line["message"] == "epoch 3" and line["request_id"] == "req-7"
+    assert line["level"] == "info" and line["logger"] == "worker"
+
+
+def test_submits_beyond_the_burst_are_429_with_retry_after(settings):
+    limited = settings.model_copy(update={"submit_rate": 0.5, "submit_burst": 2})
+    with TestClient(create_app(limited), base_url=BASE_URL, raise_server_exceptions=False) as c:
+        assert [c.post("/v1/experiments", json=spec()).status_code for _ in range(2)] == [202, 202]
+        r = c.post("/v1/experiments", json=spec())
+        assert r.status_code == 429 and r.headers["content-type"] == "application/problem+json"
+        assert r.headers["retry-after"] == "2" and r.json()["title"] == "too many requests"
+        assert c.get("/v1/experiments").status_code == 200  # reads are not limited
+
+
+def test_the_token_bucket_refills_at_its_rate_and_keys_are_separate():
+    now = [0.0]
+    buckets = TokenBuckets(rate=1.0, burst=2, clock=lambda: now[0])
+    assert [buckets.take("a"), buckets.take("a")] == [0.0, 0.0]
+    assert buckets.take("a") == 1.0 and buckets.take("b") == 0.0
+    now[0] = 0.5
+    assert buckets.take("a") == 0.5
+    now[0] = 1.0
+    assert buckets.take("a") == 0.0
+    assert TokenBuckets(rate=0, burst=1).take("a") == 0.0  # 0 turns the limit off
