@@ -40,6 +40,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 DEFAULT_API_URL = "http://127.0.0.1:8000"
 TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
+ID_LENGTH = 32  # ids are uuid4 hex
 #: statuses whose ``Retry-After`` is honoured for requests that are safe to repeat
 RETRY_STATUSES = frozenset({429, 503})
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -540,26 +541,39 @@ class RegLabClient:
     # --- id prefixes --------------------------------------------------------------------------
 
     def resolve_experiment(self, prefix: str) -> str:
-        """The one experiment id starting with ``prefix`` (a full id is returned as it is)."""
-        return self._resolve("experiment", prefix, lambda: self.iter_experiments(page_size=500))
+        """The one experiment id starting with ``prefix`` (a whole id is returned as it is)."""
+        return self.resolve_experiments([prefix])[0]
+
+    def resolve_experiments(self, prefixes: Sequence[str]) -> list[str]:
+        """Each prefix's one experiment id, listing the experiments once (only when a prefix
+        is shorter than a whole id). Raises NotFoundError or AmbiguousIdError naming it."""
+        return self._resolve("experiment", prefixes, lambda: self.iter_experiments(page_size=500))
 
     def resolve_sweep(self, prefix: str) -> str:
         """The one sweep id starting with ``prefix``."""
-        return self._resolve("sweep", prefix, lambda: self.iter_sweeps(page_size=200))
+        return self._resolve("sweep", [prefix], lambda: self.iter_sweeps(page_size=200))[0]
 
-    def _resolve(self, kind: str, prefix: str, items: Callable[[], Iterator[dict]]) -> str:
-        prefix = prefix.strip().lower()
-        if len(prefix) == 32:
-            return prefix
-        if not prefix:
+    def _resolve(
+        self, kind: str, prefixes: Sequence[str], items: Callable[[], Iterator[dict]]
+    ) -> list[str]:
+        wanted = [p.strip().lower() for p in prefixes]
+        if any(not p for p in wanted):
             raise RegLabError(f"an empty {kind} id")
-        matches = [i["id"] for i in items() if str(i["id"]).startswith(prefix)]
-        if not matches:
-            body = {"title": "not found", "detail": f"no {kind} id starts with {prefix!r}"}
-            raise NotFoundError(404, body)
-        if len(matches) > 1:
-            raise AmbiguousIdError(kind, prefix, matches)
-        return matches[0]
+        partial = {p for p in wanted if len(p) < ID_LENGTH}
+        known = [str(i["id"]) for i in items()] if partial else []
+        out = []
+        for prefix in wanted:
+            if prefix not in partial:
+                out.append(prefix)
+                continue
+            matches = [i for i in known if i.startswith(prefix)]
+            if not matches:
+                body = {"title": "not found", "detail": f"no {kind} id starts with {prefix!r}"}
+                raise NotFoundError(404, body)
+            if len(matches) > 1:
+                raise AmbiguousIdError(kind, prefix, matches)
+            out.append(matches[0])
+        return out
 
     # --- sweeps and comparisons ---------------------------------------------------------------
 

@@ -162,7 +162,7 @@ def compare(
     from reglab.output import print_json, table
 
     with api(api_url, api_key) as client:
-        data = client.compare([client.resolve_experiment(i) for i in ids])
+        data = client.compare(client.resolve_experiments(ids))
     if output == "json":
         print_json(data)
         return
