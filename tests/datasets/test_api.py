@@ -189,3 +189,31 @@ def test_a_sweep_checks_dataset_ids_and_paths_as_an_experiment_does(owners):
     paths = {**sweep, "base": spec({"name": "file", "path": "/etc/shadow"})}
     r = client.post("/v1/sweeps", json=paths, headers=who["ada"])
     assert r.status_code == 422 and "path" in r.text
+
+
+class FakeS3:
+    """The calls the datasets routes make on S3, on a dict."""
+
+    def __init__(self) -> None:
+        self.objects: dict[tuple[str, str], bytes] = {}
+
+    def put_object(self, Bucket, Key, Body):  # noqa: N803 - boto3's names
+        self.objects[Bucket, Key] = bytes(Body)
+
+    def delete_object(self, Bucket, Key):  # noqa: N803
+        self.objects.pop((Bucket, Key), None)
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_an_upload_goes_to_an_s3_store_and_delete_removes_it(client):
+    import hashlib
+
+    from service.artifacts import S3ReadStore
+
+    fake = FakeS3()
+    client.app.state.store = S3ReadStore("bucket", "runs", client=fake)
+    body = upload(client, F.npz(x=X, y=Y), "t.npz").json()
+    blob = fake.objects["bucket", f"runs/datasets/{body['id']}.npz"]
+    assert hashlib.sha256(blob).hexdigest() == body["sha256"]
+    assert client.delete(f"/v1/datasets/{body['id']}").status_code == 204
+    assert fake.objects == {}
