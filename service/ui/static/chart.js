@@ -33,7 +33,7 @@ export function lineChart(el, x, lines, opts = {}) {
   const logY = opts.logY && lines.every((l) => l.values.every((v) => v === null || v > 0));
   const plot = new uPlot({
     title: opts.title,
-    width: opts.width || Math.max(320, el.clientWidth || 600),
+    width: opts.width || Math.max(320, (el.clientWidth || 610) - 10),
     height: opts.height || 260,
     series,
     bands,

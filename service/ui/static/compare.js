@@ -67,7 +67,7 @@ export async function render(view, route) {
       } else {
         lines = cmp.items.map((e, i) => ({ label: `${e.name} ${e.id.slice(0, 6)}`, values: s.values[e.id], color: color(i) }));
       }
-      lineChart(el, s.steps, lines, { id: `compare:${key}`, title: key, width: 440, height: 240 });
+      lineChart(el, s.steps, lines, { id: `compare:${key}`, title: key, height: 240 });
     }
   }
 

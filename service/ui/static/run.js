@@ -69,7 +69,7 @@ export async function render(view, route) {
     }
     fill(charts, ...cards.map(([el]) => el.parentNode));
     for (const [el, x, lines, group] of cards) {
-      lineChart(el, x, lines, { id: `run:${group}`, title: group, logX: ctl.logX, logY: ctl.logY, width: 440, height: 240 });
+      lineChart(el, x, lines, { id: `run:${group}`, title: group, logX: ctl.logX, logY: ctl.logY, height: 240 });
     }
     window.__reglab.lastRender = { page: "run", ms: performance.now() - t0, keys: shown.length };
   }

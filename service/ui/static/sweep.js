@@ -57,7 +57,7 @@ function effectBars(echarts, el, effects, metric) {
     grid: { left: 60, right: 20, top: 40, bottom: 60 },
     tooltip: { trigger: "axis" },
     xAxis: { type: "category", data: rows.map((r) => r[0]), axisLabel: { interval: 0, rotate: rows.length > 4 ? 20 : 0 } },
-    yAxis: { type: "value", min: lo, max: hi },
+    yAxis: { type: "value", min: lo, max: hi, axisLabel: { showMinLabel: false, showMaxLabel: false } },
     series: [
       { type: "bar", data: rows.map(([, e, kind]) => ({ value: e.effect, itemStyle: { color: kind === "main" ? "#2563eb" : "#9ca3af" } })) },
       {
@@ -147,7 +147,7 @@ export async function render(view, route) {
         const pl = paramLines(res.table, p, sw.metric);
         const el = h("div.chart", { dataset: { param: p } });
         byParam.append(h("div.card", el));
-        lineChart(el, pl.x, pl.lines, { id: `sweep:${p}`, title: `${sw.metric} vs ${p}${pl.log ? " (log x)" : ""}`, xLabel: p, logX: pl.log, width: 440, height: 260 });
+        lineChart(el, pl.x, pl.lines, { id: `sweep:${p}`, title: `${sw.metric} vs ${p}${pl.log ? " (log x)" : ""}`, xLabel: p, logX: pl.log, height: 260 });
         plotted.params[p] = { log: pl.log, categories: pl.categories };
       }
     }
