@@ -73,11 +73,11 @@ class Server:
             time.sleep(0.5)
 
 
-def start_server(cwd: Path, *args: str) -> Server:
+def start_server(cwd: Path, *args: str, env: dict[str, str] | None = None) -> Server:
     port = free_port()
     proc = Proc(
         [PYTHON, "-m", "reglab.cli", "serve", "--port", str(port), *args],
-        clean_env(), cwd, cwd / "serve.log",
+        clean_env(**(env or {})), cwd, cwd / "serve.log",
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 90

@@ -4,6 +4,7 @@ and sweeps, and Chromium reading back what each page plotted against the API's o
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -190,3 +191,25 @@ def test_submit_form_checks_before_sending_and_shows_the_apis_422_at_the_field(
     spec = server.http.get(f"/v1/experiments/{eid}").json()["spec"]
     assert spec["regularizers"][0]["name"] == "dropout"
     assert math.isclose(spec["regularizers"][0]["p"], 0.2)
+
+
+def test_a_running_run_grows_live_and_the_cancel_button_stops_it(watched: Watched, server: Server):
+    spec = tiny("live", epochs=500)
+    spec["train"]["batch_size"] = 10
+    eid = server.submit(spec)["id"]
+    deadline = time.monotonic() + 120
+    while server.http.get(f"/v1/experiments/{eid}").json()["progress"]["epoch"] < 2:
+        assert time.monotonic() < deadline, server.proc.tail()
+        time.sleep(0.3)
+    page = watched.open(f"runs/{eid}")
+    first = watched.js("window.__reglab.plots['run:loss'].x.length")
+    watched.wait(f"window.__reglab.plots['run:loss'].x.length > {first}")  # since_step polling
+    page.click("#cancel")
+    done = server.wait(eid)
+    assert done["status"] == "cancelled" and done["progress"]["epoch"] < 500
+    watched.wait("document.querySelector('h1 [data-status]').dataset.status === 'cancelled'")
+    steps = [
+        p["step"]
+        for p in server.http.get(f"/v1/experiments/{eid}/metrics").json()["series"]["val_loss"]
+    ]
+    watched.wait(f"window.__reglab.plots['run:loss'].x.length === {len(steps)}")
