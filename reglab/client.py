@@ -149,7 +149,8 @@ class RegLabAPIError(RegLabError):
         self.title, self.detail, self.errors = _read_problem(body)
         self.error = self.title  # the older name
         self.retry_after: float | None = None
-        super().__init__(f"{method} {url} -> {status}: {self.describe()}".strip())
+        where = f"{method} {url} -> {status}: " if method else ""
+        super().__init__(where + self.describe())
 
     def describe(self) -> str:
         """The problem in one line: ``title: loc: msg; loc: msg`` or ``title: detail``."""

@@ -84,8 +84,8 @@ def make_client(api_url: str | None, api_key: str | None) -> RegLabClient:
 @contextmanager
 def api(api_url: str | None, api_key: str | None, what: str = "request") -> Iterator[RegLabClient]:
     """A client; any client error inside the block exits with its message (a 422 with its
-    field lines and status 2, an ambiguous or unknown id with 2 as well)."""
-    from reglab.client import AmbiguousIdError, InvalidSpecError, NotFoundError, RegLabError
+    field lines and status 2, an ambiguous id prefix with 2 as well; anything else 1)."""
+    from reglab.client import AmbiguousIdError, InvalidSpecError, RegLabError
 
     try:
         with make_client(api_url, api_key) as client:
@@ -94,7 +94,5 @@ def api(api_url: str | None, api_key: str | None, what: str = "request") -> Iter
         fail(f"invalid {what}:\n{invalid_lines(exc)}", 2)
     except AmbiguousIdError as exc:
         fail(str(exc), 2)
-    except NotFoundError as exc:
-        fail(exc.describe(), 2)
     except RegLabError as exc:
         fail(describe(exc), 1)

@@ -182,7 +182,10 @@ def pick_checkpoint(items: list[dict[str, Any]], wanted: str | None) -> dict[str
     matches = [c for c in items if c["id"].startswith(wanted.lower()) or c.get("kind") == wanted]
     if len(matches) != 1:
         ids = ", ".join(c["id"] for c in matches) or "none"
-        fail(f"checkpoint {wanted!r} matches {len(matches)} checkpoint(s) ({ids})", 2)
+        fail(
+            f"checkpoint {wanted!r} matches {len(matches)} checkpoint(s) ({ids})",
+            2 if matches else 1,  # ambiguous: bad input; none: not found
+        )
     return matches[0]
 
 

@@ -19,7 +19,8 @@ def print_experiment(experiment: dict[str, Any]) -> None:
     from reglab.output import Col, num, table
 
     summary = experiment.get("summary") or {}
-    rows = [(k, str(summary[k])) for k in ("epochs_run", "best_epoch") if k in summary]
+    rows = [("status", experiment["status"])]
+    rows += [(k, str(summary[k])) for k in ("epochs_run", "best_epoch") if k in summary]
     rows += [(k, num(v)) for k, v in sorted((summary.get("metrics") or {}).items())]
     title = f"{experiment['name']} ({experiment['id']}): {experiment['status']}"
     table(["metric", Col("value", right=True)], rows, title=title)

@@ -77,7 +77,7 @@ def test_an_ambiguous_or_unknown_prefix_is_a_clear_error(reglab, lab, monkeypatc
     longer = reglab("show", a[:8])
     assert longer.exit_code == 0 and a in longer.stdout
     missing = reglab("cancel", "ffff0")
-    assert missing.exit_code == 2 and "no experiment id starts with 'ffff0'" in missing.output
+    assert missing.exit_code == 1 and "no experiment id starts with 'ffff0'" in missing.output
 
 
 def test_metrics_prints_a_step_table_per_key(reglab, lab, finish):
@@ -112,7 +112,7 @@ def test_checkpoints_and_download_verify_and_write_the_file(reglab, lab, finish,
     assert by_cid.exit_code == 0, by_cid.output
     assert (tmp_path / f"{eid}-{cid}.safetensors").read_bytes() == payload
     none = reglab("download", eid, "0000", "-o", tmp_path / "x.safetensors")
-    assert none.exit_code == 2 and "matches 0 checkpoint" in none.output
+    assert none.exit_code == 1 and "matches 0 checkpoint" in none.output
 
 
 def test_compare_accepts_prefixes_and_prints_whole_ids(reglab, lab, finish):
