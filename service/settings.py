@@ -63,6 +63,10 @@ class Settings(BaseSettings):
     #: after a cancel (or a lost lease) a job's process that has not stopped by itself within
     #: this many seconds is killed
     cancel_grace_seconds: float = Field(3.0, ge=0.0)
+    #: an address-space cap (RLIMIT_AS, as ``prlimit --as``) on each job's process, so a job
+    #: that outgrows it fails with MemoryError instead of waking the kernel's OOM killer; CPU
+    #: jobs only (CUDA reserves address space it never uses). None: no cap
+    job_memory_limit_bytes: int | None = Field(None, ge=1)
 
     @field_validator("allowed_hosts", mode="before")
     @classmethod

@@ -34,9 +34,11 @@ class WorkerContext:
 _ctx: WorkerContext | None = None
 
 
-def make_context(settings: Settings) -> WorkerContext:
+def make_context(settings: Settings, worker_id: str | None = None) -> WorkerContext:
+    """``worker_id`` is given to a job's child process: it writes under the lease its worker
+    holds (and its connections carry that worker's name)."""
     # unique per process: a restarted worker never mistakes an old lease for its own
-    worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
     engine = make_engine(settings.database_url, **_named_connections(settings, worker_id))
     return WorkerContext(
         settings=settings,

@@ -2,6 +2,13 @@
 
 The task takes an id and re-reads everything from the database. A redelivered or duplicate
 message is harmless: only one worker at a time can hold the row's lease (``jobs.claim``).
+
+The worker process claims the row, keeps its lease (``LeaseKeeper``) and records the outcome;
+the job itself (``execute_claimed``: data, training, evaluations, measurements, uploads) runs in
+a child process of its own (``worker.child``, ``REGLAB_WORKER_ISOLATION=process``, the
+default), so a job that runs out of memory or crashes ends alone and the worker goes on, and a
+cancel is honoured within ``REGLAB_CANCEL_GRACE_SECONDS`` at any stage: the worker kills a child
+that did not stop by itself. ``inline`` runs the job in the worker's own process (tests).
 """
 
 from __future__ import annotations
@@ -10,12 +17,13 @@ import logging
 import math
 import shutil
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from celery import Task
-from celery.signals import worker_shutting_down
+from celery.signals import worker_ready, worker_shutting_down
 
 from regcore.experiment import run as run_experiment
 from regcore.spec import SpecError, parse_spec
@@ -32,7 +40,7 @@ from worker.reporter import DbReporter, retry_db
 log = logging.getLogger(__name__)
 
 #: Failures that a retry cannot fix: the row ends ``failed`` at once.
-PERMANENT = (DeviceUnavailable, torch.cuda.OutOfMemoryError)
+PERMANENT = (DeviceUnavailable, torch.cuda.OutOfMemoryError, MemoryError)
 
 #: Set when the worker is asked to stop (SIGTERM, Ctrl-C): the run stops at its next step and
 #: goes back to the queue, to resume from its last checkpoint, instead of holding up shutdown.
@@ -42,6 +50,27 @@ SHUTTING_DOWN = threading.Event()
 @worker_shutting_down.connect
 def _on_shutdown(**_: Any) -> None:
     SHUTTING_DOWN.set()
+
+
+@worker_ready.connect
+def _warm_job_processes(**_: Any) -> None:
+    # the first job should not pay for starting the process its jobs are forked from
+    if get_context().settings.worker_isolation == "process":
+        from worker import child
+
+        child.warm()
+
+
+def out_of_memory(err: BaseException) -> bool:
+    """MemoryError (numpy, Python), CUDA out of memory, or torch's CPU allocator refusing (a
+    RuntimeError, e.g. under a ``prlimit --as`` / ``REGLAB_JOB_MEMORY_LIMIT_BYTES`` cap)."""
+    if isinstance(err, MemoryError | torch.cuda.OutOfMemoryError):
+        return True
+    return isinstance(err, RuntimeError) and "can't allocate memory" in str(err)
+
+
+class JobError(RuntimeError):
+    """The job's process raised (or died) unexpectedly; ``str`` is what it said."""
 
 
 class ExperimentTask(Task):
@@ -55,6 +84,7 @@ class ExperimentTask(Task):
         if not experiment_id:
             return
         ctx = get_context()
+        said = str(exc) if isinstance(exc, JobError) else f"{type(exc).__name__}: {exc}"
         try:
             with ctx.sessions.begin() as session:
                 jobs.finish(
@@ -62,7 +92,7 @@ class ExperimentTask(Task):
                     experiment_id,
                     ctx.worker_id,
                     "failed",
-                    error=f"worker error: {type(exc).__name__}: {exc}",
+                    error=f"worker error: {said}",
                 )
         except Exception:  # noqa: BLE001 - the lease expires and the reconciler takes over
             log.exception("could not record the failure of experiment %s", experiment_id)
@@ -73,6 +103,29 @@ def run(self: Task, experiment_id: str) -> str:
     return run_job(experiment_id, get_context())
 
 
+@dataclass(frozen=True)
+class ClaimedJob:
+    """What a claim hands the job (picklable: it crosses into the job's process)."""
+
+    id: str
+    worker_id: str
+    attempt: int
+    spec: Any
+    resume_keys: tuple[str, str, str] | None
+
+
+@dataclass
+class Outcome:
+    """How a job ended, for the worker to record: a terminal status with its summary and error,
+    or the lease lost (another worker owns the row: record nothing)."""
+
+    status: str
+    summary: dict[str, Any] | None = None
+    error: str | None = None
+    cancel_seen: bool = True  # False: stopped because the worker is shutting down
+    lease_lost: bool = False
+
+
 def run_job(experiment_id: str, ctx: WorkerContext) -> str:
     """Run one experiment to its end (or to a lost lease); returns what happened, for the log."""
     settings = ctx.settings
@@ -81,20 +134,18 @@ def run_job(experiment_id: str, ctx: WorkerContext) -> str:
         log.info("experiment %s not claimed (%s)", experiment_id, claimed)
         return f"skipped: {claimed}"
     spec_data, attempt, resume_keys = claimed
+    job = ClaimedJob(experiment_id, ctx.worker_id, attempt, spec_data, resume_keys)
     lines = run_logs.start(
         ctx.sessions, experiment_id, ctx.worker_id, attempt,
         max_lines=settings.max_log_lines, budget_s=settings.lease_seconds,
     )  # fmt: skip
     log.info("experiment %s: attempt %d on %s", experiment_id, attempt, ctx.worker_id)
-    reporter = DbReporter(
-        ctx.sessions,
-        ctx.store,
-        experiment_id,
-        ctx.worker_id,
-        lease_s=settings.lease_seconds,
-        heartbeat_s=settings.heartbeat_seconds,
-        stop=SHUTTING_DOWN,
-    )
+    if settings.worker_isolation == "process":
+        from worker.child import ChildRunner
+
+        runner: ChildRunner | InlineRunner = ChildRunner(ctx, job, SHUTTING_DOWN)
+    else:
+        runner = InlineRunner(ctx, job, SHUTTING_DOWN)
     # From here to the outcome the row is ours: the keeper renews the lease through the work
     # between training steps too (data, checkpoint fetch and uploads, evaluations).
     keeper = LeaseKeeper(
@@ -103,46 +154,68 @@ def run_job(experiment_id: str, ctx: WorkerContext) -> str:
         ctx.worker_id,
         lease_s=settings.lease_seconds,
         every_s=settings.heartbeat_seconds,
-        on_lost=lambda: reporter.lose("renewing the lease"),
+        on_lost=runner.lose,
         alive_file=settings.worker_heartbeat_file,
     )
     keeper.start()
     try:
-        return _run_claimed(ctx, experiment_id, spec_data, resume_keys, reporter, keeper)
+        try:
+            outcome = runner.run()
+        finally:
+            keeper.stop()  # the last write below ends the lease; a beat after it reads as lost
+        return _settle(ctx, experiment_id, outcome)
     except Exception as err:
         log.error("experiment %s: worker error: %s: %s", experiment_id, type(err).__name__, err)
         raise
     finally:
-        keeper.stop()
         lines.close()
 
 
-def _run_claimed(
-    ctx: WorkerContext,
-    experiment_id: str,
-    spec_data: Any,
-    resume_keys: tuple[str, str, str] | None,
-    reporter: DbReporter,
-    keeper: LeaseKeeper,
-) -> str:
+class InlineRunner:
+    """The job in the worker's own process (``REGLAB_WORKER_ISOLATION=inline``)."""
+
+    def __init__(self, ctx: WorkerContext, job: ClaimedJob, stop: threading.Event):
+        s = ctx.settings
+        self.ctx, self.job = ctx, job
+        self.reporter = DbReporter(
+            ctx.sessions, ctx.store, job.id, job.worker_id,
+            lease_s=s.lease_seconds, heartbeat_s=s.heartbeat_seconds, stop=stop,
+        )  # fmt: skip
+
+    def lose(self) -> None:
+        self.reporter.lose("renewing the lease")
+
+    def run(self) -> Outcome:
+        return execute_claimed(self.ctx, self.job, self.reporter)
+
+
+def execute_claimed(ctx: WorkerContext, job: ClaimedJob, reporter: DbReporter) -> Outcome:
+    """The job: the spec, its inputs, the checkpoint to resume from, the regcore run. Runs in
+    the job's process; writes only through the lease-guarded reporter and stores, and keeps
+    the job's log lines (``worker.run_logs``; one capture when that is the worker's process)."""
+    s = ctx.settings
+    with run_logs.capture(
+        ctx.sessions, job.id, job.worker_id, job.attempt,
+        max_lines=s.max_log_lines, budget_s=s.lease_seconds,
+    ):  # fmt: skip
+        return _execute_claimed(ctx, job, reporter)
+
+
+def _execute_claimed(ctx: WorkerContext, job: ClaimedJob, reporter: DbReporter) -> Outcome:
     settings = ctx.settings
     try:
-        spec = parse_spec(spec_data)
+        spec = parse_spec(job.spec)
     except SpecError as err:  # e.g. stored by an older version with a parameter since removed
-        keeper.stop()
-        return _finish(ctx, experiment_id, "failed", error=f"the stored spec is not valid: {err}")
-    provenance.record(
-        ctx, experiment_id, ctx.worker_id, provenance.at_claim(spec, ctx, ctx.worker_id)
-    )
-    refused = prepare_inputs(ctx, experiment_id, spec)  # uploads and references, by id
+        return Outcome("failed", error=f"the stored spec is not valid: {err}")
+    provenance.record(ctx, job.id, job.worker_id, provenance.at_claim(spec, ctx, job.worker_id))
+    refused = prepare_inputs(ctx, job.id, spec)  # uploads and references, by id
     if refused is not None:
-        keeper.stop()
-        return _finish(ctx, experiment_id, "failed", error=refused)
+        return Outcome("failed", error=refused)
 
-    workdir = ctx.scratch / experiment_id
-    _fetch_last_checkpoint(ctx, workdir / "checkpoints", resume_keys)
+    workdir = ctx.scratch / job.id
+    _fetch_last_checkpoint(ctx, workdir / "checkpoints", job.resume_keys)
     if reporter.lease_lost:
-        return "lease lost"
+        return Outcome("failed", lease_lost=True)
     try:
         result = run_experiment(
             spec,
@@ -153,32 +226,40 @@ def _run_claimed(
             resume=True,
             system_metrics=True,
         )
-    except PERMANENT as err:
-        keeper.stop()
-        if reporter.lease_lost:
-            return "lease lost"
-        return _finish(ctx, experiment_id, "failed", error=f"{type(err).__name__}: {err}")
-    keeper.stop()  # the last write below ends the lease; a beat after it would read as lost
+    except Exception as err:
+        if not isinstance(err, PERMANENT) and not out_of_memory(err):
+            raise
+        what = "" if "Memory" in type(err).__name__ else "out of memory: "
+        return Outcome(
+            "failed", error=f"{what}{type(err).__name__}: {err}", lease_lost=reporter.lease_lost
+        )
     if reporter.lease_lost:
-        return "lease lost"  # the new owner records the outcome
-    if result.status == "cancelled" and not reporter.cancel_seen:  # stopped for shutdown
+        return Outcome(result.status, lease_lost=True)  # the new owner records the outcome
+    if result.reason:
+        log.info("experiment %s: %s", job.id, result.reason)
+    summary = _clean(result.summary())
+    if env := summary.pop("environment", None):  # stored beside the summary, not in it
+        provenance.record(ctx, job.id, job.worker_id, env)
+    error = result.reason if result.status == "failed" else None
+    return Outcome(result.status, summary, error, cancel_seen=reporter.cancel_seen)
+
+
+def _settle(ctx: WorkerContext, experiment_id: str, outcome: Outcome) -> str:
+    """Record the outcome (the worker's process does this, whatever happened to the job's)."""
+    if outcome.lease_lost:
+        return "lease lost"
+    if outcome.status == "cancelled" and not outcome.cancel_seen:  # stopped for shutdown
 
         def give_back() -> bool:
             with ctx.sessions.begin() as session:
                 return jobs.release(session, experiment_id, ctx.worker_id)
 
-        released = retry_db(give_back, settings.lease_seconds, "releasing the run")
+        released = retry_db(give_back, ctx.settings.lease_seconds, "releasing the run")
         log.info("experiment %s back in the queue: the worker is shutting down", experiment_id)
         return "released" if released else "lease lost"
-    error = result.reason if result.status == "failed" else None
-    if result.reason:
-        log.info("experiment %s: %s", experiment_id, result.reason)
-    summary = _clean(result.summary())
-    if env := summary.pop("environment", None):  # stored beside the summary, not in it
-        provenance.record(ctx, experiment_id, ctx.worker_id, env)
-    outcome = _finish(ctx, experiment_id, result.status, summary, error)
-    shutil.rmtree(workdir, ignore_errors=True)
-    return outcome
+    result = _finish(ctx, experiment_id, outcome.status, outcome.summary, outcome.error)
+    shutil.rmtree(ctx.scratch / experiment_id, ignore_errors=True)
+    return result
 
 
 def _claim(

@@ -136,7 +136,7 @@ def test_a_sweep_with_a_configuration_too_big_for_a_worker_is_refused_at_that_sp
         "name": "wide",
         "base": {**TINY, "ensemble": {"members": 64}, "train": {"optimizer": "adam"}},
         "method": "grid",
-        "space": {"model.hidden": {"values": [[32], [7000, 7000]]}},
+        "space": {"model.hidden": [[32], [7000, 7000]]},
     }
     r = client.post("/v1/sweeps", json=sweep)
     assert r.status_code == 422, r.text

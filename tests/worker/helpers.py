@@ -49,6 +49,7 @@ def add_experiment(sessions, spec: dict[str, Any] | None = None, **fields: Any) 
 def make_ctx(url: str, tmp_path: Path, cache_dir: Path, worker_id: str, **settings: Any):
     settings.setdefault("lease_seconds", 30)
     settings.setdefault("heartbeat_seconds", 5)
+    settings.setdefault("worker_isolation", "inline")  # these tests patch the job in-process
     settings.setdefault("worker_heartbeat_file", tmp_path / f"alive-{worker_id}")
     s = Settings(
         database_url=url, artifacts=str(tmp_path / "artifacts"), cache_dir=cache_dir, **settings

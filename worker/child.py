@@ -1,0 +1,305 @@
+"""Each job in a child process of the worker, so that nothing a job does can touch the next.
+
+The worker's process claims the row, keeps its lease and records the outcome; the child runs
+``worker.tasks.execute_claimed`` (data, training, evaluation, measurements, uploads) under the
+worker's id and hands back an ``Outcome`` through a pipe. Then:
+
+* a job that runs out of memory fails alone: a ``MemoryError`` (or torch's allocator refusing,
+  or CUDA out of memory) in the child is its outcome; a child killed by the kernel's OOM killer
+  (SIGKILL: children ask to be its first choice, ``oom_score_adj`` 1000) is recorded ``failed``
+  with that reason, not retried, and the worker takes the next job;
+* a cancel is honoured at any stage within ``REGLAB_CANCEL_GRACE_SECONDS`` of the worker seeing
+  it (it polls every second): the child stops by itself at its next step, or is killed. A lost
+  lease and the worker's shutdown stop it the same way (a shutdown puts the run back in the
+  queue), so the worker never renews a lease for a job that cannot stop;
+* a child whose worker died (SIGKILL, the OOM killer choosing the worker) exits at once: it
+  watches its end of the pipe.
+
+Children are forked from a *fork server* (``multiprocessing``'s forkserver) that imported torch
+and regcore once, at the worker's start: a fork per job, never the worker's own threads or
+connections, and no second import of torch (see docs/reliability.md for the measured cost).
+Where there is no fork server (not Linux/macOS) they are spawned.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing
+import os
+import resource
+import signal
+import sys
+import threading
+import time
+import types
+from collections.abc import Iterator
+from multiprocessing.connection import Connection
+from typing import Any
+
+from sqlalchemy.orm import configure_mappers
+
+from regcore import memory_estimate
+from regcore.spec import SpecError, parse_spec
+from service.db import jobs, models  # noqa: F401 - the mappers configured below
+from service.settings import Settings
+from worker.context import WorkerContext, make_context
+
+log = logging.getLogger(__name__)
+
+#: how often the worker reads the row for a cancel (and a lost lease) while its job runs
+POLL_S = 1.0
+#: the format of the worker's log lines (reglab worker), in the child too
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+#: a child exits with this when its worker is gone
+ORPHANED = 70
+
+
+def _context() -> Any:
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        mp = multiprocessing.get_context("forkserver")
+        # torch._dynamo: torch imports it on a run's first optimizer (3-9 s, sympy and all)
+        mp.set_forkserver_preload(["worker.child", "worker.tasks", "torch._dynamo"])
+        return mp
+    return multiprocessing.get_context("spawn")
+
+
+MP = _context()
+# What every child would otherwise do again on its first query (~2 s): the fork server imports
+# this module, so its children start with the ORM's mappers configured.
+configure_mappers()
+
+
+def warm() -> None:
+    """Start the fork server now (it imports torch and regcore: seconds), not on the first job."""
+    if MP.get_start_method() == "forkserver":
+        from multiprocessing import forkserver
+
+        forkserver.ensure_running()
+
+
+class ChildRunner:
+    """Runs one claimed job in a child process and watches it from the worker's."""
+
+    def __init__(self, ctx: WorkerContext, job: Any, shutting_down: threading.Event):
+        self.ctx = ctx
+        self.job = job
+        self.shutting_down = shutting_down
+        self.grace_s = ctx.settings.cancel_grace_seconds
+        self.lost = threading.Event()
+        self.started_ms: float | None = None
+
+    def lose(self) -> None:
+        """The lease keeper found another owner: the child is stopped (it finds out too)."""
+        self.lost.set()
+
+    def run(self) -> Any:
+        here, there = MP.Pipe()
+        stop = MP.Event()
+        level = logging.getLogger().getEffectiveLevel()
+        proc = MP.Process(
+            target=child_main,
+            args=(there, stop, self.ctx.settings, self.job, level),
+            name=f"reglab-job-{self.job.id[:8]}",
+        )
+        t0 = time.perf_counter()
+        with _main_hidden():
+            proc.start()
+        there.close()
+        self.started_ms = (time.perf_counter() - t0) * 1000
+        log.info(
+            "experiment %s: job process %s started in %.0f ms",
+            self.job.id, proc.pid, self.started_ms,
+        )  # fmt: skip
+        try:
+            return self._watch(proc, here, stop)
+        finally:
+            here.close()  # a child still running sees end-of-file and exits
+            proc.join(5)
+            if proc.is_alive():
+                proc.kill()
+                proc.join(10)
+
+    def _watch(self, proc: Any, here: Connection, stop: Any) -> Any:
+        why: str | None = None
+        deadline = 0.0
+        next_poll = time.monotonic() + POLL_S
+        while True:
+            if here.poll(0.1):
+                try:
+                    kind, payload = here.recv()
+                except EOFError:
+                    return self._died(proc, why)
+                if kind == "error":
+                    raise _job_error(payload)
+                return payload
+            if not proc.is_alive() and not here.poll(0):
+                return self._died(proc, why)
+            now = time.monotonic()
+            if why is None:
+                if now >= next_poll:
+                    next_poll = now + POLL_S
+                    why = self._why_stop()
+                else:
+                    why = self._why_stop(read_row=False)
+                if why is not None:
+                    log.info(
+                        "experiment %s: stopping its job (%s); killed in %.0f s unless it stops",
+                        self.job.id, why, self.grace_s,
+                    )  # fmt: skip
+                    stop.set()  # the child's reporter stops at its next step
+                    deadline = now + self.grace_s
+            elif now >= deadline:
+                proc.kill()
+                proc.join(10)
+                log.warning(
+                    "experiment %s: its job did not stop within %.0f s of the %s; killed it",
+                    self.job.id, self.grace_s, why,
+                )  # fmt: skip
+                return _stopped(why)
+
+    def _why_stop(self, read_row: bool = True) -> str | None:
+        if self.lost.is_set():
+            return "lost lease"
+        if self.shutting_down.is_set():
+            return "shutdown"
+        if not read_row:
+            return None
+        try:
+            with self.ctx.sessions() as session:
+                control = jobs.poll(session, self.job.id, self.job.worker_id)
+        except Exception:  # noqa: BLE001 - the database is away: the child's retries decide
+            log.debug("experiment %s: could not poll for a cancel", self.job.id, exc_info=True)
+            return None
+        if not control.owned:
+            self.lost.set()
+            return "lost lease"
+        return "cancel" if control.cancel_requested else None
+
+    def _died(self, proc: Any, why: str | None) -> Any:
+        """The child ended without an outcome."""
+        proc.join(10)
+        code = proc.exitcode
+        if why is not None:  # it was being stopped and died doing so
+            return _stopped(why)
+        if code is not None and code < 0:
+            name = signal.Signals(-code).name
+            oom = (
+                " (most likely the kernel's out-of-memory killer)"
+                if -code == signal.SIGKILL
+                else ""
+            )
+            from worker.tasks import Outcome
+
+            return Outcome("failed", error=f"the job's process was killed by {name}{oom}"
+                           f"{_estimate_note(self.job.spec)}")  # fmt: skip
+        raise _job_error(f"the job's process exited with code {code} without an outcome")
+
+
+@contextlib.contextmanager
+def _main_hidden() -> Iterator[None]:
+    """Start a child without it re-importing the worker's main module (``reglab.cli``, a
+    script): multiprocessing does that in every child so that objects of ``__main__`` unpickle,
+    and nothing of ``__main__`` crosses here. It cost ~2 s a job: the worker's CLI and what it
+    imports. (Python 3.11's fork server would preload it, but never receives its path.)"""
+    main = sys.modules["__main__"]
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        sys.modules["__main__"] = main
+
+
+def _stopped(why: str) -> Any:
+    from worker.tasks import Outcome
+
+    if why == "lost lease":
+        return Outcome("failed", lease_lost=True)
+    if why == "shutdown":
+        return Outcome("cancelled", cancel_seen=False)
+    return Outcome("cancelled")
+
+
+def _job_error(said: str) -> Exception:
+    from worker.tasks import JobError
+
+    return JobError(said)
+
+
+def _estimate_note(spec_data: Any) -> str:
+    try:
+        total = memory_estimate.estimate(parse_spec(spec_data)).total
+    except (SpecError, ValueError, LookupError, TypeError):
+        return ""
+    return f"; its spec was estimated at {memory_estimate.human(total)}"
+
+
+# --- in the child -----------------------------------------------------------------------------
+
+
+def child_main(conn: Connection, stop: Any, settings: Settings, job: Any, level: int) -> None:
+    from worker import run_logs
+    from worker.reporter import DbReporter
+    from worker.tasks import execute_claimed, out_of_memory
+
+    # the worker decides when its job stops: a signal to the process group (Ctrl-C, SIGTERM of
+    # a supervisor) reaches the worker, which stops the child through ``stop``
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    _first_for_the_oom_killer()
+    _exit_with_worker(conn)
+    logging.basicConfig(level=level, format=LOG_FORMAT, force=True)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    _cap_memory(settings.job_memory_limit_bytes, job.spec)
+    ctx = make_context(settings, worker_id=job.worker_id)
+    lines = run_logs.start(
+        ctx.sessions, job.id, job.worker_id, job.attempt,
+        max_lines=settings.max_log_lines, budget_s=settings.lease_seconds,
+    )  # fmt: skip
+    try:
+        reporter = DbReporter(
+            ctx.sessions, ctx.store, job.id, job.worker_id,
+            lease_s=settings.lease_seconds, heartbeat_s=settings.heartbeat_seconds, stop=stop,
+        )  # fmt: skip
+        message: tuple[str, Any] = ("outcome", execute_claimed(ctx, job, reporter))
+    except BaseException as err:  # noqa: BLE001 - the worker records it
+        if out_of_memory(err):
+            log.error("experiment %s: out of memory: %s", job.id, err)
+        else:
+            log.exception("experiment %s: the job raised", job.id)
+        message = ("error", f"{type(err).__name__}: {err}")
+    finally:
+        lines.close()
+    conn.send(message)
+    ctx.engine.dispose()
+
+
+def _first_for_the_oom_killer() -> None:
+    """When memory runs out the kernel kills the process with the highest score: this job,
+    never its worker (raising one's own score needs no privilege)."""
+    with contextlib.suppress(OSError):
+        with open("/proc/self/oom_score_adj", "w") as f:
+            f.write("1000")
+
+
+def _exit_with_worker(conn: Connection) -> None:
+    """The worker never sends: end-of-file on the pipe means it is gone (killed), and the job
+    must not run on unsupervised (its lease will pass to another worker)."""
+
+    def watch() -> None:
+        with contextlib.suppress(EOFError, OSError):
+            while True:
+                conn.recv()
+        os._exit(ORPHANED)
+
+    threading.Thread(target=watch, name="worker-watch", daemon=True).start()
+
+
+def _cap_memory(limit: int | None, spec_data: Any) -> None:
+    if limit is None:
+        return
+    train = spec_data.get("train") if isinstance(spec_data, dict) else None
+    if str((train or {}).get("device", "auto")).startswith("cuda"):
+        return
+    with contextlib.suppress(ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
