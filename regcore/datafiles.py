@@ -147,7 +147,7 @@ def _read_npz(data: bytes, max_bytes: int) -> dict[str, np.ndarray]:
         for member, name in zip(members, names, strict=True):
             try:
                 with zf.open(member) as fh:
-                    out[name] = _read_npy(_Capped(fh, budget, name), name, budget)
+                    out[name] = _read_npy(_Capped(fh, budget, name), name, budget)  # type: ignore[arg-type]
             except (zipfile.BadZipFile, EOFError, OSError, ValueError, zipfile.LargeZipFile) as err:
                 if isinstance(err, DataFileError):
                     raise
@@ -201,8 +201,7 @@ def _read_npy(fh: Any, name: str, budget: int) -> np.ndarray:
         raise DataFileError(name, f"{nbytes} bytes of data, over the limit of {budget} bytes")
     raw = _read_exactly(reader, nbytes, name)
     arr = np.frombuffer(raw, dtype=dtype)
-    order = "F" if fortran else "C"
-    return arr.reshape(shape, order=order) if shape else arr.reshape(())
+    return arr.reshape(tuple(shape), order="F" if fortran else "C")
 
 
 def _read_exactly(reader: Any, n: int, name: str) -> bytes:
@@ -426,7 +425,8 @@ def sha256_file(path: Path) -> str:
 def _data_specs(data: Any) -> Iterator[tuple[str, dict[str, Any]]]:
     if not isinstance(data, dict):
         return
-    pretrain = data.get("pretrain") if isinstance(data.get("pretrain"), dict) else {}
+    pre = data.get("pretrain")
+    pretrain: dict[str, Any] = pre if isinstance(pre, dict) else {}
     for where, section in (("data", data.get("data")), ("pretrain.source", pretrain.get("source"))):
         if isinstance(section, dict) and section.get("name") == "file":
             yield where, section

@@ -5,6 +5,7 @@ prefix of the id."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -18,7 +19,8 @@ Id = Annotated[str, typer.Argument(metavar="ID", help="dataset id or a unique pr
 
 
 def _resolve(client: Any, prefix: str) -> str:
-    ids = [d["id"] for d in client.datasets() if d.get("source") == "upload"]
+    items: Any = client.datasets()
+    ids = [d["id"] for d in items if d.get("source") == "upload"]
     found = [i for i in ids if i.startswith(prefix)]
     if len(found) == 1:
         return found[0]
@@ -27,7 +29,7 @@ def _resolve(client: Any, prefix: str) -> str:
     fail(f"dataset id prefix {prefix} is ambiguous: {', '.join(found[:10])}", 2)
 
 
-def _rows(d: dict[str, Any]) -> list[tuple[str, Any]]:
+def _rows(d: Mapping[str, Any]) -> list[tuple[str, Any]]:
     keys = ("id", "name", "task", "kind", "shape", "classes", "test_rows", "format", "bytes",
             "sha256", "created_at")  # fmt: skip
     return [(k, d.get(k)) for k in keys if k in d]
@@ -69,7 +71,7 @@ def list_(
     from reglab.output import Col, print_json, table
 
     with api(api_url, api_key) as client:
-        items = client.datasets()
+        items: Any = client.datasets()
     if output == "json":
         print_json({"items": items})
         return

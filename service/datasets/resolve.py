@@ -25,7 +25,8 @@ def dataset_sections(data: Any) -> list[tuple[str, dict[str, Any]]]:
     """``(field path, section)`` of each ``"name": "upload"`` data section of a raw spec."""
     if not isinstance(data, dict):
         return []
-    pretrain = data.get("pretrain") if isinstance(data.get("pretrain"), dict) else {}
+    pre = data.get("pretrain")
+    pretrain: dict[str, Any] = pre if isinstance(pre, dict) else {}
     out = []
     for where, section in (("data", data.get("data")), ("pretrain.source", pretrain.get("source"))):
         if isinstance(section, dict) and section.get("name") == "upload":
