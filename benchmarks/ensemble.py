@@ -157,6 +157,8 @@ def main() -> int:
     print(f"device {args.device}, {args.epochs} epochs, one torch thread")
     print(f"{'k':>4} {'one-by-one s':>13} {'batched s':>10} {'speed-up':>9} {'max |Δloss|':>12}")
     for k in args.members:
+        path: Any
+        lone: Any
         if k > MAX_MEMBERS:
             raw = spec_for(k, args.epochs, args.device, parse=False)
             spec: Any = raw
@@ -164,7 +166,7 @@ def main() -> int:
             def path(s: Any, w: Path, **kw: Any) -> MembersBeyondSpecLimit:
                 return MembersBeyondSpecLimit(s, True, w, kw["device"])
 
-            def lone(s: Any, w: Path, **kw: Any) -> MembersBeyondSpecLimit:
+            def lone(s: Any, w: Path, **kw: Any) -> MembersBeyondSpecLimit:  # type: ignore[misc]
                 return MembersBeyondSpecLimit(s, False, w, kw["device"])
         else:
             spec = spec_for(k, args.epochs, args.device)

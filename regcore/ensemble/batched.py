@@ -191,7 +191,7 @@ class BatchedMembers:
             tr.optimizer,
             [s.train.momentum for s in specs],
             tr.nesterov,
-            tuple(tr.betas),
+            (float(tr.betas[0]), float(tr.betas[1])),
         )
         self.status = [MemberStatus() for _ in specs]
         self.ctx = BatchContext(
@@ -391,7 +391,8 @@ class BatchedMembers:
                 continue
             es = self.early[i]
             if es is not None:
-                es.on_epoch_end(self.epoch, metrics, _MemberView(self.stack, i))
+                view = _MemberView(self.stack, i)  # what it saves and restores: member i
+                es.on_epoch_end(self.epoch, metrics, view)  # type: ignore[arg-type]
             if st.best is None or metrics["val_loss"] < st.best[0]:
                 st.best = (metrics["val_loss"], self.epoch)
             if es is not None and es.should_stop():
@@ -594,7 +595,8 @@ class BatchedEnsembleRun:
                 "batched": True,
             }
         )
-        status, reason, metrics = "succeeded", None, {}
+        status, reason = "succeeded", None
+        metrics: dict[str, float] = {}
         while not eng.done:
             t0 = time.perf_counter()
             if eng.train_epoch(cancel_all=self.reporter.should_cancel):

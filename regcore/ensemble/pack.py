@@ -110,17 +110,15 @@ def run_pack(
                 "pack": len(members),
             }
         )
-    all_cancelled = False
     while not eng.done:
         if eng.train_epoch(cancel=lambda i: reporters[i].should_cancel()):
-            all_cancelled = True
-            break
+            break  # every member was cancelled
         per, _ = eng.evaluate()
-        for i, metrics in enumerate(eng.end_epoch(per)):
-            if not metrics or eng.status[i].status == "failed":
+        for i, em in enumerate(eng.end_epoch(per)):
+            if not em or eng.status[i].status == "failed":
                 continue
-            logs[i].write(eng.epoch, metrics)
-            reporters[i].on_epoch(eng.epoch, metrics)
+            logs[i].write(eng.epoch, em)
+            reporters[i].on_epoch(eng.epoch, em)
             stop = getattr(reporters[i], "should_stop", None)
             if eng.status[i].status == "running" and stop is not None and stop():
                 eng.status[i].status = "stopped"
@@ -154,8 +152,6 @@ def run_pack(
     for i, (m, st) in enumerate(zip(members, eng.status, strict=True)):
         status = {"running": "succeeded", "stopped": "succeeded"}.get(st.status, st.status)
         reason = st.reason
-        if all_cancelled and st.status == "cancelled":
-            status = "cancelled"
         metrics: dict[str, Any] = finals[i] if status != "failed" else st.metrics
         metrics = {k: v for k, v in metrics.items() if k not in ("epochs_run", "best_epoch")}
         best = int(finals[i].get("best_epoch", 0)) or None

@@ -15,7 +15,7 @@ explicit MLP forward exposes.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -58,7 +58,7 @@ class BatchedRegularizer:
     slots: ClassVar[bool] = False
 
     def __init__(self, regs: list[Regularizer | None], ctx: BatchContext):
-        self.regs = regs
+        self.regs: list[Any] = list(regs)  # each member's lone regularizer, None where absent
         self.ctx = ctx
 
     def values(self, get: Callable[[Any], float], absent: float = 0.0) -> torch.Tensor:
@@ -350,9 +350,10 @@ class BatchedWeightNoise(BatchedRegularizer):
 
     @torch.no_grad()
     def before_optimizer_step(self) -> None:
-        if getattr(self, "clean", None) is None:
+        clean: list[torch.Tensor] | None = getattr(self, "clean", None)
+        if clean is None:
             return
-        for n, c in zip(self.ctx.penalized(("bias", "norm")), self.clean, strict=True):
+        for n, c in zip(self.ctx.penalized(("bias", "norm")), clean, strict=True):
             self.ctx.params[n].copy_(c)
         self.clean = None
 
@@ -531,6 +532,7 @@ class BatchedAdversarial(BatchedRegularizer):
     def penalty(self) -> torch.Tensor | None:
         ctx = self.ctx
         assert ctx.forward is not None and ctx.loss is not None
+        forward, loss = ctx.forward, ctx.loss
         attacking = [
             r is not None and ctx.active[i] and r.spec.alpha != 1.0 for i, r in enumerate(self.regs)
         ]
@@ -545,7 +547,7 @@ class BatchedAdversarial(BatchedRegularizer):
 
             def grad_sign(xa: torch.Tensor) -> torch.Tensor:
                 xa = xa.detach().requires_grad_(True)
-                (g,) = torch.autograd.grad(ctx.loss(ctx.forward(xa), y).sum(), xa)
+                (g,) = torch.autograd.grad(loss(forward(xa), y).sum(), xa)
                 return g.sign()
 
             if spec.method == "fgsm":
@@ -568,7 +570,7 @@ class BatchedAdversarial(BatchedRegularizer):
                     adv = adv + size * grad_sign(adv)
                     adv = x0 + torch.maximum(torch.minimum(adv - x0, e), -e)
                 adv = adv.detach()
-            adv_loss = ctx.loss(ctx.forward(adv), y)
+            adv_loss = loss(forward(adv), y)
         finally:
             ctx.active = saved
         weight = self.scalars(lambda i, r: (1.0 - r.spec.alpha) if attacking[i] else 0.0)
@@ -604,7 +606,7 @@ BATCHED: dict[str, type[BatchedRegularizer]] = {
 }
 
 
-def why_not_batchable(name: str, specs: list[RegularizerSpec | None]) -> str | None:
+def why_not_batchable(name: str, specs: Sequence[RegularizerSpec | None]) -> str | None:
     """None when members' ``name`` specs (None where absent) can batch, else the reason."""
     cls = BATCHED.get(name)
     if cls is None:
