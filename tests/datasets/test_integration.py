@@ -98,3 +98,24 @@ def test_each_format_trains_through_the_embedded_default(tmp_path: Path):
     finally:
         server.stop()
     assert all(a > 0.95 for a in accs.values()), accs
+
+
+def test_a_tie_reference_by_checkpoint_id_runs_on_the_worker(workers: Stack, tmp_path: Path):
+    workers.start_worker()
+    x, y = F.table(n=300)
+    (tmp_path / "t.npz").write_bytes(F.npz(x=x, y=y))
+    ds = workers.api.upload_dataset(tmp_path / "t.npz")["id"]
+    base = {"data": {"name": "upload", "id": ds}, "model": {"name": "mlp", "hidden": [8]},
+            "train": {**TRAIN, "epochs": 3}}  # fmt: skip
+
+    def wait(eid: str) -> dict:
+        return workers.wait(eid, lambda e: e["status"] in ("succeeded", "failed"), timeout=150)
+
+    first = wait(workers.api.submit(base)["id"])
+    assert first["status"] == "succeeded", first["error"]
+    ckpt = workers.api.checkpoints(first["id"])[-1]["id"]
+    tie = [{"name": "tie", "strength": 10.0, "reference": ckpt, "exclude": []}]
+    second = wait(workers.api.submit({**base, "seed": 1, "regularizers": tie})["id"])
+    assert second["status"] == "succeeded", second["error"]
+    series = workers.api.metrics(second["id"], ["tie_distance"])
+    assert series["tie_distance"], series
