@@ -197,3 +197,9 @@ def test_the_api_runs_the_reconciler_and_its_healthcheck_needs_no_key(services):
     assert api["command"][:2] == ["reglab", "serve"] and "--no-worker" in api["command"]
     assert "/healthz" in " ".join(api["healthcheck"]["test"])
     assert not any(v.endswith(":ro") for v in api["volumes"]), "the reconciler cleans the store"
+
+
+def test_the_api_image_installs_the_api_extra_and_no_torch():
+    api = (ROOT / "Dockerfile.api").read_text()
+    assert "'.[api" in api and "download.pytorch.org" not in api and "worker]" not in api
+    assert "'.[worker" in (ROOT / "Dockerfile.worker").read_text()
