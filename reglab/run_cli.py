@@ -41,6 +41,20 @@ def load_spec_file(path: Path) -> ExperimentSpec:
         _fail(f"invalid spec {path}:\n{lines}", 2)
 
 
+def _check_memory(spec: ExperimentSpec) -> None:
+    """Exit 2 when the spec's estimated peak memory exceeds REGLAB_WORKER_MEMORY_BYTES (default
+    80% of this machine's), naming the fields that drive it (regcore.memory_estimate)."""
+    from regcore.memory_estimate import check, worker_memory_limit
+
+    try:
+        errors = check(spec, worker_memory_limit())
+    except ValueError as err:
+        _fail(str(err), 2)
+    if errors:
+        lines = "\n".join(f"  {e['field']}: {e['message']}" for e in errors)
+        _fail(f"the spec needs more memory than this machine has:\n{lines}", 2)
+
+
 def console() -> Any:
     from rich.console import Console
 
@@ -128,6 +142,7 @@ def run(
             )
         except SpecError as err:
             _fail(str(err), 2)
+    _check_memory(spec)  # what this machine cannot hold fails now, not out of memory later
     if (out / "summary.json").exists() and not (resume or force):
         _fail(f"{out} already holds a finished run; pass --force to overwrite or --resume", 2)
     if force and out.exists() and not resume:

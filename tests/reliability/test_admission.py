@@ -142,3 +142,19 @@ def test_a_sweep_with_a_configuration_too_big_for_a_worker_is_refused_at_that_sp
     assert r.status_code == 422, r.text
     detail = _errors(r.json())
     assert detail[0]["field"] == "space.model.hidden" and "7000" in detail[0]["message"]
+
+
+def test_reglab_run_refuses_the_bomb_before_training(tmp_path, monkeypatch):
+    import json
+
+    from typer.testing import CliRunner
+
+    from reglab.cli import app
+
+    spec = tmp_path / "bomb.json"
+    spec.write_text(json.dumps(BOMB))
+    monkeypatch.setenv("REGLAB_WORKER_MEMORY_BYTES", str(16 * 10**9))
+    result = CliRunner().invoke(app, ["run", str(spec), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2, result.output
+    assert "model.hidden" in result.output and "16.0 GB" in result.output
+    assert not (tmp_path / "out").exists()
