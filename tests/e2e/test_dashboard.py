@@ -107,6 +107,20 @@ def test_compare_two_runs(watched: Watched, server: Server):
     a, b = server.ids["base"], server.ids["l2"]  # type: ignore[attr-defined]
     server.wait(a), server.wait(b)
     page = watched.open("runs")
+    # a click on a metric's header sorts by it, in the API's order
+    page.click("#runs th[data-sort=test_acc]")
+    watched.wait("location.hash.includes('sort=-test_acc')")
+    ids = "[...document.querySelectorAll('#runs tbody tr[data-id]')].map(r => r.dataset.id)"
+    deadline = time.monotonic() + 30  # runs of the sweeps may finish meanwhile: both move
+    while True:
+        params = {"sort": "-test_acc"}
+        api_order = [
+            r["id"] for r in server.http.get("/v1/experiments", params=params).json()["items"]
+        ]
+        if watched.js(ids) == api_order:
+            break
+        assert time.monotonic() < deadline, (watched.js(ids), api_order)
+        time.sleep(0.5)
     page.check(f"#runs tr[data-id='{a}'] input[type=checkbox]")
     page.check(f"#runs tr[data-id='{b}'] input[type=checkbox]")
     page.click("#compare-selected")
