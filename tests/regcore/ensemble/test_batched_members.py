@@ -310,3 +310,45 @@ def test_batch_norm_members_keep_their_own_statistics(tmp_path, cache_dir):
     ):
         if "running" in name:  # eval uses them: each member's must be its own
             assert torch.allclose(x, y, atol=1e-4), name
+
+
+class Crash(Exception):
+    pass
+
+
+class CrashInEpoch(Recorder):
+    """Raises (a stand-in for a killed worker) on the first step of epoch ``at``."""
+
+    def __init__(self, at):
+        super().__init__()
+        self.at = at
+
+    def should_cancel(self):
+        if len(self.epochs) == self.at - 1 and self.at:
+            raise Crash
+        return False
+
+
+def test_a_pack_resumes_after_a_crash_without_losing_or_repeating_points(tmp_path, cache_dir):
+    specs = [make_spec(regularizers=[{"name": "dropout", "p": p}], train=TRAIN) for p in (0.1, 0.3)]
+    whole = run_pack(
+        [PackMember(s, tmp_path / f"w{i}") for i, s in enumerate(specs)],
+        tmp_path / "wp",
+        cache_dir=cache_dir,
+        threads=1,
+    )
+    crashing = [PackMember(s, tmp_path / f"t{i}", CrashInEpoch(3)) for i, s in enumerate(specs)]
+    with pytest.raises(Crash):
+        run_pack(crashing, tmp_path / "pack", cache_dir=cache_dir, threads=1)
+    again = [PackMember(s, tmp_path / f"t{i}", Recorder()) for i, s in enumerate(specs)]
+    resumed = run_pack(again, tmp_path / "pack", cache_dir=cache_dir, threads=1, resume=True)
+    assert again[0].reporter.info["start_epoch"] == 2
+    for i in range(2):
+        assert resumed[i].metrics["test_loss"] == pytest.approx(
+            whole[i].metrics["test_loss"], abs=1e-6
+        )
+        points = [
+            json.loads(x) for x in (tmp_path / f"t{i}" / "metrics.jsonl").read_text().splitlines()
+        ]
+        keys = [(p["step"], p["key"]) for p in points]
+        assert len(keys) == len(set(keys)) and {s for s, _ in keys} == {1, 2, 3}
