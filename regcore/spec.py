@@ -678,7 +678,7 @@ class ExperimentSpec(BaseModel):
             raise ValueError("early_stopping may appear at most once")
         _check_averaging(self.regularizers)
         _check_sam(self.regularizers)
-        _check_reuse(self, names)
+        _check_reuse(self, names, regression)
         return self
 
     def member_specs(self) -> list[ExperimentSpec]:
@@ -858,9 +858,8 @@ def _check_sam(regs: Sequence[Any]) -> None:
         )
 
 
-def _check_reuse(spec: ExperimentSpec, names: Sequence[str]) -> None:
+def _check_reuse(spec: ExperimentSpec, names: Sequence[str], regression: bool) -> None:
     """Checks of the ensemble, transfer and inference sections (issue 5)."""
-    regression = spec.data.name == "toy1d"
     ens = spec.ensemble
     if ens.combine == "median" and not regression:
         raise ValueError(
@@ -896,7 +895,7 @@ def _check_reuse(spec: ExperimentSpec, names: Sequence[str]) -> None:
     if spec.multitask is not None:
         if regression:
             raise ValueError(
-                "multitask adds an auxiliary head to a classifier; toy1d is regression"
+                f"multitask adds an auxiliary head to a classifier; {spec.data.name} is regression"
             )
         if spec.multitask.target == "shift" and spec.data.name != "mnist1d":
             raise ValueError(

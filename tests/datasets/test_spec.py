@@ -96,3 +96,10 @@ def test_multichannel_rows_train_on_their_conv_model(tmp_path, channels):
     result = run(spec, workdir=tmp_path / "out", threads=1)
     assert result.status == "succeeded", result.reason
     assert result.summary()["metrics"]["test_acc"] > 0.9
+
+
+def test_an_uploaded_regression_set_takes_the_regression_ensemble_rules():
+    reg = DataInfo("regression", "table", (100, 5), None)
+    assert check({"name": "mlp"}, reg, ensemble={"members": 3, "combine": "median"}) == []
+    errors = check({"name": "mlp"}, reg, multitask={"target": "peak"})
+    assert errors and "is regression" in errors[0]["message"]
