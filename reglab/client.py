@@ -23,6 +23,7 @@ The ``*_frame`` methods return pandas DataFrames; pandas is imported only when o
 
 from __future__ import annotations
 
+import builtins
 import email.utils
 import hashlib
 import json
@@ -444,7 +445,7 @@ class RegLabClient:
         keys: Sequence[str] | str | None = None,
         max_points: int | None = None,
         since_step: int | None = None,
-    ) -> dict[str, list[Point]]:
+    ) -> dict[str, builtins.list[Point]]:
         """``{key: [{"step": s, "value": v}, ...]}``."""
         params = _drop_none(
             {"keys": _csv(keys), "max_points": max_points or None, "since_step": since_step}
@@ -452,7 +453,7 @@ class RegLabClient:
         path = f"/v1/experiments/{experiment_id}/metrics"
         return self._json("GET", path, params=params)["series"]
 
-    def checkpoints(self, experiment_id: str) -> list[Checkpoint]:
+    def checkpoints(self, experiment_id: str) -> builtins.list[Checkpoint]:
         return self._json("GET", f"/v1/experiments/{experiment_id}/checkpoints")["items"]
 
     def download_checkpoint(
@@ -545,7 +546,7 @@ class RegLabClient:
         """The one experiment id starting with ``prefix`` (a whole id is returned as it is)."""
         return self.resolve_experiments([prefix])[0]
 
-    def resolve_experiments(self, prefixes: Sequence[str]) -> list[str]:
+    def resolve_experiments(self, prefixes: Sequence[str]) -> builtins.list[str]:
         """Each prefix's one experiment id, listing the experiments once (only when a prefix
         is shorter than a whole id). Raises NotFoundError or AmbiguousIdError naming it."""
         return self._resolve("experiment", prefixes, lambda: self.iter_experiments(page_size=500))
@@ -556,7 +557,7 @@ class RegLabClient:
 
     def _resolve(
         self, kind: str, prefixes: Sequence[str], items: Callable[[], Iterator[dict]]
-    ) -> list[str]:
+    ) -> builtins.list[str]:
         wanted = [p.strip().lower() for p in prefixes]
         if any(not p for p in wanted):
             raise RegLabError(f"an empty {kind} id")
@@ -648,7 +649,7 @@ class RegLabClient:
             files = {"file": (path.name, fh, "application/octet-stream")}
             return self._json("POST", "/v1/datasets", data=data, files=files)
 
-    def datasets(self) -> list[Dataset]:
+    def datasets(self) -> builtins.list[Dataset]:
         return self._json("GET", "/v1/datasets")["items"]
 
     def dataset(self, dataset_id: str) -> Dataset:

@@ -4,6 +4,7 @@ matches)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -70,7 +71,7 @@ def ls(
         )
         for e in items
     ]
-    columns = [Col("id", whole=True), "name", "status", "created"]
+    columns: list[Col | str] = [Col("id", whole=True), "name", "status", "created"]
     columns += [Col(k, right=True) for k in keys] + ["tags"]
     table(columns, rows, fmt=output)
 
@@ -87,7 +88,7 @@ def show(
     from reglab.output import print_json, table
 
     with api(api_url, api_key) as client:
-        e = dict(client.get(client.resolve_experiment(experiment_id)))
+        e: dict[str, Any] = dict(client.get(client.resolve_experiment(experiment_id)))
     if output == "json":
         print_json(e)
         return
@@ -168,11 +169,17 @@ def checkpoints(
         )
         for c in items
     ]
-    columns = [Col("id", whole=True), "kind", Col("epoch", right=True), Col("bytes", right=True)]
-    table([*columns, Col("sha256", whole=True), "created"], rows, fmt=output)
+    columns: list[Col | str] = [
+        Col("id", whole=True),
+        "kind",
+        Col("epoch", right=True),
+        Col("bytes", right=True),
+    ]
+    columns += [Col("sha256", whole=True), "created"]
+    table(columns, rows, fmt=output)
 
 
-def pick_checkpoint(items: list[dict[str, Any]], wanted: str | None) -> dict[str, Any]:
+def pick_checkpoint(items: Sequence[Mapping[str, Any]], wanted: str | None) -> Mapping[str, Any]:
     """The checkpoint whose id starts with ``wanted``, or (None) the best, else the newest."""
     if not items:
         fail("the experiment has no checkpoints (yet)", 2)
@@ -204,7 +211,7 @@ def download(
     """Download a checkpoint's safetensors weights (its sha256 checked) and print the path."""
     with api(api_url, api_key) as client:
         eid = client.resolve_experiment(experiment_id)
-        ckpt = pick_checkpoint(list(client.checkpoints(eid)), checkpoint_id)
+        ckpt = pick_checkpoint(client.checkpoints(eid), checkpoint_id)
         path = client.download_checkpoint(eid, ckpt["id"], out or Path.cwd(), ckpt.get("sha256"))
     say(f"checkpoint {ckpt['id']} ({ckpt.get('kind')}, epoch {ckpt.get('epoch')})")
     print(path)

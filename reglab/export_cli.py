@@ -50,7 +50,7 @@ def export(
             with api(api_url, api_key) as client:
                 eid = client.resolve_experiment(experiment_id)
                 spec = client.get(eid)["spec"]
-                ckpt = pick_checkpoint(list(client.checkpoints(eid)), checkpoint)
+                ckpt = pick_checkpoint(client.checkpoints(eid), checkpoint)
                 weights = client.download_checkpoint(eid, ckpt["id"], Path(tmp), ckpt["sha256"])
             name = f"{eid}-{ckpt.get('kind') or ckpt['id']}"
         else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -11,10 +12,10 @@ from reglab.common import ApiKey, ApiUrl, api, fail, read_json
 from reglab.output import say
 
 if TYPE_CHECKING:  # pragma: no cover
-    from reglab.client import RegLabClient
+    from reglab.client import Experiment, RegLabClient
 
 
-def print_experiment(experiment: dict[str, Any]) -> None:
+def print_experiment(experiment: Mapping[str, Any]) -> None:
     """An experiment's status and final metrics as a table."""
     from reglab.output import Col, num, table
 
@@ -52,8 +53,8 @@ def submit(
 
 
 def follow(
-    client: RegLabClient, experiment: dict[str, Any], timeout: float | None, poll: float
-) -> dict[str, Any]:
+    client: RegLabClient, experiment: Mapping[str, Any], timeout: float | None, poll: float
+) -> Experiment:
     """Poll the experiment to its end, with a progress bar over its epochs (on stderr)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -70,10 +71,10 @@ def follow(
         total = experiment.get("progress", {}).get("epochs") or None
         task = progress.add_task("experiment", total=total, status=experiment["status"])
 
-        def update(e: dict[str, Any]) -> None:
+        def update(e: Experiment) -> None:
             p = e.get("progress") or {}
             progress.update(
                 task, completed=p.get("epoch", 0), total=p.get("epochs") or None, status=e["status"]
             )
 
-        return dict(client.wait(experiment["id"], timeout=timeout, poll=poll, on_progress=update))
+        return client.wait(experiment["id"], timeout=timeout, poll=poll, on_progress=update)

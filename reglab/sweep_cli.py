@@ -47,7 +47,7 @@ def print_results(sweep: dict[str, Any], keys: list[str] | None = None, fmt: Any
         )
         for row in res["table"]
     ]
-    columns = [Col("#", right=True), "parameters", Col("n", right=True)]
+    columns: list[Col | str] = [Col("#", right=True), "parameters", Col("n", right=True)]
     columns += [Col(f"{k} (95% CI)", right=True) for k in keys]
     title = f"sweep {sweep['name']} ({sweep['id']}): {sweep['status']} · {counts}"
     table(columns, rows, title=title, fmt=fmt)
@@ -62,8 +62,12 @@ def print_results(sweep: dict[str, Any], keys: list[str] | None = None, fmt: Any
             )
             for term, e in terms.items()
         ]
-        columns = ["term", Col("effect", right=True), Col("95% CI", right=True)]
-        table(columns, rows, title=f"effects on {metric} (95% CI)", fmt=fmt)
+        effect_columns: list[Col | str] = [
+            "term",
+            Col("effect", right=True),
+            Col("95% CI", right=True),
+        ]
+        table(effect_columns, rows, title=f"effects on {metric} (95% CI)", fmt=fmt)
 
 
 def sweep(
@@ -127,7 +131,14 @@ def list_sweeps(
         )
         for s in items
     ]
-    columns = [Col("id", whole=True), "name", "status", "method", "created", "counts"]
+    columns: list[Col | str] = [
+        Col("id", whole=True),
+        "name",
+        "status",
+        "method",
+        "created",
+        "counts",
+    ]
     table(columns, rows, fmt=output)
 
 
@@ -167,7 +178,10 @@ def compare(
         print_json(data)
         return
     items = data["items"]
-    columns = [Col("")] + [Col(f"{e['name']} {e['id']}", right=True) for e in items]
+    columns: list[Col | str] = [
+        Col(""),
+        *(Col(f"{e['name']} {e['id']}", right=True) for e in items),
+    ]
     rows = [("status", *(e["status"] for e in items))]
     rows += [(k, *(num(v.get(e["id"])) for e in items)) for k, v in data["table"].items()]
     table(columns, rows, title=f"{len(items)} experiments", fmt=output)
