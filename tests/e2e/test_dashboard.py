@@ -227,3 +227,7 @@ def test_a_running_run_grows_live_and_the_cancel_button_stops_it(watched: Watche
         for p in server.http.get(f"/v1/experiments/{eid}/metrics").json()["series"]["val_loss"]
     ]
     watched.wait(f"window.__reglab.plots['run:loss'].x.length === {len(steps)}")
+    # the summary the run ended with (a cancelled run keeps its last metrics) is drawn
+    final = (done.get("summary") or {}).get("metrics") or {}
+    rows = "document.querySelectorAll('#summary tr[data-metric], #summary td[data-metric]').length"
+    watched.wait(f"{rows} === {len(final)}")

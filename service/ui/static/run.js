@@ -136,12 +136,20 @@ export async function render(view, route) {
     }
   }
 
-  const summary = exp.summary?.metrics || {};
+  const summaryBody = h("tbody");
+  const fullSummary = h("pre");
+  const envPre = h("pre", { id: "environment" });
+  const drawSummary = () => {
+    fill(summaryBody, Object.entries(exp.summary?.metrics || {}).map(([k, v]) => h("tr", h("th", k), h("td.num", { dataset: { metric: k } }, fmt(v)))));
+    fullSummary.textContent = JSON.stringify(exp.summary, null, 2);
+    envPre.textContent = JSON.stringify(exp.environment ?? null, null, 2);
+  };
+  drawSummary();
   fill(view, head, h("h2", "Curves"), controls, h("div.toolbar", "keys: ", keyBoxes), charts,
-    h("h2", "Summary"), h("table", { id: "summary" }, h("tbody", Object.entries(summary).map(([k, v]) => h("tr", h("th", k), h("td.num", { dataset: { metric: k } }, fmt(v)))))),
+    h("h2", "Summary"), h("table", { id: "summary" }, summaryBody),
     h("details", h("summary", "Spec"), h("pre", { id: "spec" }, JSON.stringify(exp.spec, null, 2))),
-    h("details", h("summary", "Provenance"), h("pre", { id: "environment" }, JSON.stringify(exp.environment ?? null, null, 2))),
-    h("details", h("summary", "Full summary"), h("pre", JSON.stringify(exp.summary, null, 2))),
+    h("details", h("summary", "Provenance"), envPre),
+    h("details", h("summary", "Full summary"), fullSummary),
     h("h2", "Checkpoints"), ckpts, h("h2", "Logs"), logs);
   drawHead();
   await pull(first.metrics);
@@ -156,7 +164,7 @@ export async function render(view, route) {
       await pull();
       drawHead();
       if (lastStep !== before) draw();
-      if (!LIVE.has(exp.status)) { await drawCheckpoints(); return; }
+      if (!LIVE.has(exp.status)) { drawSummary(); await drawCheckpoints(); return; }
     } catch { /* transient: try again */ }
     timer = setTimeout(poll, 1500);
   }
