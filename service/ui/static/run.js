@@ -83,7 +83,8 @@ export async function render(view, route) {
         exp.sweep_id ? [" · sweep ", h("a", { href: `#/sweeps/${exp.sweep_id}` }, exp.sweep_id.slice(0, 8))] : null,
         " ", tagList(exp.tags)),
       exp.note ? h("p", exp.note) : null,
-      exp.error ? h("pre.error", { id: "run-error" }, exp.error) : null,
+      // a queued run's note says why it waits (no worker on its queue); an ended run's, why it failed
+      exp.error ? h(LIVE.has(exp.status) ? "p.muted" : "pre.error", { id: "run-error" }, exp.error) : null,
       canCancel ? h("button", { type: "button", id: "cancel", on: { click: cancel } }, "Cancel run") : null,
       exp.cancel_requested && LIVE.has(exp.status) ? h("p.muted", "cancel requested") : null,
     );
