@@ -75,7 +75,8 @@ def build_uploaded(spec: DataSpec, seed: int, cache_dir: Path | None) -> Dataset
     k = arrays.classes or 1
     if spec.label_noise > 0:
         y_train = _corrupt_labels(y_train, spec.label_noise, k, rng)
-    extras: dict = {"input_shape": tuple(arrays.x.shape[1:]), "dataset_sha256": sha}
+    # sha256: of the file read (provenance records it as the dataset's, regcore/provenance.py)
+    extras: dict = {"input_shape": tuple(arrays.x.shape[1:]), "sha256": sha}
     if spec.standardize:  # statistics of the training split only, as for the built-ins
         mean, std = x_train.mean(0), x_train.std(0)
         std = np.where(std > 1e-12, std, 1.0)

@@ -54,9 +54,9 @@ def train_each_format(api: RegLabClient, folder: Path, wait) -> dict[str, float]
         exp = wait(eid)
         assert exp["status"] == "succeeded", exp["error"]
         accs[name] = exp["summary"]["metrics"]["test_acc"]
-        env = exp.get("environment") or (exp["summary"] or {}).get("environment") or {}
-        if "dataset_sha256" in env:  # provenance (another change) names what was trained on
-            assert env["dataset_sha256"] == d["sha256"]
+        # provenance names what was trained on: the stored file's sha256, as uploaded
+        dataset = exp["environment"]["dataset"]
+        assert (dataset["id"], dataset["sha256"]) == (d["id"], d["sha256"]), dataset
     return accs
 
 

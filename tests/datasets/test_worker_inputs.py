@@ -62,7 +62,7 @@ def test_an_upload_is_fetched_verified_and_cached_for_its_owner_only(ctx):
     assert hashlib.sha256(cached.read_bytes()).hexdigest() == sha
     data = build_dataset(spec.data, seed=0, cache_dir=ctx.settings.cache_dir)
     assert (len(data.train), len(data.val), len(data.test)) == (128, 32, 40)
-    assert data.extras["dataset_sha256"] == sha
+    assert data.extras["sha256"] == sha
 
     # a stored file that no longer matches its recorded hash is refused (and not cached)
     cached.unlink()
