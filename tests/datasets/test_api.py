@@ -217,3 +217,13 @@ def test_an_upload_goes_to_an_s3_store_and_delete_removes_it(client):
     assert hashlib.sha256(blob).hexdigest() == body["sha256"]
     assert client.delete(f"/v1/datasets/{body['id']}").status_code == 204
     assert fake.objects == {}
+
+
+def test_a_pretrain_source_takes_the_owners_dataset_id(owners):
+    client, who = owners
+    ds = upload(client, F.npz(x=X, y=Y), "t.npz", headers=who["ada"]).json()["id"]
+    body = spec({"name": "upload", "id": ds}, pretrain={"source": {"name": "upload", "id": ds}})
+    r = client.post("/v1/experiments", json=body, headers=who["bob"])
+    assert r.status_code == 422
+    assert {e["loc"] for e in r.json()["errors"]} == {"data.id", "pretrain.source.id"}
+    assert client.post("/v1/experiments", json=body, headers=who["ada"]).status_code == 202
