@@ -2,7 +2,8 @@
 
 A table goes to a terminal as a rich table whose cells fold onto more lines when the terminal is
 narrow (never an ellipsis; id columns keep their full width), and anywhere else (a pipe, a file,
-a test) as tab-separated values with a header line, one row per line, so ``cut``/``awk`` work.
+a test) as tab-separated values with a header line, one row per line, so ``cut``/``awk`` work;
+a title is a ``# `` comment line above its table.
 ``-o json`` prints the API's own JSON: lists as ``{"items": [...]}``.
 """
 
@@ -59,8 +60,8 @@ def table(
     cols = [c if isinstance(c, Col) else Col(c) for c in columns]
     cells = [["" if v is None else str(v) for v in row] for row in rows]
     if fmt == "tsv" or not sys.stdout.isatty():
-        if title:
-            say(_escape(title))
+        if title:  # a comment line: it separates tables and `grep -v '^#'` drops it
+            sys.stdout.write(f"# {_tsv(title)}\n")
         for line in [[c.header for c in cols], *cells]:
             sys.stdout.write("\t".join(_tsv(v) for v in line) + "\n")
         return

@@ -54,7 +54,7 @@ def test_sweeps_show_prints_every_configuration_whole(reglab, finished_sweep):
     ]
     assert rows[0][0] == "0 ★" and rows[0][2] == "2"  # the best by test_acc, 2 seeds
     assert rows[0][3].startswith("0.7812 ± ")
-    assert f"sweep strengths ({finished_sweep})" in result.stderr
+    assert result.stdout.startswith(f"# sweep strengths ({finished_sweep}): ")
     shown = json.loads(reglab("sweeps", "show", finished_sweep, "-o", "json").stdout)
     assert shown["results"]["best"]["config"] == 0
 
