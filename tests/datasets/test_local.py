@@ -76,3 +76,24 @@ def test_a_local_tie_reference_file_is_read(tmp_path):
         assert run(spec, workdir=out, threads=1).status == "succeeded"
         distance[strength] = _last(out, "tie_distance")
     assert distance[1e3] < 0.75 * distance[0.0], distance  # measured 1.74 vs 3.05
+
+
+@pytest.mark.slow
+def test_reglab_run_reads_a_local_file_and_names_a_bad_one(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.integration.conftest import ROOT, clean_env
+
+    spec = {"data": write(tmp_path, "csv"), "model": {"name": "mlp", "hidden": [8]},
+            "train": {**TRAIN, "epochs": 2}}  # fmt: skip
+    (tmp_path / "s.json").write_text(json.dumps(spec))
+    cmd = [sys.executable, "-m", "reglab.cli", "run", str(tmp_path / "s.json")]
+    ok = subprocess.run([*cmd, "--out", str(tmp_path / "o")], env=clean_env(), cwd=ROOT,
+                        capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads((tmp_path / "o" / "summary.json").read_text())["status"] == "succeeded"
+    (tmp_path / "t.csv").write_text("f0,label\n1,0\nabc,1\n")
+    bad = subprocess.run([*cmd, "--out", str(tmp_path / "p")], env=clean_env(), cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert bad.returncode == 2 and "column f0" in bad.stderr, bad.stderr
