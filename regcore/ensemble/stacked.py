@@ -26,6 +26,8 @@ from regcore.regularizers.max_norm import CONSTRAINED
 #: models with the explicit forward (slots exposed); the vmapped ones below run everything else
 EXPLICIT_MODELS = {"linear", "mlp"}
 VMAP_MODELS = {"cnn1d", "resmlp"}
+#: activations per evaluation chunk (k · rows · widest layer), about 4 MB of float32
+EVAL_ELEMENTS = 1 << 20
 
 
 class StackedModel:
@@ -126,8 +128,13 @@ class StackedModel:
         return self._linear("out", h)
 
     @torch.no_grad()
-    def predict(self, x: torch.Tensor, chunk: int = 8192) -> torch.Tensor:
-        """Eval-mode outputs of every member on shared inputs ``x`` ``[N, ...]``."""
+    def predict(self, x: torch.Tensor, chunk: int | None = None) -> torch.Tensor:
+        """Eval-mode outputs of every member on shared inputs ``x`` ``[N, ...]``, in row chunks
+        whose activations (k · rows · width) stay cache-sized: at 64 members one 2000-row chunk
+        is tens of MB per layer, and measured slower than chunks of a few hundred rows."""
+        if chunk is None:
+            width = max((p.shape[1] for n, p in self.params.items() if p.dim() == 3), default=1)
+            chunk = max(64, EVAL_ELEMENTS // (self.k * width))
         return torch.cat(
             [self.forward(x[i : i + chunk], False, shared_x=True) for i in range(0, len(x), chunk)],
             dim=1,
