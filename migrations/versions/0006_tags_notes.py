@@ -48,7 +48,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_experiment_params")),
     )
     op.create_index(
-        op.f("ix_experiment_params_experiment_id"), "experiment_params", ["experiment_id"]
+        "ix_experiment_params_experiment_path", "experiment_params", ["experiment_id", "path"]
     )
     op.create_index(
         "ix_experiment_params_path_num",
@@ -81,7 +81,7 @@ def _backfill(params: sa.Table) -> None:
 def downgrade() -> None:
     op.drop_index("ix_experiment_params_path_str", table_name="experiment_params")
     op.drop_index("ix_experiment_params_path_num", table_name="experiment_params")
-    op.drop_index(op.f("ix_experiment_params_experiment_id"), table_name="experiment_params")
+    op.drop_index("ix_experiment_params_experiment_path", table_name="experiment_params")
     op.drop_table("experiment_params")
     op.drop_index("ix_experiments_created_at_id", table_name="experiments")
     for table in ("sweeps", "experiments"):

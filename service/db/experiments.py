@@ -9,7 +9,8 @@ from sqlalchemy.orm import Session
 
 from service.db import paging, params, search
 from service.db.models import Checkpoint, Experiment, Metric, utcnow
-from service.db.paging import CursorError, Page, SortKey
+from service.db.paging import CursorError, Page
+from service.sweeps.filters import Sort
 from service.sweeps.lttb import lttb
 
 __all__ = ["CursorError", "Page", "create", "list_page", "metrics"]
@@ -77,19 +78,19 @@ def list_page(
     limit: int = 50,
     cursor: str | None = None,
     where: Sequence[ColumnElement[bool]] = (),
-    keys: Sequence[SortKey] | None = None,
+    sort: Sort | None = None,
 ) -> Page:
-    """One page in the order of ``keys`` (``service.db.search.sort_keys``; newest first by
-    default); ``cursor`` continues after the last item of the previous page. ``where`` comes
-    from ``service.db.search`` (the parsed filter)."""
-    stmt = select(Experiment).where(*where)
+    """One page in the order of ``sort`` (newest first by default; ``service.db.search``);
+    ``cursor`` continues after the last item of the previous page. ``where`` comes from
+    ``service.db.search.where`` (the parsed filter)."""
+    stmt = search.with_sort(select(Experiment).where(*where), sort)
     if status is not None:
         stmt = stmt.where(Experiment.status == status)
     if name is not None:
         stmt = stmt.where(Experiment.name == name)
     if owner is not None:
         stmt = stmt.where(owned_by(owner))
-    return paging.page(session, stmt, keys or search.sort_keys(None), limit, cursor)
+    return paging.page(session, stmt, search.sort_keys(sort), limit, cursor)
 
 
 def request_cancel(session: Session, experiment_id: str) -> Experiment | None:

@@ -16,7 +16,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, exists, false, or_, select, true
+from sqlalchemy import ColumnElement, Select, and_, case, exists, false, or_, true
+from sqlalchemy.orm import aliased
 
 from service.db.models import Experiment, ExperimentParam, MetricLatest
 from service.db.paging import SortKey
@@ -76,9 +77,24 @@ def _clause(c: Clause) -> ColumnElement[bool]:
     )
 
 
+#: the metric a list is sorted by, outer-joined once (a correlated subquery would be evaluated
+#: for each use: the "missing" flag, the value, the ORDER BY and the cursor's columns)
+_SORTED_BY = aliased(MetricLatest, name="sorted_by")
+
+
+def with_sort(stmt: Select, sort: Sort | None) -> Select:
+    """``stmt`` with the join that ``sort_keys(sort)`` needs (none unless sorted by a metric)."""
+    if sort is None or sort.kind != "metric":
+        return stmt
+    return stmt.outerjoin(
+        _SORTED_BY,
+        and_(_SORTED_BY.experiment_id == Experiment.id, _SORTED_BY.key == sort.key),
+    )
+
+
 def sort_keys(sort: Sort | None) -> list[SortKey]:
     """The ordered columns of ``sort`` (newest first when None), ending with created_at and id
-    so the order is total."""
+    so the order is total. A metric sort reads the join of ``with_sort``."""
     tail = [SortKey(Experiment.created_at, True, "t"), SortKey(Experiment.id, True, "s")]
     if sort is None:
         return tail
@@ -90,11 +106,7 @@ def sort_keys(sort: Sort | None) -> list[SortKey]:
             ]
         column = {"name": Experiment.name, "status": Experiment.status}[sort.key]
         return [SortKey(column, sort.descending, "s"), *tail]
-    value = (
-        select(MetricLatest.value)
-        .where(MetricLatest.experiment_id == Experiment.id, MetricLatest.key == sort.key)
-        .scalar_subquery()
-    )
+    value = _SORTED_BY.value
     missing = case((value.is_(None), 1), else_=0)
     return [
         SortKey(missing, False, "i"),
