@@ -222,13 +222,16 @@ class ExperimentParam(Base):
 
     __tablename__ = "experiment_params"
     __table_args__ = (
+        # a clause checked per experiment (few matches scanned newest first), and its cascade
+        Index("ix_experiment_params_experiment_path", "experiment_id", "path"),
+        # a selective clause answered from the index first
         Index("ix_experiment_params_path_num", "path", "num_value", "experiment_id"),
         Index("ix_experiment_params_path_str", "path", "str_value", "experiment_id"),
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
     experiment_id: Mapped[str] = mapped_column(
-        String(32), ForeignKey("experiments.id", ondelete="CASCADE"), index=True
+        String(32), ForeignKey("experiments.id", ondelete="CASCADE")
     )
     path: Mapped[str] = mapped_column(String(200))
     num_value: Mapped[float | None] = mapped_column(Float)
