@@ -59,6 +59,19 @@ SCENARIOS: dict[str, tuple[str, str, str]] = {
         "SIGKILL while uploading the epoch-3 checkpoint's state (half written); local copy cut",
         "no row points at a partial file; resume from the last complete (epoch 2)",
     ),
+    "memory_bomb": (
+        "Memory bomb and OOM kill beside normal jobs",
+        "one worker; a 64-member mlp [7000, 7000] adam job (admission bypassed, 3 GB RLIMIT_AS "
+        "per job) and a job whose process is SIGKILLed as by the OOM killer, among 5 normal jobs",
+        "only those two fail, at once (1 attempt), with the reason; the same worker process runs "
+        "every other job",
+    ),
+    "cancel_stages": (
+        "Cancel in every stage",
+        "cancel during data generation, training, evaluation, measurements and a checkpoint "
+        "upload (the last three stalled 120 s by a hook)",
+        "each run `cancelled` within 5 s, its lease cleared; the worker runs the next job",
+    ),
 }
 
 FIXES = (
@@ -72,6 +85,16 @@ FIXES = (
     "fixed 600 s; the delay is now the setting `REGLAB_STALE_QUEUED_SECONDS`.",
     "Workers name their PostgreSQL connections after their worker id (`application_name`), "
     "which the audit above relies on.",
+    "A job that ran out of memory took its worker down and the next user's job failed with "
+    "`worker error: MemoryError`; each job now runs in a child process of the worker "
+    "(`worker/child.py`, forked from a fork server that preloaded torch and regcore), so a "
+    "MemoryError or an OOM kill ends that job alone, recorded `failed` with the reason and not "
+    "retried; specs estimated above a worker's memory are refused at submit "
+    "(`regcore/memory_estimate.py`, `service/admission.py`, 422 naming the fields).",
+    "A cancel during data generation (an unbounded `pretrain.generator.padding`) was ignored "
+    "for over 400 s while the lease kept being renewed; generator settings are bounded now, "
+    "and the worker kills a job that has not stopped within `REGLAB_CANCEL_GRACE_SECONDS` of a "
+    "cancel, a lost lease or a shutdown, whatever stage it is in.",
 )
 
 COLUMNS = ("experiments", "kills", "restarts", "lost", "duplicated")
@@ -101,6 +124,11 @@ def _details(name: str, fig: dict[str, Any]) -> str:
         "commit_enqueue_crash": ("succeeded", "runs", "duplicate_messages_refused"),
         "checkpoint_cut": ("partial_files_left", "last_recorded_at_kill", "resumed_from_epoch",
                            "bad_checkpoint_references"),
+        "memory_bomb": ("normal_succeeded", "collateral_failures", "bomb_attempts", "bomb_error",
+                        "oom_killed_attempts", "oom_killed_error", "worker_replaced",
+                        "lease_violations"),
+        "cancel_stages": ("seconds_to_cancelled", "slowest_s", "bound_s", "next_job",
+                          "worker_replaced", "lease_violations"),
     }.get(name, ())  # fmt: skip
     return "; ".join(f"{k.replace('_', ' ')}: {fig[k]}" for k in keys if k in fig)
 

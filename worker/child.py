@@ -71,11 +71,17 @@ configure_mappers()
 
 
 def warm() -> None:
-    """Start the fork server now (it imports torch and regcore: seconds), not on the first job."""
-    if MP.get_start_method() == "forkserver":
-        from multiprocessing import forkserver
+    """Start the fork server now and wait until it serves (it imports torch and regcore: seconds
+    to tens of seconds on a busy machine), not on the first job: while a job's process is being
+    started the worker cannot watch for its cancel."""
+    with _main_hidden():
+        proc = MP.Process(target=_nothing, name="reglab-warm")
+        proc.start()
+    proc.join(300)
 
-        forkserver.ensure_running()
+
+def _nothing() -> None:
+    """The warm-up child."""
 
 
 class ChildRunner:

@@ -13,8 +13,10 @@ that did not stop by itself. ``inline`` runs the job in the worker's own process
 
 from __future__ import annotations
 
+import errno
 import logging
 import math
+import os
 import shutil
 import threading
 from dataclasses import dataclass
@@ -41,6 +43,10 @@ log = logging.getLogger(__name__)
 
 #: Failures that a retry cannot fix: the row ends ``failed`` at once.
 PERMANENT = (DeviceUnavailable, torch.cuda.OutOfMemoryError, MemoryError)
+
+#: A volume that is full or read-only: the run fails with that reason (nothing half-written is
+#: recorded: uploads land under a temporary name and are recorded only after they complete).
+STORE_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
 
 #: Set when the worker is asked to stop (SIGTERM, Ctrl-C): the run stops at its next step and
 #: goes back to the queue, to resume from its last checkpoint, instead of holding up shutdown.
@@ -226,6 +232,14 @@ def _execute_claimed(ctx: WorkerContext, job: ClaimedJob, reporter: DbReporter) 
             resume=True,
             system_metrics=True,
         )
+    except OSError as err:
+        if err.errno not in STORE_FULL:
+            raise
+        # a full or read-only volume (scratch or artifact store): say which, not the path
+        return Outcome(
+            "failed", error=f"a write was refused: {os.strerror(err.errno)} (errno {err.errno})",
+            lease_lost=reporter.lease_lost,
+        )  # fmt: skip
     except Exception as err:
         if not isinstance(err, PERMANENT) and not out_of_memory(err):
             raise

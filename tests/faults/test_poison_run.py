@@ -10,7 +10,7 @@ import pytest
 
 from tests.faults.conftest import PrivateRedis, tiny_spec
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(450)]  # 4 worker starts
 
 MAX_ATTEMPTS = 3
 
