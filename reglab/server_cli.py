@@ -37,9 +37,12 @@ def _migrate(url: str) -> None:
 
 
 def _logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    # JSON lines with the request id (REGLAB_LOG_FORMAT=text for plain lines); importing it also
+    # connects the Celery signals that carry the request id into the worker's runs
+    from service.observability.logs import configure_logging
+
+    fmt = "text" if os.environ.get("REGLAB_LOG_FORMAT", "json").lower() == "text" else "json"
+    configure_logging(getattr(logging, level.upper(), logging.INFO), fmt)
     logging.getLogger("alembic").setLevel(logging.WARNING)
 
 

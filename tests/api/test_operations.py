@@ -88,3 +88,23 @@ def test_the_token_bucket_refills_at_its_rate_and_keys_are_separate():
     now[0] = 1.0
     assert buckets.take("a") == 0.0
     assert TokenBuckets(rate=0, burst=1).take("a") == 0.0  # 0 turns the limit off
+
+
+def test_serve_and_worker_log_json_lines_unless_told_text(monkeypatch):
+    from reglab.server_cli import _logging
+    from service.observability.logs import _Marker
+
+    root = logging.getLogger()
+    before = (list(root.handlers), root.level)
+    try:
+        _logging("info")
+        ours = [h for h in root.handlers if isinstance(h, _Marker)]
+        assert len(ours) == 1 and isinstance(ours[0].formatter, JSONFormatter)
+        monkeypatch.setenv("REGLAB_LOG_FORMAT", "text")
+        _logging("debug")
+        ours = [h for h in root.handlers if isinstance(h, _Marker)]
+        assert len(ours) == 1 and not isinstance(ours[0].formatter, JSONFormatter)
+        assert root.level == logging.DEBUG
+    finally:
+        root.handlers[:] = before[0]
+        root.setLevel(before[1])
