@@ -85,7 +85,7 @@ def experiment_view(row: Experiment) -> dict[str, Any]:
         "sweep_id": row.sweep_id,
         "tags": row.tags or {},
         "note": row.note,
-        "environment": getattr(row, "environment", None),
+        "environment": row.environment,
     }
 
 
