@@ -182,7 +182,7 @@ _RENEW = (
     .returning(Experiment.id)
 )
 #: The metric points of one transaction, by dialect, each one statement for all the rows:
-#: PostgreSQL unnests four arrays sent in binary (one round trip, no per-row statement; COPY
+#: PostgreSQL unnests four array literals (one round trip, no per-row statement; COPY
 #: was measured too: it cannot skip a retried epoch's points, and through a staging table it
 #: was slower); SQLite runs the driver's executemany of the precompiled INSERT. Both go to the
 #: driver as they are: no SQL is built, compiled or bound per epoch.

@@ -17,8 +17,9 @@ from sqlalchemy.orm import Session
 from service.db.models import Experiment, MetricLatest
 from service.sweeps.filters import Clause, Sort
 
-#: ``(experiment_id, key, step, value)`` rows from four arrays bound in binary (``as_arrays``)
-PG_UNNEST = "SELECT * FROM unnest(%b::varchar[], %b::varchar[], %b::integer[], %b::float8[])"
+#: ``(experiment_id, key, step, value)`` rows from four array literals bound as text
+#: (``as_arrays``): joined in C, where psycopg's array dumper spent a fifth of an epoch's write
+PG_UNNEST = "SELECT * FROM unnest(%s::varchar[], %s::varchar[], %s::integer[], %s::float8[])"
 _SET_NEWER = (
     " ON CONFLICT (experiment_id, key) DO UPDATE SET step = excluded.step, value = excluded.value"
     " WHERE metric_latest.step <= excluded.step"
@@ -31,10 +32,19 @@ _SQLITE_UPSERT = (
 )
 
 
-def as_arrays(rows: Sequence[tuple[str, str, int, float]]) -> tuple[list[Any], ...]:
-    """``(experiment_id, key, step, value)`` rows as one list per column: the parameters of a
-    ``PG_UNNEST`` statement."""
-    return tuple([row[i] for row in rows] for i in range(4))
+def _quoted(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def as_arrays(rows: Sequence[tuple[str, str, int, float]]) -> tuple[str, ...]:
+    """``(experiment_id, key, step, value)`` rows as one PostgreSQL array literal per column
+    (strings quoted and escaped, values finite): the parameters of a ``PG_UNNEST`` statement."""
+    return (
+        "{" + ",".join(_quoted(r[0]) for r in rows) + "}",
+        "{" + ",".join(_quoted(r[1]) for r in rows) + "}",
+        "{" + ",".join(str(int(r[2])) for r in rows) + "}",
+        "{" + ",".join(repr(float(r[3])) for r in rows) + "}",
+    )
 
 
 def upsert_rows(conn: Connection, rows: Sequence[tuple[str, str, int, float]]) -> None:

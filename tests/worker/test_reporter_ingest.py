@@ -95,3 +95,14 @@ def test_two_steps_of_one_member_in_one_call_keep_the_newest_as_latest(db):
     with sessions() as s:
         assert s.execute(select(MetricLatest.step, MetricLatest.value)).one() == (3, 0.3)
     assert len(_points(sessions)) == 2
+
+
+def test_metric_keys_with_quotes_commas_braces_and_backslashes_round_trip(db):
+    _, sessions = db
+    (eid,) = _pack(sessions, 1)
+    keys = ['a"b', "c,d", "{e}", "f\\g", "sys/cpu %", "ünï", "NULL", " sp "]
+    metrics = {k: i / 7 for i, k in enumerate(keys)}
+    assert write_epochs(sessions, "w1", [jobs.EpochPoints(eid, 1, metrics)], 30) == {eid}
+    assert {p[1]: p[3] for p in _points(sessions)} == metrics
+    with sessions() as s:
+        assert dict(s.execute(select(MetricLatest.key, MetricLatest.value)).all()) == metrics
