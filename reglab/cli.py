@@ -18,6 +18,7 @@ import typer
 from reglab import experiments_cli, export_cli, logs_cli, run_cli, server_cli, submit_cli, sweep_cli
 from reglab.datasets_cli import datasets
 from reglab.keys_cli import keys
+from reglab.reproduce_cli import reproduce
 from reglab.sweep_cli import sweeps
 
 app = typer.Typer(
@@ -62,6 +63,7 @@ app.command()(sweep_cli.compare)
 # --- other engineers' command groups register here, one line each:
 app.add_typer(datasets, name="datasets")
 app.command()(logs_cli.logs)
+app.command()(reproduce)
 # --- operating the service
 app.command()(server_cli.serve)
 app.command()(server_cli.worker)
