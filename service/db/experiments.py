@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from sqlalchemy import ColumnElement, case, or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
 from service.db import paging, params, search
 from service.db.models import Checkpoint, Experiment, Metric, utcnow
@@ -79,11 +79,15 @@ def list_page(
     cursor: str | None = None,
     where: Sequence[ColumnElement[bool]] = (),
     sort: Sort | None = None,
+    lean: bool = False,
 ) -> Page:
     """One page in the order of ``sort`` (newest first by default; ``service.db.search``);
     ``cursor`` continues after the last item of the previous page. ``where`` comes from
     ``service.db.search.where`` (the parsed filter)."""
     stmt = search.with_sort(select(Experiment).where(*where), sort)
+    if lean:  # a list row needs no spec, environment or error text (the bulk of a row)
+        stmt = stmt.options(defer(Experiment.spec), defer(Experiment.environment),
+                            defer(Experiment.error))  # fmt: skip
     if status is not None:
         stmt = stmt.where(Experiment.status == status)
     if name is not None:
