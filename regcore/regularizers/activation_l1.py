@@ -4,7 +4,10 @@ Goodfellow et al. 2016 §7.10 (representational sparsity); SNU slides on sparse 
 Glorot et al. 2011 (ReLU with an L1 activation penalty). The sum runs over every unit of every
 hidden and conv slot and is averaged over the batch, like the data loss. The activations are the
 inputs of the model's ``Slot``s (after the nonlinearity, before any dropout in the slot), caught
-by forward pre-hooks during the training forward pass.
+by forward pre-hooks during the training forward pass. Within a training step only the forward
+on the step's own input (``step.x``, remembered in ``before_forward``) is caught, so the extra
+forwards of another regularizer (``adversarial``'s attack and its pass on x′, whether it comes
+before or after this one in the list) never replace the clean input's activations.
 """
 
 from __future__ import annotations
@@ -36,23 +39,37 @@ class ActivationL1(Regularizer):
         assert isinstance(model, SlotModel)
         # One entry per slot, overwritten each forward: only the current step's tensors are held.
         self.acts: dict[int, torch.Tensor] = {}
+        self.expect: torch.Tensor | None = None  # the step's input, from before_forward
+        self.current: torch.Tensor | None = None  # the input of the forward now running
         self.last: list[torch.Tensor] = []
         self.handles = [
             slot.register_forward_pre_hook(self._catch(i))
             for i, slot in enumerate(model.slots("hidden", "conv"))
         ]
+        self.handles.append(model.register_forward_pre_hook(self._note_input))
+
+    def _note_input(self, module: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
+        self.current = args[0] if args else None
 
     def _catch(self, i: int) -> Any:
         def hook(module: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
             # evaluation passes (eval mode, no_grad) are not part of the training objective
-            if module.training and torch.is_grad_enabled():
-                self.acts[i] = args[0]
+            if not (module.training and torch.is_grad_enabled()):
+                return
+            if self.expect is not None and self.current is not self.expect:
+                return  # another regularizer's forward (e.g. on an adversarial input)
+            self.acts[i] = args[0]
 
         return hook
+
+    def before_forward(self, step: Step) -> None:
+        self.acts.clear()
+        self.expect = step.x
 
     def penalty(self, step: Step) -> torch.Tensor:
         acts = [self.acts[i] for i in sorted(self.acts)]
         self.acts.clear()
+        self.expect = self.current = None
         self.last = [h.detach() for h in acts]
         if not acts:
             return torch.zeros((), device=step.x.device)
