@@ -9,7 +9,11 @@ from torch import nn
 from regcore.data import Split
 from regcore.measures import Measures
 from regcore.measures.activation_sparsity import activation_sparsity
-from regcore.measures.batch_grad_variance import batch_grad_variance, gradient_variance
+from regcore.measures.batch_grad_variance import (
+    batch_grad_variance,
+    batch_index,
+    gradient_variance,
+)
 from regcore.measures.effective_l2 import effective_l2
 from regcore.measures.grad_norm import grad_norm
 from regcore.measures.lipschitz_bound import lipschitz_bound, spectral_norm
@@ -72,8 +76,10 @@ def test_batch_grad_variance_matches_a_direct_computation():
         loss = nn.functional.mse_loss(model(x), y)
         return torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss, model.parameters())])
 
-    full = grad(split.x, split.y)
-    batches = [grad(split.x[i : i + 10], split.y[i : i + 10]) for i in range(0, 40, 10)]
+    full = grad(split.x, split.y)  # the 4 batches cover all 40 rows: their union's gradient
+    rows = batch_index(40, 10)
+    assert sorted(rows.reshape(-1).tolist()) == list(range(40))
+    batches = [grad(split.x[r], split.y[r]) for r in rows]
     expected = sum(float((g - full).pow(2).sum()) for g in batches) / 4
     assert batch_grad_variance(model, split, "regression", 10) == pytest.approx(expected, rel=1e-5)
 
