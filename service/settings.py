@@ -42,7 +42,7 @@ class Settings(BaseSettings):
     submit_rate: float = 10.0
     submit_burst: int = 200
     #: the largest dataset file ``POST /v1/datasets`` takes, and what its arrays may expand to
-    max_dataset_bytes: int = Field(256 * 1024 * 1024, ge=1)
+    max_dataset_bytes: int = Field(default=256 * 1024 * 1024, ge=1)
     #: API keys: "on" always, "off" never, "auto" on unless ``bind_host`` is a loopback address.
     auth: Literal["on", "off", "auto"] = "auto"
     #: the address ``reglab serve --host`` binds; "auto" auth decides from it.
@@ -56,17 +56,17 @@ class Settings(BaseSettings):
     max_log_lines: int = 10000
     #: memory one job may use on a worker: admission refuses specs estimated above it
     #: (regcore.memory_estimate); None means 80% of this machine's (or container's) memory
-    worker_memory_bytes: int | None = Field(None, ge=1)
+    worker_memory_bytes: int | None = Field(default=None, ge=1)
     #: "process": each job runs in a child process of the worker (a crash or out-of-memory kill
     #: ends that job alone); "inline": in the worker's own process (tests, debugging)
     worker_isolation: Literal["process", "inline"] = "process"
     #: after a cancel (or a lost lease) a job's process that has not stopped by itself within
     #: this many seconds is killed
-    cancel_grace_seconds: float = Field(3.0, ge=0.0)
+    cancel_grace_seconds: float = Field(default=3.0, ge=0.0)
     #: an address-space cap (RLIMIT_AS, as ``prlimit --as``) on each job's process, so a job
     #: that outgrows it fails with MemoryError instead of waking the kernel's OOM killer; CPU
     #: jobs only (CUDA reserves address space it never uses). None: no cap
-    job_memory_limit_bytes: int | None = Field(None, ge=1)
+    job_memory_limit_bytes: int | None = Field(default=None, ge=1)
 
     @field_validator("allowed_hosts", mode="before")
     @classmethod
