@@ -1,0 +1,141 @@
+"""``service.sweeps.search``: cocktail space, study rebuilt from rows, samplers, pruners,
+importances; and search against random on a cocktail whose best is known by construction.
+
+The objective here is a closed-form stand-in for training (a run per trial would take minutes
+per sweep on this machine): a noisy classification problem where only label smoothing at
+ε ≈ 0.15 helps, every other regularizer in the space costs accuracy, and the learning rate has
+its best at 0.05. "Found" means the best trial within the budget (40 trials, asked 4 at a time,
+as a sweep with max_concurrent 4 would) has exactly label_smoothing on.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+
+from service.sweeps.search import (
+    Past,
+    config_spec,
+    importances,
+    parse_search_space,
+    propose,
+    prune,
+)
+from service.sweeps.space import SpaceError
+
+RAW = {
+    "train.lr": {"log_uniform": [0.005, 0.5]},
+    "regularizers": {
+        "l2": {"strength": {"log_uniform": [1e-5, 1e-1]}},
+        "dropout": {"p": {"uniform": [0.0, 0.7]}},
+        "label_smoothing": {"epsilon": {"uniform": [0.0, 0.4]}},
+        "mixup": {"alpha": {"uniform": [0.1, 1.0]}},
+        "early_stopping": {"patience": [3, 10], "monitor": "val_loss"},
+    },
+}
+SPACE = parse_search_space(RAW)
+BEST = 0.9
+
+
+def accuracy(c: dict, rng: random.Random) -> float:
+    acc = BEST - 0.05 * math.log10(c["train.lr"] / 0.05) ** 2
+    acc -= 0.06 * (1 - math.exp(-(((c.get("label_smoothing.epsilon", 0.0)) - 0.15) ** 2) / 0.002))
+    # label smoothing off is epsilon 0: 0.06 below the best
+    acc -= 0.03 * c["on.l2"] + 0.04 * c["on.dropout"] + 0.05 * c["on.mixup"]
+    acc -= 0.02 * c["on.early_stopping"]
+    return acc + rng.gauss(0, 0.002)
+
+
+def found(sampler: str, seed: int, budget: int = 40, batch: int = 4) -> bool:
+    """A sweep's scheduler loop: ask ``batch`` trials, run them, rebuild, until the budget."""
+    rng = random.Random(1000 + seed)
+    past: list[Past] = []
+    configs = []
+    while len(past) < budget:
+        for p in propose(SPACE, past, min(batch, budget - len(past)), "max", sampler, seed):
+            past.append(Past(p.params, "complete", accuracy(p.config, rng)))
+            configs.append(p.config)
+    best = max(range(len(past)), key=lambda i: past[i].value or -1)
+    c = configs[best]
+    ons = {k[3:] for k, v in c.items() if k.startswith("on.") and v}
+    return ons == {"label_smoothing"}
+
+
+@pytest.mark.slow
+def test_tpe_finds_the_known_best_cocktail_more_often_than_random() -> None:
+    tpe = sum(found("tpe", s) for s in range(5))
+    rnd = sum(found("random", s) for s in range(5))
+    print(f"found the best cocktail: tpe {tpe}/5, random {rnd}/5")
+    assert tpe > rnd
+    assert tpe >= 3
+
+
+def test_a_strength_exists_only_when_its_regularizer_is_on() -> None:
+    props = propose(SPACE, [], 30, "max", "random", seed=3)
+    for p in props:
+        for name in RAW["regularizers"]:
+            on = p.config[f"on.{name}"]
+            assert any(k.startswith(f"{name}.") for k in p.config) == on
+    assert {p.config["on.l2"] for p in props} == {False, True}
+    spec = config_spec({"regularizers": [{"name": "l1"}], "train": {}}, SPACE, props[0].config)
+    names = [r["name"] for r in spec["regularizers"]]
+    assert names[0] == "l1" and set(names[1:]) == {
+        n for n in RAW["regularizers"] if props[0].config[f"on.{n}"]
+    }
+    es = [p.config for p in props if p.config["on.early_stopping"]][0]
+    assert es["early_stopping.monitor"] == "val_loss" and es["early_stopping.patience"] in (3, 10)
+
+
+def test_the_same_rows_give_the_same_proposals_and_new_rows_new_ones() -> None:
+    a = propose(SPACE, [], 3, "max", "tpe", seed=1)
+    b = propose(SPACE, [], 3, "max", "tpe", seed=1)
+    assert [p.params for p in a] == [p.params for p in b]
+    past = [Past(p.params, "complete", 0.5) for p in a]
+    c = propose(SPACE, past, 3, "max", "tpe", seed=1)
+    assert [p.params for p in c] != [p.params for p in a]
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "random", "cmaes"])
+def test_every_sampler_proposes_valid_configurations(sampler: str) -> None:
+    past: list[Past] = []
+    rng = random.Random(0)
+    for _ in range(3):
+        for p in propose(SPACE, past, 4, "max", sampler, seed=0):
+            assert 0.005 <= p.config["train.lr"] <= 0.5
+            past.append(Past(p.params, "complete", accuracy(p.config, rng)))
+    assert len(past) == 12
+
+
+def test_successive_halving_prunes_a_running_trial_below_the_rung() -> None:
+    good = [
+        Past(p.params, "complete", 0.9, {1: 0.8, 2: 0.85, 3: 0.9})
+        for p in propose(SPACE, [], 6, "max", "random", seed=0)
+    ]
+    bad, fine = propose(SPACE, good, 2, "max", "random", seed=1)
+    running = [
+        Past(bad.params, "running", None, {1: 0.1}),
+        Past(fine.params, "running", None, {1: 0.95}),
+    ]
+    verdicts = prune(SPACE, good + running, "max", "successive_halving", min_epochs=1)
+    assert verdicts == [True, False]
+
+
+def test_importances_rank_the_switch_that_matters() -> None:
+    rng = random.Random(0)
+    past = [
+        Past(p.params, "complete", accuracy(p.config, rng))
+        for p in propose(SPACE, [], 40, "max", "random", seed=2)
+    ]
+    imp = importances(SPACE, past, "max")
+    assert set(imp) >= {"on.mixup", "on.l2", "train.lr"}
+    assert imp["on.mixup"] > imp["on.early_stopping"]
+
+
+def test_a_bad_cocktail_names_the_field() -> None:
+    with pytest.raises(SpaceError) as err:
+        parse_search_space({"regularizers": {"l2": {"strength": {"uniform": [1, 0]}}}})
+    assert err.value.field == "space.regularizers.l2.strength"
+    with pytest.raises(SpaceError):
+        parse_search_space({})
