@@ -112,6 +112,7 @@ class Member:
         self.rng = {k: v for k, v in st["rng"].items() if k != "generators"}
         self.rng["generators"] = {}
         t.step_index = int(st["step_index"])
+        t.lr_sum = float(st.get("lr_sum", 0.0))
         t.best = (float(st["best"][0]), int(st["best"][1])) if st["best"] else None
         t.epoch = int(st["epoch"])
         self.done = bool(st["done"])

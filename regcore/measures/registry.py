@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -15,7 +16,7 @@ from regcore.measures.grad_norm import grad_norm
 from regcore.measures.lipschitz_bound import lipschitz_bound
 from regcore.measures.sharpness import sharpness
 
-#: name → f(context) where the context holds model, data, steps, lr and batch_size.
+#: name → f(context) where the context holds model, data, steps, lr, lr_sum and batch_size.
 MEASURES: dict[str, Callable[[dict[str, Any]], float | None]] = {
     "lipschitz_bound": lambda c: lipschitz_bound(c["model"]),
     "grad_norm": lambda c: grad_norm(c["model"], c["data"].train, c["data"].task),
@@ -26,15 +27,19 @@ MEASURES: dict[str, Callable[[dict[str, Any]], float | None]] = {
     "activation_sparsity": lambda c: activation_sparsity(c["model"], c["data"].test),
     # mean max-softmax is part of every epoch's metrics already (training/metrics.py)
     "confidence": lambda c: None,
-    "effective_l2": lambda c: effective_l2(c["steps"], c["lr"]),
+    "effective_l2": lambda c: effective_l2(c["lr_sum"]),
 }
+
+#: measurements of the whole run rather than of the model: also in summary.json's metrics
+RUN_MEASURES = ("effective_l2",)
 
 
 class Measures:
     """Runs the chosen measurements without touching training.
 
-    ``compute(trainer)`` reads the trainer's model, data, step count, learning rate and batch
-    size, and adds the time it took to ``trainer.timings["measure_s"]``.
+    ``compute(trainer)`` reads the trainer's model, data, step count, learning rate, running sum
+    of learning rates (``lr_sum``, one term per optimizer step) and batch size, and adds the
+    time it took to ``trainer.timings["measure_s"]``.
     """
 
     def __init__(self, names: Sequence[str]):
@@ -53,6 +58,7 @@ class Measures:
             "data": trainer.data,
             "steps": trainer.step_index,
             "lr": float(trainer.optimizer.param_groups[0]["lr"]),
+            "lr_sum": float(getattr(trainer, "lr_sum", 0.0)),
             "batch_size": trainer.spec.train.batch_size,
         }
         devices = [trainer.device] if trainer.device.type == "cuda" else []
@@ -70,4 +76,14 @@ class Measures:
         trainer.timings["measure_s"] = (
             trainer.timings.get("measure_s", 0.0) + time.perf_counter() - t0
         )
+        return out
+
+    def summary(self, trainer: Any) -> dict[str, float]:
+        """The chosen ``RUN_MEASURES`` at the end of training, for summary.json's metrics."""
+        context = {"lr_sum": float(getattr(trainer, "lr_sum", 0.0))}
+        out: dict[str, float] = {}
+        for name in (n for n in self.names if n in RUN_MEASURES):
+            value = MEASURES[name](context)
+            if value is not None and math.isfinite(value):  # JSON has no Infinity
+                out[name] = value
         return out

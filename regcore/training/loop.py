@@ -146,6 +146,7 @@ class Trainer:
         self.last_eval: tuple[int, dict[str, float]] | None = None
         self.epoch = 0
         self.step_index = 0
+        self.lr_sum = 0.0  # Σ of the rates of the optimizer steps taken (measures' effective_l2)
         self.best: tuple[float, int] | None = None  # (val_loss, epoch) of the "best" checkpoint
         self.timings = {"train_s": 0.0, "eval_s": 0.0, "checkpoint_s": 0.0}
         self.measures = Measures(spec.measure)
@@ -180,6 +181,7 @@ class Trainer:
         loss.backward()
         for reg in self.hooks["before_optimizer_step"]:
             reg.before_optimizer_step(step)
+        self.lr_sum += float(self.optimizer.param_groups[0]["lr"])
         self.optimizer.step()
         for reg in self.hooks["after_optimizer_step"]:
             reg.after_optimizer_step(step)
@@ -238,6 +240,7 @@ class Trainer:
             "rng": rng_state({"shuffle": self.shuffle}),
             "regularizers": [reg.state_dict() for reg in self.regs],
             "step_index": self.step_index,
+            "lr_sum": self.lr_sum,
             "best": list(self.best) if self.best else None,
         }
 
@@ -270,6 +273,7 @@ class Trainer:
             reg.load_state_dict(reg_state)
         set_rng_state(st["rng"], {"shuffle": self.shuffle})
         self.step_index = int(st["step_index"])
+        self.lr_sum = float(st.get("lr_sum", 0.0))
         self.best = (float(st["best"][0]), int(st["best"][1])) if st["best"] else None
         self.epoch = ckpt.epoch
         return True
@@ -336,6 +340,7 @@ class Trainer:
             final = self.last_eval[1]
         else:
             final = evaluate(self.model, self.data) if self.epoch else {}
+        final = {**final, **self.measures.summary(self)}  # e.g. effective_l2 of the whole run
         return RunResult(status, self.epoch, best_epoch, final, reason, self._timings())
 
     def _timings(self) -> dict[str, float]:

@@ -107,8 +107,8 @@ def test_activation_sparsity_counts_exact_zeros_at_the_hidden_slots():
     assert activation_sparsity(model, Split(x, torch.zeros(2))) == pytest.approx(0.5)
 
 
-def test_effective_l2_is_one_over_steps_times_lr():
-    assert effective_l2(200, 0.05) == pytest.approx(0.1)
+def test_effective_l2_is_one_over_twice_the_sum_of_rates():
+    assert effective_l2(200 * 0.05) == pytest.approx(0.05)  # 1/(2τα), l2.strength units
 
 
 def test_an_unknown_measurement_is_a_spec_error():
@@ -127,7 +127,9 @@ def test_measuring_does_not_change_training(tmp_path, cache_dir):
     a, b = history(tmp_path / "a"), history(tmp_path / "b")
     for key in ("train_loss", "val_loss", "test_loss", "train_batch_loss", "weight_l2"):
         assert a[key] == b[key]
-    assert plain.metrics == {k: v for k, v in measured.metrics.items()}
+    assert plain.metrics == {k: v for k, v in measured.metrics.items() if k != "effective_l2"}
+    # a run measurement also goes into summary.json: 3 epochs x 10 steps at 0.1, 1/(2·3.0)
+    assert measured.metrics["effective_l2"] == pytest.approx(1 / 6)
     for name in ALL:
         if name != "confidence":
             assert len(b[name]) == 3 and name not in a
