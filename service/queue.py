@@ -12,6 +12,7 @@ from typing import Any
 
 from celery import Celery
 
+from service import filesystem_broker
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         folder.mkdir(parents=True, exist_ok=True)
     return {
         "broker_url": "filesystem://",
+        # kombu's transport with message and binding files written whole (a consumer polling
+        # every 20 ms could read one kombu had created but not yet filled)
+        "broker_transport": filesystem_broker.TRANSPORT,
         "broker_transport_options": {
             "data_folder_in": str(folders["queue"]),
             "data_folder_out": str(folders["queue"]),
