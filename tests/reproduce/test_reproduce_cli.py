@@ -30,3 +30,27 @@ def test_an_unknown_claim_is_refused_naming_the_option(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["reproduce", "--claim", "nope", "--out", str(tmp_path)])
     assert result.exit_code == 2
     assert "--claim" in result.output and "nope" in result.output
+
+
+def test_through_the_api_each_spec_is_submitted_and_its_summary_metrics_read() -> None:
+    from reglab.reproduce_cli import _api_executor
+
+    class Client:
+        def __init__(self) -> None:
+            self.sent: list[dict] = []
+
+        def submit(self, spec: dict) -> dict:
+            self.sent.append(spec)
+            return {"id": f"e{len(self.sent)}"}
+
+        def wait(self, eid: str, timeout: float | None = None) -> dict:
+            if eid == "e2":
+                return {"id": eid, "status": "failed", "error": "diverged"}
+            return {"id": eid, "status": "succeeded", "summary": {"metrics": {"ece": 0.1}}}
+
+    client = Client()
+    execute = _api_executor(client, timeout=5)
+    assert execute({"name": "a", "seed": 0}) == {"ece": 0.1}
+    with pytest.raises(RuntimeError, match="e2 failed: diverged"):
+        execute({"name": "b", "seed": 1})
+    assert [s["name"] for s in client.sent] == ["a", "b"]
