@@ -10,8 +10,11 @@ from regcore.spec import ExperimentSpec, parse_spec
 from regcore.training.loop import RunResult, Trainer, run_experiment
 
 
-def make_spec(**overrides: Any) -> ExperimentSpec:
-    """A small MNIST-1D MLP spec; keyword arguments replace top-level sections."""
+def make_spec(*, local: bool = False, **overrides: Any) -> ExperimentSpec:
+    """A small MNIST-1D MLP spec; keyword arguments replace top-level sections.
+
+    ``local`` parses it as ``reglab run`` does, where file paths are allowed.
+    """
     base: dict[str, Any] = {
         "name": "test",
         "seed": 0,
@@ -21,7 +24,7 @@ def make_spec(**overrides: Any) -> ExperimentSpec:
         "regularizers": [],
     }
     base.update(overrides)
-    return parse_spec(base)
+    return parse_spec(base, local=local)
 
 
 def train(spec: ExperimentSpec, tmp_path: Path, cache_dir: Path, **kwargs: Any) -> RunResult:

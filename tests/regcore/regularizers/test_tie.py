@@ -31,12 +31,16 @@ def test_a_safetensors_checkpoint_can_be_the_reference(tmp_path, cache_dir):
     path = tmp_path / "ref.safetensors"
     save_file(ref, str(path))
     t = trainer(
-        make_spec(regularizers=[{"name": "tie", "reference": str(path)}]), tmp_path, cache_dir
+        make_spec(local=True, regularizers=[{"name": "tie", "reference": str(path)}]),
+        tmp_path,
+        cache_dir,
     )
     assert all(torch.all(r == 0.5) for r in t.regs[0].refs)
     with pytest.raises(FileNotFoundError, match="tie.reference"):
         trainer(
-            make_spec(regularizers=[{"name": "tie", "reference": str(tmp_path / "nope")}]),
+            make_spec(
+                local=True, regularizers=[{"name": "tie", "reference": str(tmp_path / "nope")}]
+            ),
             tmp_path / "b",
             cache_dir,
         )
