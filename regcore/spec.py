@@ -596,6 +596,8 @@ MeasureName = Literal[
     "activation_sparsity",
     "confidence",
     "effective_l2",
+    "fgsm_acc",
+    "pgd_acc",
 ]
 
 

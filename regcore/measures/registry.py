@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from regcore.measures.activation_sparsity import activation_sparsity
+from regcore.measures.attack_accuracy import attack_accuracy
 from regcore.measures.batch_grad_variance import batch_grad_variance
 from regcore.measures.effective_l2 import effective_l2
 from regcore.measures.grad_norm import grad_norm
@@ -28,6 +29,8 @@ MEASURES: dict[str, Callable[[dict[str, Any]], float | None]] = {
     # mean max-softmax is part of every epoch's metrics already (training/metrics.py)
     "confidence": lambda c: None,
     "effective_l2": lambda c: effective_l2(c["lr_sum"]),
+    "fgsm_acc": lambda c: attack_accuracy(c["model"], c["data"].test, c["data"].task, "fgsm"),
+    "pgd_acc": lambda c: attack_accuracy(c["model"], c["data"].test, c["data"].task, "pgd"),
 }
 
 #: measurements of the whole run rather than of the model: also in summary.json's metrics
