@@ -30,6 +30,8 @@ ALL = [
     "activation_sparsity",
     "confidence",
     "effective_l2",
+    "fgsm_acc",
+    "pgd_acc",
 ]
 
 
