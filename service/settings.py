@@ -58,8 +58,10 @@ class Settings(BaseSettings):
     #: (regcore.memory_estimate); None means 80% of this machine's (or container's) memory
     worker_memory_bytes: int | None = Field(default=None, ge=1)
     #: "process": each job runs in a child process of the worker (a crash or out-of-memory kill
-    #: ends that job alone); "inline": in the worker's own process (tests, debugging)
-    worker_isolation: Literal["process", "inline"] = "process"
+    #: ends that job alone); "inline": in the worker's own process (tests, debugging); "auto":
+    #: process, except on SQLite (the embedded default), whose file lock two writing processes
+    #: per job contend for
+    worker_isolation: Literal["auto", "process", "inline"] = "auto"
     #: after a cancel (or a lost lease) a job's process that has not stopped by itself within
     #: this many seconds is killed
     cancel_grace_seconds: float = Field(default=3.0, ge=0.0)

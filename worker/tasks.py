@@ -61,10 +61,17 @@ def _on_shutdown(**_: Any) -> None:
 @worker_ready.connect
 def _warm_job_processes(**_: Any) -> None:
     # the first job should not pay for starting the process its jobs are forked from
-    if get_context().settings.worker_isolation == "process":
+    if _isolated(get_context().settings):
         from worker import child
 
         child.warm()
+
+
+def _isolated(settings: Any) -> bool:
+    """Whether jobs run in a child process (``REGLAB_WORKER_ISOLATION``)."""
+    if settings.worker_isolation == "auto":
+        return not settings.database_url.startswith("sqlite")
+    return settings.worker_isolation == "process"
 
 
 def out_of_memory(err: BaseException) -> bool:
@@ -146,7 +153,7 @@ def run_job(experiment_id: str, ctx: WorkerContext) -> str:
         max_lines=settings.max_log_lines, budget_s=settings.lease_seconds,
     )  # fmt: skip
     log.info("experiment %s: attempt %d on %s", experiment_id, attempt, ctx.worker_id)
-    if settings.worker_isolation == "process":
+    if _isolated(settings):
         from worker.child import ChildRunner
 
         runner: ChildRunner | InlineRunner = ChildRunner(ctx, job, SHUTTING_DOWN)
