@@ -486,7 +486,7 @@ def _check_generator(generator: dict[str, Any]) -> None:
 
 
 class MultitaskSpec(BaseModel):
-    """An auxiliary head on a second target, trained beside the main head (Prince §9.3.7)."""
+    """An auxiliary head on a second target, trained beside the main head (Prince §9.3.6)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 

@@ -1,6 +1,6 @@
 """The mini-batch gradient variance term of Prince eq. 9.9.
 
-SGD's implicit regularizer adds (α/4B)·Σ_b ‖∇L_b − ∇L‖² (Smith et al. 2021; Prince §9.2): the
+SGD's implicit regularizer adds (α/4B)·Σ_b ‖∇L_b − ∇L‖² (Smith et al. 2021; Prince §9.2.2): the
 mean squared deviation of the mini-batch gradients from the full-batch one. Measured on
 whole batches of the run's batch size (``batch_index``), drawn without replacement from the
 training split by a generator of the measurement's own (same seed every call, so epochs compare

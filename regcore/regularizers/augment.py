@@ -1,6 +1,6 @@
 """Data augmentation: random label-preserving transforms of each training example, every step.
 
-Simard et al. (2003); Goodfellow et al. (2016) §7.4; Prince §9.3.6; Antczak §3 (data
+Simard et al. (2003); Goodfellow et al. (2016) §7.4; Prince §9.3.8; Antczak §3 (data
 augmentation). For 1D signals such as MNIST-1D: a circular ``shift`` by up to ``max_shift``
 samples, an amplitude ``scale`` drawn from ``scale_range`` and additive Gaussian ``noise``.
 Each transform is a pure function that takes its per-example parameters; ``augment_1d`` draws

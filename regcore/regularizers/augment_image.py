@@ -1,7 +1,7 @@
 """Data augmentation for small images (8×8 ``digits``): translate, rotate, flip, blur, brightness.
 
 Simard et al. (2003) distort digit images to enlarge the training set; Goodfellow et al. (2016)
-§7.4; Prince §9.3.6. Each transform is a pure function of a batch of images [B, H, W] and its
+§7.4; Prince §9.3.8. Each transform is a pure function of a batch of images [B, H, W] and its
 per-example parameters; ``augment_image`` draws the parameters and applies ``spec.transforms`` in
 order (``scale`` and ``noise`` act pixel-wise as for 1D signals). Pixels shifted in from outside
 are 0, the mean of a standardized pixel; nothing is clamped. Vectorized over the batch.

@@ -1,7 +1,7 @@
 """Decoupled weight decay: φ ← φ − lr·λ′·φ, applied apart from the gradient step.
 
 Loshchilov & Hutter 2019, "Decoupled Weight Decay Regularization" (AdamW). With plain SGD it is
-the same update as an L2 penalty λΣw² with λ = λ′/2 (Prince §9.1.1); with adaptive optimizers
+the same update as an L2 penalty λΣw² with λ = λ′/2 (Prince §9.1.2); with adaptive optimizers
 (Adam) it is not, because the decay then bypasses the per-parameter gradient scaling.
 Weights only: biases and normalization parameters are not decayed (as for ``l2``).
 """

@@ -1,7 +1,7 @@
 """Moving a pretrained body into a fresh model, and fine-tuning it frozen or at a lower lr.
 
 The body is every parameter but the output layer's (``model.head()``); the head is new for the
-target unless asked otherwise (Yosinski et al. 2014; Prince §9.3.7).
+target unless asked otherwise (Yosinski et al. 2014; Prince §9.3.6).
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Multi-task learning: an auxiliary head on a second target, sharing the body (Caruana 1997;
-Prince §9.3.7; the Lecture notes' "auxiliary tasks"). The auxiliary loss, times its weight, is
+Prince §9.3.6; the Lecture notes' "auxiliary tasks"). The auxiliary loss, times its weight, is
 added to the data loss like a penalty, so it is logged as ``penalty_multitask``.
 
 Targets: ``shift``, the circular translation MNIST-1D's generator gave each example (recorded by
