@@ -30,6 +30,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from regcore.spec import SpecError, parse_spec
 from service.db import experiments as experiments_repo
 from service.db.models import (
     TERMINAL,
@@ -40,7 +41,7 @@ from service.db.models import (
     utcnow,
 )
 from service.sweeps import early_stop
-from service.sweeps.plan import Plan, SweepRequest
+from service.sweeps.plan import MAX_EXPERIMENTS, Plan, SweepRequest
 
 ACTIVE = ("queued", "running")
 
@@ -116,6 +117,8 @@ def launch(session: Session, sweep: Sweep) -> list[Experiment]:
     free = sweep.max_concurrent - int(active or 0)
     if free <= 0:
         return []
+    if sweep.method == "search":
+        _search_more(session, sweep, free)
     pending = session.scalars(
         select(SweepTrial)
         .where(SweepTrial.sweep_id == sweep.id, SweepTrial.experiment_id.is_(None))
@@ -152,6 +155,63 @@ def launch(session: Session, sweep: Sweep) -> list[Experiment]:
         launched.append(row)
     session.flush()
     return launched
+
+
+def _search_more(session: Session, sweep: Sweep, free: int) -> None:
+    """A search sweep: when no trial waits, ask the sampler for up to ``free`` more while under
+    its budget (``service.sweeps.search``: a study rebuilt from these rows)."""
+    from service.sweeps import search
+
+    rows = session.scalars(
+        select(SweepTrial).where(SweepTrial.sweep_id == sweep.id).order_by(SweepTrial.idx)
+    ).all()
+    if any(t.experiment_id is None for t in rows):
+        return
+    req = SweepRequest.model_validate(sweep.request)
+    n = min(free, (req.trials or MAX_EXPERIMENTS) - len(rows))
+    started = sweep.created_at.replace(tzinfo=None)
+    elapsed = (utcnow().replace(tzinfo=None) - started).total_seconds()
+    if n <= 0 or (req.budget_seconds is not None and elapsed >= req.budget_seconds):
+        return
+    space = search.parse_search_space(req.space)
+    exps = {
+        e.id: e
+        for e in session.scalars(select(Experiment).where(Experiment.sweep_id == sweep.id)).all()
+    }
+    past = []
+    for t in rows:
+        e = exps.get(t.experiment_id or "")
+        value = ((e.summary or {}).get("metrics") or {}).get(sweep.metric) if e else None
+        state = {"succeeded": "complete", "failed": "failed", "cancelled": "failed"}.get(
+            e.status if e else "", "running"
+        )
+        if t.stop_reason:
+            state = "pruned"
+        past.append(search.Past(search.params_of(space, sweep.configs[t.config]), state, value))
+    configs = list(sweep.configs)
+    for p in search.propose(space, past, n, sweep.mode, req.sampler, req.search_seed):
+        i = len(configs)
+        data = {**search.config_spec(req.base, space, p.config), "seed": rows[0].seed}
+        data["name"] = f"{req.name}/c{i}/s{data['seed']}"
+        try:
+            spec = parse_spec(data)
+        except SpecError:
+            continue  # a point the space allows but the spec refuses: not run, not retried
+        configs.append(p.config)
+        session.add(
+            SweepTrial(
+                sweep_id=sweep.id,
+                idx=i,
+                config=i,
+                seed=rows[0].seed,
+                spec=spec.model_dump(mode="json"),
+                spec_hash=spec.spec_hash(),
+                queue=rows[0].queue,
+                total_epochs=spec.train.epochs,
+            )  # fmt: skip
+        )
+    sweep.configs = configs
+    session.flush()
 
 
 def curves(session: Session, sweep_id: str, key: str) -> dict[str, dict[int, float]]:

@@ -65,8 +65,14 @@ class SweepRequest(BaseModel):
         "[low, high]}",
         max_length=32,
     )
-    method: Literal["grid", "random", "factorial"] = "grid"
-    trials: int | None = Field(None, ge=1, le=MAX_EXPERIMENTS, description="random: points")
+    method: Literal["grid", "random", "factorial", "search"] = "grid"
+    trials: int | None = Field(
+        None, ge=1, le=MAX_EXPERIMENTS, description="random: points; search: the trial budget"
+    )
+    sampler: Literal["tpe", "random", "cmaes"] = Field("tpe", description="search: Optuna's")
+    budget_seconds: float | None = Field(
+        None, gt=0, description="search: ask no new trials this long after the sweep started"
+    )
     search_seed: int = Field(0, ge=0, le=2**31 - 1, description="random: seed of the draws")
     factors: list[dict[str, Any]] = Field(
         default_factory=list,
@@ -85,8 +91,14 @@ class SweepRequest(BaseModel):
     def _method_fields(self) -> SweepRequest:
         if self.method == "random" and self.trials is None:
             raise ValueError("method random needs trials (how many points to draw)")
-        if self.method != "random" and self.trials is not None:
-            raise ValueError("trials applies to method random only")
+        if self.method not in ("random", "search") and self.trials is not None:
+            raise ValueError("trials applies to methods random and search only")
+        if self.method == "search" and self.trials is None and self.budget_seconds is None:
+            raise ValueError("method search needs a budget: trials and/or budget_seconds")
+        if self.method != "search" and self.budget_seconds is not None:
+            raise ValueError("budget_seconds applies to method search only")
+        if self.method == "search" and self.seeds != 1:
+            raise ValueError("seeds: method search runs each configuration once (seeds 1)")
         if self.method == "factorial":
             if not self.factors:
                 raise ValueError("method factorial needs factors (regularizers to switch)")
@@ -158,6 +170,15 @@ def expand(req: SweepRequest) -> Plan:
             factors = _factor_names(req.factors)
             configs: list[dict[str, Any]] = list(factorial_points(factors))
         else:
+            if req.method == "search":
+                from service.sweeps import search
+
+                sspace = search.parse_search_space(req.space)
+                first = min(req.max_concurrent, req.trials or MAX_EXPERIMENTS)
+                props = search.propose(
+                    sspace, [], first, req.direction, req.sampler, req.search_seed
+                )
+                return _search_plan(req, sspace, [p.config for p in props])
             space = parse_space(req.space)
             if req.method == "grid":
                 configs = grid_points(space) if space else [{}]
@@ -196,6 +217,21 @@ def expand(req: SweepRequest) -> Plan:
     if errors:
         raise PlanError(errors)
     return Plan(configs, trials, factors)
+
+
+def _search_plan(req: SweepRequest, space: Any, configs: list[dict[str, Any]]) -> Plan:
+    """A search sweep's first trials (the scheduler asks for the rest as they end)."""
+    from service.sweeps.search import config_spec
+
+    trials = []
+    for i, config in enumerate(configs):
+        data = {**config_spec(req.base, space, config), "seed": _seeds(req)[0]}
+        data["name"] = f"{req.name}/c{i}/s{data['seed']}"
+        try:
+            trials.append(Trial(i, data["seed"], parse_spec(data)))
+        except SpecError as err:
+            raise PlanError([_blame(req, config, e) for e in err.errors]) from None
+    return Plan(configs, trials, [])
 
 
 def _factor_names(factors: list[dict[str, Any]]) -> list[str]:

@@ -307,3 +307,23 @@ def importances(space: SearchSpace, past: Sequence[Past], direction: str) -> dic
         evaluator = optuna.importance.PedAnovaImportanceEvaluator()
     got = optuna.importance.get_param_importances(study, evaluator=evaluator)
     return {k: float(v) for k, v in got.items()}
+
+
+def params_of(space: SearchSpace, config: Mapping[str, Any]) -> dict[str, Any]:
+    """The sampler's parameters of a stored configuration (the inverse of ``suggest``)."""
+
+    def one(name: str, dim: Dimension, v: Any) -> tuple[str, Any]:
+        if isinstance(dim, Choice):
+            plain = all(x is None or isinstance(x, bool | int | float | str) for x in dim.values)
+            return (name, v) if plain else (f"{name}#", list(dim.values).index(v))
+        return name, v
+
+    out = dict(one(path, dim, config[path]) for path, dim in space.paths.items())
+    for name, rparams in space.cocktail.items():
+        out[f"on.{name}"] = bool(config.get(f"on.{name}"))
+        if out[f"on.{name}"]:
+            for p, v in rparams.items():
+                if isinstance(v, Dimension):
+                    k, x = one(f"{name}.{p}", v, config[f"{name}.{p}"])
+                    out[k] = x
+    return out

@@ -139,3 +139,62 @@ def test_a_bad_cocktail_names_the_field() -> None:
     assert err.value.field == "space.regularizers.l2.strength"
     with pytest.raises(SpaceError):
         parse_search_space({})
+
+
+# --- through the API: a search sweep asks for its next trials as the earlier ones end ----------
+
+
+def test_a_search_sweep_asks_for_trials_as_they_end_until_its_budget(client, sessions):
+    from sqlalchemy import select
+
+    from service.db import sweeps as sweeps_repo
+    from service.db.models import Experiment
+    from tests.sweeps.test_api import BASE, finish
+
+    body = {
+        "name": "cocktail",
+        "base": {**BASE, "regularizers": []},
+        "method": "search",
+        "space": {
+            "train.lr": {"log_uniform": [0.01, 0.3]},
+            "regularizers": {"label_smoothing": {"epsilon": {"uniform": [0.0, 0.3]}}},
+        },
+        "trials": 5,
+        "max_concurrent": 2,
+        "metric": "val_acc",
+    }
+    r = client.post("/v1/sweeps", json=body)
+    assert r.status_code == 202, r.text
+    sid = r.json()["id"]
+    assert len(r.json()["experiments"]) == 2  # the first batch; the rest is asked later
+    for _ in range(5):
+        with sessions() as s:
+            active = s.scalars(
+                select(Experiment).where(Experiment.sweep_id == sid, Experiment.status == "queued")
+            ).all()
+            done = [(e.id, e.spec) for e in active]
+        for eid, spec in done:
+            ls = [g for g in spec["regularizers"] if g["name"] == "label_smoothing"]
+            finish(sessions, eid, metrics={"val_acc": 0.5 + (0.2 if ls else 0.0)})
+        with sessions.begin() as s:
+            sweeps_repo.tick(s)
+    got = client.get(f"/v1/sweeps/{sid}").json()
+    assert got["status"] == "completed", got["counts"]
+    assert len(got["experiments"]) == 5 and got["counts"]["succeeded"] == 5
+
+
+def test_a_search_sweep_without_a_budget_or_with_seeds_is_422(client):
+    from tests.sweeps.test_api import BASE
+
+    body = {"base": BASE, "method": "search", "space": {"train.lr": [0.01, 0.1]}}
+    r = client.post("/v1/sweeps", json=body)
+    assert r.status_code == 422 and "budget" in r.text
+    r = client.post("/v1/sweeps", json={**body, "trials": 4, "seeds": 2})
+    assert r.status_code == 422 and "seeds" in r.text
+    bad = {
+        **body,
+        "trials": 4,
+        "space": {"regularizers": {"l2": {"strength": {"uniform": [1, 0]}}}},
+    }
+    r = client.post("/v1/sweeps", json=bad)
+    assert r.status_code == 422 and "space.regularizers.l2.strength" in r.text
