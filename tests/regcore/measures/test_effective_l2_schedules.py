@@ -11,6 +11,7 @@ import math
 import pytest
 import torch
 
+from regcore.training.loop import Trainer
 from tests.regcore.runs import history, make_spec, train
 
 STEPS = 10  # 500 training examples, batches of 50
@@ -80,3 +81,16 @@ def test_early_stopped_least_squares_matches_l2_of_that_strength(rates):
     if rates[-1] != rates[0]:
         old = 1 / (2 * len(rates) * rates[-1])
         assert not 0.5 < best / old < 2.0
+
+
+def test_the_sum_of_rates_survives_a_resume(tmp_path, cache_dir):
+    spec = make_spec(
+        train={"optimizer": "sgd", "lr": 0.1, "batch_size": 50, "epochs": 2, "device": "cpu"},
+        measure=["effective_l2"],
+    )
+    first = Trainer(spec, tmp_path, cache_dir=cache_dir, threads=1, checkpoint_every=1)
+    first.run()
+    assert first.lr_sum == pytest.approx(2 * STEPS * 0.1)
+    again = Trainer(spec, tmp_path, cache_dir=cache_dir, threads=1, checkpoint_every=1)
+    assert again.lr_sum == 0.0 and again.resume()
+    assert again.lr_sum == pytest.approx(first.lr_sum)
