@@ -1,7 +1,8 @@
 """Early stopping: stop when the monitored metric stops improving and restore the best weights.
 
 TU Graz slides (first recipe); Prince §9.3.1. For a quadratic loss it acts like L2 with an
-effective strength ≈ 1/(τα) after τ steps of rate α (Goodfellow et al. 2016, §7.8).
+effective strength ≈ 1/(τα) after τ steps of rate α in ½λ‖w‖² units (Goodfellow et al. 2016,
+§7.8), i.e. ``l2.strength`` ≈ 1/(2·Σ_t α_t) (the ``effective_l2`` measurement).
 """
 
 from __future__ import annotations
