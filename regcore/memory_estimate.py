@@ -228,8 +228,9 @@ def machine_memory() -> int | None:
     return total
 
 
-def worker_memory_limit(environ: Mapping[str, str] = os.environ) -> int:
-    """``REGLAB_WORKER_MEMORY_BYTES``, else ``DEFAULT_SHARE`` of this machine's memory (8 GB
+def worker_memory_limit(environ: Mapping[str, str]) -> int:
+    """``REGLAB_WORKER_MEMORY_BYTES`` in ``environ`` (the caller's: regcore reads no environment
+    of its own), else ``DEFAULT_SHARE`` of this machine's memory (8 GB
     when it cannot be read)."""
     value = environ.get(ENV, "").strip().replace("_", "")
     if value:

@@ -7,6 +7,7 @@ imported inside the commands, so ``reglab --help`` stays fast.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -47,7 +48,7 @@ def _check_memory(spec: ExperimentSpec) -> None:
     from regcore.memory_estimate import check, worker_memory_limit
 
     try:
-        errors = check(spec, worker_memory_limit())
+        errors = check(spec, worker_memory_limit(os.environ))
     except ValueError as err:
         _fail(str(err), 2)
     if errors:
