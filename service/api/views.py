@@ -151,6 +151,19 @@ def sweep_view(session: Session, sweep: Sweep, keys: list[str] | None = None) ->
                 mode=sweep.mode,
                 keys=keys,
                 factors=sweep.factors,
-            ),
+            )
+            | (_search_report(sweep, rows) if sweep.method == "search" else {}),
         }
     )
+
+
+def _search_report(sweep: Any, rows: Any) -> dict[str, Any]:
+    """A search sweep's best configuration, objective history and importances."""
+    from service.sweeps.search import report
+
+    trials = [
+        (r.config, r.experiment.status if r.experiment else None,
+         r.experiment.summary if r.experiment else None, r.stop_reason)
+        for r in rows
+    ]  # fmt: skip
+    return {"search": report(sweep.request, sweep.configs, trials, sweep.metric, sweep.mode)}

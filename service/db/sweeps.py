@@ -178,16 +178,14 @@ def _search_more(session: Session, sweep: Sweep, free: int) -> None:
         e.id: e
         for e in session.scalars(select(Experiment).where(Experiment.sweep_id == sweep.id)).all()
     }
-    past = []
-    for t in rows:
-        e = exps.get(t.experiment_id or "")
-        value = ((e.summary or {}).get("metrics") or {}).get(sweep.metric) if e else None
-        state = {"succeeded": "complete", "failed": "failed", "cancelled": "failed"}.get(
-            e.status if e else "", "running"
-        )
-        if t.stop_reason:
-            state = "pruned"
-        past.append(search.Past(search.params_of(space, sweep.configs[t.config]), state, value))
+    found = [(t, exps.get(t.experiment_id or "")) for t in rows]
+    past = search.past_of(
+        space,
+        sweep.configs,
+        [(t.config, e.status if e else None, e.summary if e else None, t.stop_reason)
+         for t, e in found],
+        sweep.metric,
+    )  # fmt: skip
     configs = list(sweep.configs)
     for p in search.propose(space, past, n, sweep.mode, req.sampler, req.search_seed):
         i = len(configs)

@@ -327,3 +327,46 @@ def params_of(space: SearchSpace, config: Mapping[str, Any]) -> dict[str, Any]:
                     k, x = one(f"{name}.{p}", v, config[f"{name}.{p}"])
                     out[k] = x
     return out
+
+
+#: a sweep trial as the rows tell it: (configuration index, experiment status or None when not
+#: launched, the experiment's summary, stop_reason)
+Row = tuple[int, str | None, Mapping[str, Any] | None, str | None]
+_STATES = {"succeeded": "complete", "failed": "failed", "cancelled": "failed"}
+
+
+def past_of(space: SearchSpace, configs: Sequence[Mapping[str, Any]], rows: Sequence[Row],
+            metric: str) -> list[Past]:  # fmt: skip
+    """The trials so far for ``rebuild``: ended (complete with the metric's final value, failed,
+    or pruned when early stopping stopped it) or still to end (running)."""
+    out = []
+    for config, status, summary, stop_reason in rows:
+        value = ((summary or {}).get("metrics") or {}).get(metric)
+        state = "pruned" if stop_reason else _STATES.get(status or "", "running")
+        if state == "complete" and not isinstance(value, int | float):
+            state = "failed"
+        out.append(Past(params_of(space, configs[config]), state, value))
+    return out
+
+
+def report(request: Mapping[str, Any], configs: Sequence[Mapping[str, Any]], rows: Sequence[Row],
+           metric: str, mode: str) -> dict[str, Any]:  # fmt: skip
+    """What a search sweep's results add: the best configuration so far, the objective's
+    history in trial order (with the best so far), and each parameter's importance."""
+    space = parse_search_space(request.get("space") or {})
+    past = past_of(space, configs, rows, metric)
+    history, best_i, best = [], None, None
+    for i, (p, row) in enumerate(zip(past, rows, strict=True)):
+        if p.state == "complete" and p.value is not None and math.isfinite(p.value):
+            if best is None or (p.value > best if mode == "max" else p.value < best):
+                best_i, best = i, p.value
+        history.append({"trial": i, "config": row[0], "state": p.state, "value": p.value,
+                        "best_so_far": best})  # fmt: skip
+    return {
+        "sampler": request.get("sampler", "tpe"),
+        "best": None if best_i is None else {
+            "trial": best_i, "value": best, "config": dict(configs[rows[best_i][0]]),
+        },
+        "history": history,
+        "importances": importances(space, past, mode),
+    }  # fmt: skip

@@ -181,6 +181,14 @@ def test_a_search_sweep_asks_for_trials_as_they_end_until_its_budget(client, ses
     got = client.get(f"/v1/sweeps/{sid}").json()
     assert got["status"] == "completed", got["counts"]
     assert len(got["experiments"]) == 5 and got["counts"]["succeeded"] == 5
+    found = got["results"]["search"]
+    assert [h["trial"] for h in found["history"]] == list(range(5))
+    values = [h["value"] for h in found["history"]]
+    assert found["best"]["value"] == max(values)
+    assert found["history"][-1]["best_so_far"] == max(values)
+    assert found["best"]["config"]["on.label_smoothing"] is (max(values) > 0.6)
+    if len(set(values)) > 1:
+        assert set(found["importances"]) >= {"on.label_smoothing", "train.lr"}
 
 
 def test_a_search_sweep_without_a_budget_or_with_seeds_is_422(client):
