@@ -242,6 +242,8 @@ def decide_stops(session: Session, sweep: Sweep) -> dict[str, str]:
     if not running:
         return {}
     data = curves(session, sweep.id, sweep.metric)
+    if rule["rule"] in ("successive_halving", "hyperband"):
+        return _search_stops(session, sweep, set(running), data, rule)
     if rule["rule"] == "median":
         return early_stop.median_stopping(
             data,
@@ -267,6 +269,36 @@ def decide_stops(session: Session, sweep: Sweep) -> dict[str, str]:
             )
         )
     return stops
+
+
+def _search_stops(
+    session: Session, sweep: Sweep, running: set[str], data: dict[str, dict[int, float]],
+    rule: dict[str, Any],
+) -> dict[str, str]:  # fmt: skip
+    """A search sweep's running trials that Optuna's pruner stops, from a rebuilt study."""
+    from service.sweeps import search
+
+    req = SweepRequest.model_validate(sweep.request)
+    space = search.parse_search_space(req.space)
+    rows = trials(session, sweep)
+    ids = [r.experiment.id if r.experiment else "" for r in rows]
+    past = search.past_of(
+        space,
+        sweep.configs,
+        [(r.config, r.experiment.status if r.experiment else None,
+          r.experiment.summary if r.experiment else None, r.stop_reason) for r in rows],
+        sweep.metric,
+        [data.get(i, {}) for i in ids],
+    )  # fmt: skip
+    # a trial still running is "running" for the pruner; so is a queued one (no values yet)
+    verdicts = search.prune(space, past, sweep.mode, rule["rule"], rule["min_epochs"],
+                            rule["reduction_factor"])  # fmt: skip
+    live = [i for i, p in zip(ids, past, strict=True) if p.state == "running"]
+    return {
+        eid: f"{rule['rule']} (Optuna): below the top 1/{rule['reduction_factor']} at its rung"
+        for eid, stopped in zip(live, verdicts, strict=True)
+        if stopped and eid in running
+    }
 
 
 def stop(session: Session, sweep_id: str, reasons: dict[str, str]) -> list[str]:

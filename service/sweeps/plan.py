@@ -49,7 +49,17 @@ class ASHARule(BaseModel):
     reduction_factor: int = Field(3, ge=2, le=16, description="keep the top 1/rf at each rung")
 
 
-EarlyStopping = Annotated[MedianRule | ASHARule, Field(discriminator="rule")]
+class OptunaPrunerRule(BaseModel):
+    """Search sweeps: Optuna's successive-halving or Hyperband pruner on the per-epoch metric
+    (``service.sweeps.search.prune``)."""
+
+    model_config = ConfigDict(extra="forbid")
+    rule: Literal["successive_halving", "hyperband"]
+    min_epochs: int = Field(1, ge=1, description="the first rung")
+    reduction_factor: int = Field(3, ge=2, le=16, description="keep the top 1/rf at each rung")
+
+
+EarlyStopping = Annotated[MedianRule | ASHARule | OptunaPrunerRule, Field(discriminator="rule")]
 
 
 class SweepRequest(BaseModel):
@@ -97,6 +107,9 @@ class SweepRequest(BaseModel):
             raise ValueError("method search needs a budget: trials and/or budget_seconds")
         if self.method != "search" and self.budget_seconds is not None:
             raise ValueError("budget_seconds applies to method search only")
+        rule = self.early_stopping.rule if self.early_stopping else None
+        if rule in ("successive_halving", "hyperband") and self.method != "search":
+            raise ValueError(f"early_stopping rule {rule} applies to method search (use asha)")
         if self.method == "search" and self.seeds != 1:
             raise ValueError("seeds: method search runs each configuration once (seeds 1)")
         if self.method == "factorial":

@@ -335,17 +335,24 @@ Row = tuple[int, str | None, Mapping[str, Any] | None, str | None]
 _STATES = {"succeeded": "complete", "failed": "failed", "cancelled": "failed"}
 
 
-def past_of(space: SearchSpace, configs: Sequence[Mapping[str, Any]], rows: Sequence[Row],
-            metric: str) -> list[Past]:  # fmt: skip
+def past_of(
+    space: SearchSpace,
+    configs: Sequence[Mapping[str, Any]],
+    rows: Sequence[Row],
+    metric: str,
+    curves: Sequence[Mapping[int, float]] | None = None,
+) -> list[Past]:
     """The trials so far for ``rebuild``: ended (complete with the metric's final value, failed,
-    or pruned when early stopping stopped it) or still to end (running)."""
+    or pruned when early stopping stopped it) or still to end (running); ``curves[i]``: row
+    ``i``'s per-epoch values of the metric, for the pruners."""
     out = []
-    for config, status, summary, stop_reason in rows:
+    for i, (config, status, summary, stop_reason) in enumerate(rows):
+        curve = dict(curves[i]) if curves is not None else {}
         value = ((summary or {}).get("metrics") or {}).get(metric)
         state = "pruned" if stop_reason else _STATES.get(status or "", "running")
         if state == "complete" and not isinstance(value, int | float):
             state = "failed"
-        out.append(Past(params_of(space, configs[config]), state, value))
+        out.append(Past(params_of(space, configs[config]), state, value, curve))
     return out
 
 

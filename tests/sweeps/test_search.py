@@ -206,3 +206,44 @@ def test_a_search_sweep_without_a_budget_or_with_seeds_is_422(client):
     }
     r = client.post("/v1/sweeps", json=bad)
     assert r.status_code == 422 and "space.regularizers.l2.strength" in r.text
+
+
+def test_optuna_successive_halving_stops_the_poor_running_search_trials(client, sessions):
+    from sqlalchemy import update
+
+    from service.db import sweeps as sweeps_repo
+    from service.db.models import Experiment
+    from tests.sweeps.test_api import BASE, record
+
+    body = {
+        "base": BASE,
+        "method": "search",
+        "sampler": "random",
+        "space": {"train.lr": {"uniform": [0.01, 0.1]}},
+        "trials": 4,
+        "max_concurrent": 4,
+        "metric": "val_acc",
+        "early_stopping": {"rule": "successive_halving", "min_epochs": 1, "reduction_factor": 2},
+    }
+    r = client.post("/v1/sweeps", json=body)
+    assert r.status_code == 202, r.text
+    eids = [e["experiment_id"] for e in r.json()["experiments"]]
+    for i, eid in enumerate(eids):
+        with sessions.begin() as s:
+            s.execute(update(Experiment).where(Experiment.id == eid).values(status="running"))
+        record(sessions, eid, 1, val_acc=[0.9, 0.3, 0.8, 0.2][i])
+    with sessions.begin() as s:
+        stopped = sweeps_repo.tick(s).stopped
+    assert eids[0] not in stopped and {eids[1], eids[3]} <= set(stopped)
+    assert all(v.startswith("successive_halving (Optuna)") for v in stopped.values())
+    with sessions.begin() as s:  # asked once: a second pass has nothing new to stop
+        assert sweeps_repo.tick(s).stopped == {}
+
+
+def test_optuna_pruners_are_for_search_sweeps_only(client):
+    from tests.sweeps.test_api import BASE
+
+    body = {"base": BASE, "space": {"train.lr": [0.01, 0.1]},
+            "early_stopping": {"rule": "hyperband"}}  # fmt: skip
+    r = client.post("/v1/sweeps", json=body)
+    assert r.status_code == 422 and "method search" in r.text
