@@ -68,6 +68,10 @@ def print_results(sweep: dict[str, Any], keys: list[str] | None = None, fmt: Any
             Col("95% CI", right=True),
         ]
         table(effect_columns, rows, title=f"effects on {metric} (95% CI)", fmt=fmt)
+    found = res.get("search")  # method search: the sampler's best and parameter importances
+    if found and found.get("importances"):
+        rows = [(p, f"{v:.3f}") for p, v in found["importances"].items()]
+        table(["parameter", Col("importance", right=True)], rows, title="importances", fmt=fmt)
 
 
 def sweep(

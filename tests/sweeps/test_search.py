@@ -247,3 +247,20 @@ def test_optuna_pruners_are_for_search_sweeps_only(client):
             "early_stopping": {"rule": "hyperband"}}  # fmt: skip
     r = client.post("/v1/sweeps", json=body)
     assert r.status_code == 422 and "method search" in r.text
+
+
+def test_reglab_sweep_prints_a_search_sweep_s_importances(capsys):
+    from reglab.sweep_cli import print_results
+
+    sweep = {
+        "id": "s1", "name": "cocktail", "status": "completed", "counts": {"succeeded": 2},
+        "results": {
+            "metric": "val_acc", "keys": ["val_acc"], "best": {"config": 1},
+            "table": [{"config": 0, "params": {"on.l2": False}, "n": 1, "metrics": {}},
+                      {"config": 1, "params": {"on.l2": True}, "n": 1, "metrics": {}}],
+            "search": {"importances": {"on.l2": 0.75, "train.lr": 0.25}},
+        },
+    }  # fmt: skip
+    print_results(sweep, fmt="tsv")
+    out = capsys.readouterr().out
+    assert "# importances" in out and "on.l2\t0.750" in out and "train.lr\t0.250" in out
