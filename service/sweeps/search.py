@@ -20,6 +20,7 @@ or a constant. Each such regularizer is switched on or off by the sampler (param
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -145,8 +146,10 @@ class Past:
 
 def _sampler(kind: str, seed: int) -> optuna.samplers.BaseSampler:
     if kind == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=5, multivariate=True,
-                                          group=True, constant_liar=True)  # fmt: skip
+        with warnings.catch_warnings():  # multivariate and group are "experimental" in Optuna
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.samplers.TPESampler(seed=seed, n_startup_trials=5, multivariate=True,
+                                              group=True, constant_liar=True)  # fmt: skip
     if kind == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if kind == "cmaes":
