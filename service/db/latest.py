@@ -1,21 +1,17 @@
 """The latest value of each metric per experiment (``metric_latest``): kept up to date when a
-worker records an epoch, and read to filter and sort ``GET /v1/experiments`` by a metric.
-
-The filter clauses come parsed (``service.sweeps.filters``); here they become SQLAlchemy
-expressions whose keys and values are bound parameters, never SQL text.
+worker records an epoch, and read to filter and sort ``GET /v1/experiments`` by a metric
+(``service.db.search`` builds those queries).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, and_, exists, select
+from sqlalchemy import Connection, select
 from sqlalchemy.orm import Session
 
-from service.db.models import Experiment, MetricLatest
-from service.sweeps.filters import Clause, Sort
+from service.db.models import MetricLatest
 
 #: ``(experiment_id, key, step, value)`` rows from four array literals bound as text
 #: (``as_arrays``): joined in C, where psycopg's array dumper spent a fifth of an epoch's write
@@ -82,57 +78,3 @@ def latest(session: Session, experiment_ids: Sequence[str]) -> dict[str, dict[st
         for eid, key, value in session.execute(stmt):
             out[eid][key] = value
     return out
-
-
-_COMPARE = {
-    "=": lambda c, v: c == v,
-    "!=": lambda c, v: c != v,
-    "<": lambda c, v: c < v,
-    "<=": lambda c, v: c <= v,
-    ">": lambda c, v: c > v,
-    ">=": lambda c, v: c >= v,
-}
-_FIELDS = {
-    "status": Experiment.status,
-    "name": Experiment.name,
-    "queue": Experiment.queue,
-    "sweep_id": Experiment.sweep_id,
-}
-
-
-def where(clauses: Sequence[Clause]) -> list[ColumnElement[bool]]:
-    out = []
-    for c in clauses:
-        compare = _COMPARE[c.op]  # the parser admits only these operators
-        if c.kind == "field":
-            out.append(compare(_FIELDS[c.key], c.value))
-        else:
-            out.append(
-                exists().where(
-                    and_(
-                        MetricLatest.experiment_id == Experiment.id,
-                        MetricLatest.key == c.key,
-                        compare(MetricLatest.value, c.value),
-                    )
-                )
-            )
-    return out
-
-
-def order_by(sort: Sort) -> list[Any]:
-    """The ORDER BY of a sort, missing metric values last, ties by newest then id."""
-    if sort.kind == "field":
-        column: Any = {
-            "created_at": Experiment.created_at,
-            "name": Experiment.name,
-            "status": Experiment.status,
-        }[sort.key]
-        head = [column.desc() if sort.descending else column.asc()]
-    else:
-        value = (
-            select(MetricLatest.value)
-            .where(MetricLatest.experiment_id == Experiment.id, MetricLatest.key == sort.key)
-            .scalar_subquery()
-        )
-        head = [value.is_(None), value.desc() if sort.descending else value.asc()]
-    return [*head, Experiment.created_at.desc(), Experiment.id.desc()]
