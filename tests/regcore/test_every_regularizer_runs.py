@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from reglab.cli import app
 from regcore.experiment import run
 from regcore.spec import parse_spec, regularizer_names, regularizer_spec_classes
+from reglab.cli import app
 
 #: a tiny classification problem: a run of two epochs takes a fraction of a second
 BASE: dict[str, Any] = {

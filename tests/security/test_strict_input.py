@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from reglab.cli import app as core_cli
 from regcore.spec import SpecError, parse_spec
+from reglab.cli import app as core_cli
 from tests.security.conftest import bearer, spec
 
 pytestmark = pytest.mark.timeout(120)

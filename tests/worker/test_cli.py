@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from typer.testing import CliRunner
 
+from reglab import server_cli as cli
 from reglab.cli import app
 from service.db.migrate import upgrade_to_head
 from service.settings import get_settings
-from reglab import server_cli as cli
 from worker import reconciler
 
 runner = CliRunner()
