@@ -47,10 +47,11 @@ def write_whole(path: Path, data: bytes, *, exclusive: bool = False) -> bool:
 
 
 class Channel(filesystem.Channel):
-    def _put(self, queue: str, message: Any, **kwargs: Any) -> None:
+    # kombu names the payload "payload" here and "message" in its base class: keep this one
+    def _put(self, queue: str, payload: Any, **kwargs: Any) -> None:  # type: ignore[override]
         name = f"{int(round(monotonic() * 1000))}_{uuid.uuid4()}.{queue}.msg"
         try:
-            write_whole(Path(self.data_folder_out) / name, dumps(message).encode())
+            write_whole(Path(self.data_folder_out) / name, dumps(payload).encode())
         except OSError as exc:
             raise filesystem.ChannelError(f"Cannot add file {name!r} to directory") from exc
 
