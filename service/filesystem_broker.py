@@ -17,11 +17,14 @@ from pathlib import Path
 from time import monotonic
 from typing import Any
 
-from kombu.transport import filesystem
+from kombu.transport import TRANSPORT_ALIASES, filesystem
 from kombu.utils.json import dumps
 
-#: the name Celery's ``broker_transport`` setting takes to select this transport
-TRANSPORT = "service.filesystem_broker:Transport"
+#: the broker URL that selects this transport: the scheme is registered with kombu on import, so
+#: the URL alone says which transport (a ``broker_transport`` setting would outlive a new URL)
+SCHEME = "reglab-filesystem"
+URL = f"{SCHEME}://"
+TRANSPORT_ALIASES.setdefault(SCHEME, "service.filesystem_broker:Transport")
 
 
 def write_whole(path: Path, data: bytes, *, exclusive: bool = False) -> bool:

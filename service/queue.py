@@ -37,10 +37,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     for folder in folders.values():
         folder.mkdir(parents=True, exist_ok=True)
     return {
-        "broker_url": "filesystem://",
-        # kombu's transport with message and binding files written whole (a consumer polling
-        # every 20 ms could read one kombu had created but not yet filled)
-        "broker_transport": filesystem_broker.TRANSPORT,
+        # kombu's filesystem transport with message and binding files written whole (a
+        # consumer polling every 20 ms could read one kombu had created but not yet filled)
+        "broker_url": filesystem_broker.URL,
         "broker_transport_options": {
             "data_folder_in": str(folders["queue"]),
             "data_folder_out": str(folders["queue"]),
