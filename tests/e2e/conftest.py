@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from tests.integration.conftest import PYTHON, Proc, clean_env, free_port
+from tests.integration.conftest import Proc, free_port, serve
 from tests.services import unavailable
 
 CHROMIUM = os.environ.get("REGLAB_CHROMIUM", "/usr/bin/chromium")
@@ -75,24 +75,8 @@ class Server:
 
 def start_server(cwd: Path, *args: str, env: dict[str, str] | None = None) -> Server:
     port = free_port()
-    proc = Proc(
-        [PYTHON, "-m", "reglab.cli", "serve", "--port", str(port), *args],
-        clean_env(**(env or {})), cwd, cwd / "serve.log",
-    )  # fmt: skip
+    proc = serve(cwd, port, *args, env=env, timeout=90)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if proc.popen.poll() is not None or time.monotonic() > deadline:
-            proc.stop()
-            raise AssertionError(f"reglab serve did not become ready:\n{proc.tail()}")
-        time.sleep(0.3)
-    if "--no-worker" not in args:
-        proc.wait_for(" ready.", timeout=90)
     return Server(url, proc)
 
 

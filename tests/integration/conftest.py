@@ -192,3 +192,28 @@ def workers(stack: Stack) -> Iterator[Stack]:
     """The stack, with every worker a test started stopped at its end."""
     yield stack
     stack.stop_workers()
+
+
+def serve(
+    cwd: Path, port: int, *args: str, env: dict[str, str] | None = None, timeout: float = 60.0
+) -> Proc:
+    """``reglab serve`` on ``port``, returned once /readyz answers 200 and, unless
+    ``--no-worker``, its embedded Celery worker says it is ready."""
+    proc = Proc(
+        [PYTHON, "-m", "reglab.cli", "serve", "--port", str(port), *args],
+        clean_env(**(env or {})), cwd, cwd / "serve.log",
+    )  # fmt: skip
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        if proc.popen.poll() is not None or time.monotonic() > deadline:
+            proc.stop()
+            raise AssertionError(f"reglab serve did not become ready:\n{proc.tail()}")
+        time.sleep(0.3)
+    if "--no-worker" not in args:
+        proc.wait_for(" ready.", timeout=timeout)  # the embedded Celery worker
+    return proc

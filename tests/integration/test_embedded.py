@@ -6,11 +6,10 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import httpx
 import pytest
 
 from reglab.client import RegLabClient
-from tests.integration.conftest import PYTHON, Proc, clean_env, free_port
+from tests.integration.conftest import free_port, serve
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
@@ -22,27 +21,6 @@ def tiny(epochs: int, batch_size: int = 10) -> dict:
         "model": {"name": "mlp", "hidden": [32]},
         "train": {"lr": 0.05, "batch_size": batch_size, "epochs": epochs, "device": "cpu"},
     }
-
-
-def serve(cwd: Path, port: int, *args: str) -> Proc:
-    proc = Proc(
-        [PYTHON, "-m", "reglab.cli", "serve", "--port", str(port), *args],
-        clean_env(), cwd, cwd / "serve.log",
-    )  # fmt: skip
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if proc.popen.poll() is not None or time.monotonic() > deadline:
-            proc.stop()
-            raise AssertionError(f"reglab serve did not become ready:\n{proc.tail()}")
-        time.sleep(0.3)
-    if "--no-worker" not in args:
-        proc.wait_for(" ready.")  # the embedded Celery worker
-    return proc
 
 
 def test_the_embedded_service_runs_work_queued_before_a_restart_and_resumes_a_stopped_run(
