@@ -138,6 +138,8 @@ class ChildRunner:
                     return self._died(proc, why)
                 if kind == "error":
                     raise _job_error(payload)
+                if why == "lost lease":  # whatever the child made of its stop: the new owner
+                    return _stopped(why)  # records the outcome
                 return payload
             if not proc.is_alive() and not here.poll(0):
                 return self._died(proc, why)
@@ -149,9 +151,10 @@ class ChildRunner:
                 else:
                     why = self._why_stop(read_row=False)
                 if why is not None:
+                    said = "lease lost while its job ran" if why == "lost lease" else why
                     log.info(
                         "experiment %s: stopping its job (%s); killed in %.0f s unless it stops",
-                        self.job.id, why, self.grace_s,
+                        self.job.id, said, self.grace_s,
                     )  # fmt: skip
                     stop.set()  # the child's reporter stops at its next step
                     deadline = now + self.grace_s
