@@ -25,13 +25,17 @@ def test_a_worker_paused_past_its_lease_is_replaced_and_its_writes_are_refused_w
 ):
     stack = stack_factory(new_postgres_database(), private_redis.url)
     api = stack.start_api()
-    first = stack.start_worker()
+    # both ready before the run starts: starting the second one later raced the run's end on a
+    # loaded box; whichever takes the run is the one paused, the other is idle until then
+    workers = [stack.start_worker(), stack.start_worker()]
     spec = tiny_spec(epochs=EPOCHS, n_train=2000, batch_size=8, name="paused")
     eid = api.submit(spec)["id"]
     stack.wait_until(
         lambda: stack.experiments()[eid]["last_epoch"] >= 2, 90, "the first worker's epoch 2"
     )
-    second = stack.start_worker()  # idle until the reconciler gives it the run
+    owner = _pid(stack.experiments()[eid]["lease_owner"])
+    first, second = sorted(workers, key=lambda w: str(w.popen.pid) != owner)
+    assert str(first.popen.pid) == owner
 
     os.killpg(first.popen.pid, signal.SIGSTOP)
     paused_at = stack.experiments()[eid]["last_epoch"]
