@@ -10,8 +10,8 @@ from sqlalchemy.orm import Session, defer
 from service.db import paging, params, search
 from service.db.models import Checkpoint, Experiment, Metric, utcnow
 from service.db.paging import CursorError, Page
+from service.lttb import lttb
 from service.sweeps.filters import Sort
-from service.sweeps.lttb import lttb
 
 __all__ = ["CursorError", "Page", "create", "list_page", "metrics"]
 

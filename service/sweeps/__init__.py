@@ -5,6 +5,5 @@
 - ``stats``: mean and 95% confidence interval over seeds, the best configuration, factorial
   main effects and two-way interactions;
 - ``early_stop``: the median stopping rule and ASHA, as decisions over metric curves;
-- ``lttb``: Largest-Triangle-Three-Buckets downsampling of a metric series;
 - ``filters``: the ``filter=`` / ``sort=`` grammar of ``GET /v1/experiments``.
 """

@@ -339,6 +339,12 @@ def test_max_points_downsamples_keeping_the_first_and_last_points(client, sessio
     assert steps == sorted(steps)
     # LTTB keeps one point from each of 8 equal buckets between the first and the last
     assert max(b - a for a, b in zip(steps, steps[1:], strict=False)) <= 2 * 98 / 8 + 1
+    # without it, every point; the parameter and its method are in the OpenAPI schema
+    whole = client.get(f"/v1/experiments/{eid}/metrics", params={"keys": "val_acc"})
+    assert len(whole.json()["series"]["val_acc"]) == 100
+    route = client.get("/openapi.json").json()["paths"]["/v1/experiments/{experiment_id}/metrics"]
+    param = next(p for p in route["get"]["parameters"] if p["name"] == "max_points")
+    assert "Largest-Triangle-Three-Buckets" in param["description"]
 
 
 def test_non_finite_metric_values_come_back_as_null(client, sessions):

@@ -8,7 +8,7 @@ import random
 import pytest
 
 from service.db.experiments import downsample
-from service.sweeps.lttb import lttb
+from service.lttb import lttb
 
 
 @pytest.mark.parametrize("n", [3, 10, 101, 1000])
@@ -38,3 +38,12 @@ def test_a_short_series_is_returned_whole_and_the_metrics_endpoint_uses_lttb():
     spiky = [(i, 0.0) for i in range(1, 101)]
     spiky[40] = (41, 9.0)
     assert (41, 9.0) in downsample(spiky, 10) and len(downsample(spiky, 10)) == 10
+
+
+def test_a_spike_in_the_last_bucket_survives_where_the_bucket_edges_round_down():
+    # (5000 - 2) / (300 - 2) * 298 is 4997.999... in floating point: the last bucket still ends
+    # just before the last point, so the point next to it can be kept
+    points = [(i, 0.0) for i in range(5000)]
+    points[-2] = (4998, 7.0)
+    out = lttb(points, 300)
+    assert len(out) == 300 and (4998, 7.0) in out

@@ -264,7 +264,16 @@ def get_metrics(
     session: SessionDep,
     owner: OwnerDep,
     keys: Annotated[str | None, Query(description="comma-separated metric keys")] = None,
-    max_points: Annotated[int | None, Query(ge=2, le=100_000)] = None,
+    max_points: Annotated[
+        int | None,
+        Query(
+            ge=2,
+            le=100_000,
+            description="at most this many points per key, downsampled by "
+            "Largest-Triangle-Three-Buckets (first and last kept, peaks survive); "
+            "absent: every point",
+        ),
+    ] = None,
     since_step: Annotated[
         int | None, Query(ge=0, le=2**31 - 1, description="only steps after this one (polling)")
     ] = None,
