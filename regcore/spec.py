@@ -20,6 +20,7 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -331,7 +332,24 @@ class TrainSpec(BaseModel):
     nesterov: bool = Field(default=False, description="sgd only; needs momentum > 0")
     betas: tuple[float, float] = Field(default=(0.9, 0.999), description="adam / adamw")
     batch_size: int = Field(default=100, ge=1, le=1_000_000)
-    epochs: int = Field(default=20, ge=1, le=100_000)
+    epochs: int = Field(default=20, ge=1, le=100_000, description="budget in epochs (or steps)")
+    steps: int | None = Field(
+        default=None,
+        ge=1,
+        le=10_000_000,
+        description="budget in optimizer steps instead of epochs (give one of the two); metrics "
+        "are then recorded at step numbers",
+    )
+    eval_every: int | None = Field(
+        default=None,
+        ge=1,
+        le=10_000_000,
+        description="with steps: evaluate every this many steps (default: once, at the end)",
+    )
+    stop_when_memorised: bool = Field(
+        default=False,
+        description="stop at the first evaluation where train_acc is 1.0 (classification)",
+    )
     schedule: Literal["constant", "step", "cosine"] = "constant"
     step_size: int = Field(default=30, ge=1, description="step schedule: epochs between decays")
     gamma: float = Field(default=0.1, gt=0.0, le=1.0, description="step schedule: decay factor")
@@ -363,7 +381,41 @@ class TrainSpec(BaseModel):
     def _nesterov(self) -> TrainSpec:
         if self.nesterov and (self.optimizer != "sgd" or self.momentum == 0):
             raise ValueError("nesterov needs optimizer sgd and momentum > 0")
+        if self.steps is None and self.eval_every is not None:
+            raise ValueError(
+                "eval_every: applies to a train.steps budget (an epochs budget evaluates "
+                "once per epoch)"
+            )
+        if self.steps is not None:
+            if "epochs" in self.model_fields_set:
+                raise ValueError(
+                    "steps: give the budget as train.epochs or as train.steps, not both"
+                )
+            if self.eval_every is not None and self.eval_every > self.steps:
+                raise ValueError(f"eval_every: {self.eval_every} exceeds train.steps {self.steps}")
+            if self.schedule != "constant":
+                raise ValueError(
+                    "schedule: a train.steps budget runs at a constant rate; the step and "
+                    "cosine schedules count epochs"
+                )
         return self
+
+    @property
+    def last_point(self) -> int:
+        """The step of a full run's last metrics point: train.steps, else train.epochs."""
+        return self.steps if self.steps is not None else self.epochs
+
+    # no return annotation: the serialization schema stays this model's (OpenAPI)
+    @model_serializer(mode="wrap")
+    def _dump(self, handler):  # type: ignore[no-untyped-def]
+        """A steps spec's dump leaves the unused ``epochs`` out, so that it validates again."""
+        out = handler(self)
+        if self.steps is not None:
+            out.pop("epochs", None)
+        for key in ("steps", "eval_every", "stop_when_memorised"):  # at their defaults: left out,
+            if not out.get(key):  # so specs from before them keep their hash (resume, caches)
+                out.pop(key, None)
+        return out
 
 
 class SnapshotSpec(BaseModel):
@@ -680,6 +732,7 @@ class ExperimentSpec(BaseModel):
             raise ValueError("early_stopping may appear at most once")
         _check_averaging(self.regularizers)
         _check_sam(self.regularizers)
+        _check_steps_budget(self, regression)
         _check_reuse(self, names, regression)
         return self
 
@@ -847,6 +900,35 @@ def _check_averaging(regs: Sequence[Any]) -> None:
         )
 
 
+def _check_steps_budget(spec: ExperimentSpec, regression: bool) -> None:
+    """train.steps and stop_when_memorised (Fig. 9.5's protocol). A steps budget trains one
+    model step by step; what counts epochs (an ensemble's lock-step, the transfer stages, swa's
+    start, the retrain recipe) is refused beside it."""
+    train = spec.train
+    if train.stop_when_memorised and regression:
+        raise ValueError(
+            f"train.stop_when_memorised: reads train_acc, and {spec.data.name} is regression"
+        )
+    if train.steps is None:
+        return
+    if spec.ensemble.size > 1:
+        raise ValueError(
+            "train.steps: a steps budget trains a single model; set ensemble.members 1"
+        )
+    for section in ("pretrain", "self_supervised", "multitask"):
+        if getattr(spec, section) is not None:
+            raise ValueError(f"train.steps: {section} counts epochs; use train.epochs with it")
+    names = [reg.name for reg in spec.regularizers]
+    if "swa" in names:
+        raise ValueError("train.steps: swa starts after a fraction of the epochs; use train.epochs")
+    es = next((r for r in spec.regularizers if r.name == "early_stopping"), None)
+    if es is not None and getattr(es, "retrain_on_train_val", False):
+        raise ValueError(
+            "train.steps: early_stopping.retrain_on_train_val retrains for the best epoch count; "
+            "use train.epochs"
+        )
+
+
 def _check_sam(regs: Sequence[Any]) -> None:
     """sam's second pass re-evaluates only the data loss and assumes the rest of the objective
     is additive penalties; a transform of the loss (flooding) would get a wrong gradient."""
@@ -947,6 +1029,7 @@ _BLAMED = re.compile(
 
 _DATA_FIELD = re.compile(r"^(id|path|task|target|kind|noise): (.+)$", re.S)
 _GENERATOR_FIELD = re.compile(r"^(generator\.\w+): (.+)$", re.S)
+_TRAIN_FIELD = re.compile(r"^(steps|eval_every|schedule|stop_when_memorised): (.+)$", re.S)
 
 
 def describe_errors(err: ValidationError, data: Any) -> list[dict[str, str]]:
@@ -969,6 +1052,9 @@ def describe_errors(err: ValidationError, data: Any) -> list[dict[str, str]]:
         sub = _GENERATOR_FIELD.match(message)
         if sub and field == "pretrain":  # the generator check names its setting
             field, message = f"pretrain.{sub.group(1)}", sub.group(2)
+        sub = _TRAIN_FIELD.match(message)
+        if sub and field.endswith("train"):  # a TrainSpec check names its field
+            field, message = f"{field}.{sub.group(1)}", sub.group(2)
         out.append({"field": field, "message": message})
     return out
 

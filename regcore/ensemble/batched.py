@@ -69,6 +69,10 @@ def why_not_batched_members(specs: list[ExperimentSpec]) -> str | None:
                 return f"members differ in train.{key}"
         if s.measure:
             return "measures run per model"
+        if s.train.steps is not None:
+            return "a train.steps budget runs per model"
+        if s.train.stop_when_memorised:
+            return "train.stop_when_memorised runs per model"
         if s.mc_dropout or s.multitask or s.pretrain or s.self_supervised:
             return "inference and transfer sections run per model"
     model = first.model.name

@@ -44,13 +44,15 @@ HOOKS = (
 @dataclass
 class RunResult:
     status: str  # succeeded, failed, cancelled
-    epochs_run: int
+    epochs_run: int  # full passes over the training set
     best_epoch: int | None
     metrics: dict[str, float]
     reason: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
     #: what ran (``regcore.provenance.environment``), set by ``regcore.experiment.run``
     environment: dict[str, Any] | None = None
+    #: optimizer steps taken, set under a ``train.steps`` budget (its points are step numbers)
+    steps_run: int | None = None
 
     def summary(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -60,6 +62,8 @@ class RunResult:
             "metrics": self.metrics,
             "timings": self.timings,
         }
+        if self.steps_run is not None:
+            out["steps_run"] = self.steps_run
         if self.reason:
             out["reason"] = self.reason
         if self.environment is not None:
@@ -108,12 +112,17 @@ class Trainer:
         seed_all(spec.seed)  # after the data: mnist1d's generator reseeds the global RNGs
         self.shuffle = torch.Generator().manual_seed(spec.seed)
         steps = math.ceil(len(self.data.train) / spec.train.batch_size)
+        #: the budget: ``train.steps`` optimizer steps (evaluated every ``eval_every``, points at
+        #: step numbers), else ``train.epochs`` epochs (evaluated after each, points at epochs)
+        self.budget_steps = spec.train.steps
+        self.eval_every: int = spec.train.eval_every or spec.train.steps or 0  # 0: epochs
+        self.epochs = math.ceil(spec.train.steps / steps) if spec.train.steps else spec.train.epochs
         self.task = TaskInfo(
             task=self.data.task,
             num_classes=self.data.num_classes,
             in_features=self.data.in_features,
             image_shape=self.data.image_shape,
-            epochs=spec.train.epochs,
+            epochs=self.epochs,
             steps_per_epoch=steps,
             device=self.device,
         )
@@ -144,8 +153,11 @@ class Trainer:
             _overrides(r, "finalize") or _overrides(r, "on_epoch_end") for r in self.regs
         )
         self.last_eval: tuple[int, dict[str, float]] | None = None
-        self.epoch = 0
+        self.epoch = 0  # full passes over the training set
         self.step_index = 0
+        self.order: torch.Tensor | None = None  # the pass under way: its shuffled rows ...
+        self.pos = 0  # ... and how many of them were trained on
+        self.memorised_at: int | None = None  # the point where train_acc reached 1.0
         self.lr_sum = 0.0  # Σ of the rates of the optimizer steps taken (measures' effective_l2)
         self.best: tuple[float, int] | None = None  # (val_loss, epoch) of the "best" checkpoint
         self.timings = {"train_s": 0.0, "eval_s": 0.0, "checkpoint_s": 0.0}
@@ -190,25 +202,44 @@ class Trainer:
     def _loss_fn(self, outputs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return data_loss(outputs, y, self.data.task)
 
-    # --- one epoch ----------------------------------------------------------------------------
+    # --- one epoch (or one evaluation interval) ------------------------------------------------
     def train_epoch(self) -> tuple[dict[str, float], bool]:
-        """Train one epoch; returns the mean batch losses and whether a cancel was seen."""
+        """Train to the next evaluation: one epoch, or under a steps budget the next
+        ``eval_every`` steps (fewer where the budget ends), the passes running on across
+        evaluations. Returns the mean batch losses and whether a cancel was seen."""
         self.model.train()
         train = self.data.train
         n, bs = len(train), self.spec.train.batch_size
-        order = torch.randperm(n, generator=self.shuffle).to(self.device)
+        if self.budget_steps is None:
+            todo = math.ceil(n / bs)
+        else:
+            todo = min(
+                self.eval_every - self.step_index % self.eval_every,
+                self.budget_steps - self.step_index,
+            )
         sums: dict[str, list[torch.Tensor]] = {}
         batches = 0
-        for start in range(0, n, bs):
+        while batches < todo:
             if self.reporter.should_cancel():
                 return {}, True
-            idx = order[start : start + bs]
+            if self.order is None:
+                self.order = torch.randperm(n, generator=self.shuffle).to(self.device)
+                self.pos = 0
+            idx = self.order[self.pos : self.pos + bs]
             self.train_step(train.x[idx], train.y[idx], sums, idx)
             batches += 1
+            self.pos += bs
+            if self.pos >= n:  # the pass is over; under an epochs budget run() counts it
+                self.order = None
+                if self.budget_steps is not None:
+                    self.epoch += 1
         means = {k: float(torch.stack(v).sum()) / batches for k, v in sums.items()}
         if not all(math.isfinite(v) for v in means.values()):
             bad = next(k for k, v in means.items() if not math.isfinite(v))
-            raise Divergence(f"{bad} became {means[bad]} in epoch {self.epoch + 1}")
+            where = f"epoch {self.epoch + 1}"
+            if self.budget_steps is not None:
+                where = f"the steps up to step {self.step_index}"
+            raise Divergence(f"{bad} became {means[bad]} in {where}")
         return {
             (k if k == "train_batch_loss" else f"penalty_{k}"): v for k, v in means.items()
         }, False
@@ -218,7 +249,7 @@ class Trainer:
         metrics = evaluate(self.model, self.data)
         if not math.isfinite(metrics["train_loss"]):
             raise Divergence(f"train_loss became {metrics['train_loss']} in epoch {self.epoch}")
-        self.last_eval = (self.epoch, dict(metrics))
+        self.last_eval = (self.point(), dict(metrics))
         metrics.update(batch_metrics)
         for reg in self.regs:
             metrics.update(reg.extra_metrics(self.model))
@@ -242,14 +273,33 @@ class Trainer:
             "step_index": self.step_index,
             "lr_sum": self.lr_sum,
             "best": list(self.best) if self.best else None,
+            # a steps budget's pass runs on across evaluations: where it stands
+            "pass": {"epoch": self.epoch, "pos": self.pos, "order": self.order},
+            "memorised_at": self.memorised_at,
         }
+
+    def point(self) -> int:
+        """The step of the metrics and checkpoints: the epoch, or under a steps budget the
+        optimizer step."""
+        return self.step_index if self.budget_steps is not None else self.epoch
+
+    def rounds(self) -> int:
+        """Evaluations so far (``checkpoint_every`` counts them)."""
+        if self.budget_steps is None:
+            return self.epoch
+        return math.ceil(self.step_index / self.eval_every)
+
+    def budget_left(self) -> bool:
+        if self.budget_steps is not None:
+            return self.step_index < self.budget_steps
+        return self.epoch < self.spec.train.epochs
 
     def save(self, kind: str, metrics: dict[str, float]) -> CheckpointInfo:
         t0 = time.perf_counter()
         info = save_checkpoint(
             self.ckpt_dir,
             kind,
-            self.epoch,
+            self.point(),
             self.model.state_dict(),
             self.train_state(),
             metrics,
@@ -276,6 +326,12 @@ class Trainer:
         self.lr_sum = float(st.get("lr_sum", 0.0))
         self.best = (float(st["best"][0]), int(st["best"][1])) if st["best"] else None
         self.epoch = ckpt.epoch
+        if self.budget_steps is not None:
+            here = st["pass"]
+            self.epoch, self.pos, self.order = int(here["epoch"]), int(here["pos"]), here["order"]
+            if self.order is not None:
+                self.order = self.order.to(self.device)
+        self.memorised_at = st.get("memorised_at")
         return True
 
     # --- the run ------------------------------------------------------------------------------
@@ -283,11 +339,11 @@ class Trainer:
         torch.set_num_threads(self.threads)
         self.workdir.mkdir(parents=True, exist_ok=True)
         resumed = resume and self.resume()
-        log = MetricsLog(self.workdir / "metrics.jsonl", keep_until=self.epoch if resumed else 0)
+        log = MetricsLog(self.workdir / "metrics.jsonl", keep_until=self.point() if resumed else 0)
         self.reporter.on_start(
-            {
-                "epochs": self.spec.train.epochs,
-                "start_epoch": self.epoch,
+            {  # under a steps budget the points are steps: "epochs" is then the steps budget
+                "epochs": self.spec.train.last_point,
+                "start_epoch": self.point(),
                 "device": str(self.device),
                 "threads": self.threads,
                 "resumed": resumed,
@@ -296,34 +352,42 @@ class Trainer:
         status, reason = "succeeded", None
         metrics: dict[str, float] = {}
         # a run resumed after it stopped early (its last checkpoint is the stopping epoch) is done
-        done = resumed and any(reg.should_stop() for reg in self.regs)
+        done = resumed and (
+            self.memorised_at is not None or any(reg.should_stop() for reg in self.regs)
+        )
         try:
-            while self.epoch < self.spec.train.epochs and not done:
+            while self.budget_left() and not done:
                 t0 = time.perf_counter()
                 batch_metrics, cancelled = self.train_epoch()
                 self.timings["train_s"] += time.perf_counter() - t0
                 if cancelled:
                     status, reason = "cancelled", f"cancelled during epoch {self.epoch + 1}"
+                    if self.budget_steps is not None:
+                        reason = f"cancelled after step {self.step_index}"
                     break
-                self.epoch += 1
+                if self.budget_steps is None:
+                    self.epoch += 1
                 metrics = self.end_epoch(batch_metrics)
-                log.write(self.epoch, metrics)
-                self.reporter.on_epoch(self.epoch, metrics)
+                point = self.point()
+                log.write(point, metrics)
+                self.reporter.on_epoch(point, metrics)
                 for reg in self.regs:
-                    reg.on_epoch_end(self.epoch, metrics, self.model)
+                    reg.on_epoch_end(point, metrics, self.model)
                 if self.best is None or metrics["val_loss"] < self.best[0]:
-                    self.best = (metrics["val_loss"], self.epoch)
+                    self.best = (metrics["val_loss"], point)
                     if self.checkpoint_every:
                         self.save("best", metrics)
-                stop = any(reg.should_stop() for reg in self.regs)
-                if self.checkpoint_every and (stop or self.epoch % self.checkpoint_every == 0):
+                if self.spec.train.stop_when_memorised and metrics.get("train_acc", 0.0) >= 1.0:
+                    self.memorised_at = point
+                stop = self.memorised_at is not None or any(reg.should_stop() for reg in self.regs)
+                if self.checkpoint_every and (stop or self.rounds() % self.checkpoint_every == 0):
                     self.save("last", metrics)
                 if stop:
                     break
         except Divergence as err:
             log.close()
             return RunResult("failed", self.epoch, None, metrics, str(err), self._timings())
-        if self.checkpoint_every and metrics and self.epoch % self.checkpoint_every:
+        if self.checkpoint_every and metrics and self.rounds() % self.checkpoint_every:
             self.save("last", metrics)
         log.close()
         for reg in self.regs:
@@ -335,13 +399,18 @@ class Trainer:
             status == "succeeded"
             and self.reuse_last_eval
             and self.last_eval is not None
-            and self.last_eval[0] == self.epoch
+            and self.last_eval[0] == self.point()
         ):
             final = self.last_eval[1]
         else:
-            final = evaluate(self.model, self.data) if self.epoch else {}
+            final = evaluate(self.model, self.data) if self.point() else {}
         final = {**final, **self.measures.summary(self)}  # e.g. effective_l2 of the whole run
-        return RunResult(status, self.epoch, best_epoch, final, reason, self._timings())
+        if self.memorised_at is not None:
+            final["memorised_at"] = float(self.memorised_at)
+        result = RunResult(status, self.epoch, best_epoch, final, reason, self._timings())
+        if self.budget_steps is not None:
+            result.steps_run = self.step_index
+        return result
 
     def _timings(self) -> dict[str, float]:
         return {k: round(v, 4) for k, v in self.timings.items()}

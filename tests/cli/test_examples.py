@@ -25,6 +25,9 @@ def tiny(spec: dict[str, Any]) -> dict[str, Any]:
     """The same experiment, small enough for a test: 2 epochs, a few hundred examples."""
     spec = copy.deepcopy(spec)
     spec["train"] = {**spec.get("train", {}), "epochs": 2, "device": "cpu"}
+    if "steps" in spec["train"]:  # a steps budget (Fig. 9.5's protocol): 4 steps, not 2 epochs
+        spec["train"].update(steps=4, eval_every=2)
+        del spec["train"]["epochs"]
     for data in (spec.get("data"), (spec.get("pretrain") or {}).get("source")):
         if data and data.get("name") in ("mnist1d", "digits"):
             data.update(n_train=200, n_val=50, n_test=50)

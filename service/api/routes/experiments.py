@@ -146,7 +146,7 @@ def _create_and_enqueue(
                 spec=spec_json,
                 spec_hash=spec_hash,
                 queue=_queue_for(spec, settings),
-                total_epochs=spec.train.epochs,
+                total_epochs=spec.train.last_point,  # train.steps: points are steps
                 max_attempts=settings.max_attempts,
                 owner=owner,
                 idempotency_key=idempotency_key,
