@@ -6,7 +6,10 @@ The database is seeded as the API would leave it: each run's spec flattened into
 ``experiment_params`` (``service.db.params``) and its latest metrics in ``metric_latest``. Specs
 vary the model (mlp / cnn1d), the l2 strength (log-uniform 1e-5..1e-1), dropout p and the lr;
 test_acc is uniform in 0.5..1.0 (seed 0). Each query is answered ``--repeat`` times (after one
-warm-up) and its first page is checked against the seeded values.
+warm-up) and its first page is checked against the seeded values. Each API request is followed
+by the same query through ``service.db.experiments.list_page`` alone (the SQL and the ORM rows,
+no HTTP, auth, views or response validation), so the report says, in the same run, how much of
+the API's time is the database's.
 
 Prints p50 and p95 per query and exits non-zero unless the p95 of every query is under
 ``--target-ms`` (50) on PostgreSQL (``REGLAB_BENCH_POSTGRES_URL``; skipped, and said so, when it
@@ -34,7 +37,9 @@ from fastapi.testclient import TestClient  # noqa: E402
 from sqlalchemy import insert, text  # noqa: E402
 
 from benchmarks.ingest import postgres_database  # noqa: E402
-from service.db import params  # noqa: E402
+from service.api.query import filter_and_sort  # noqa: E402
+from service.db import experiments as repo  # noqa: E402
+from service.db import params, search  # noqa: E402
 from service.db.migrate import upgrade_to_head  # noqa: E402
 from service.db.models import Experiment, ExperimentParam, MetricLatest  # noqa: E402
 from service.db.session import make_engine, make_sessionmaker  # noqa: E402
@@ -102,10 +107,7 @@ def seed(url: str, runs: int) -> dict[str, tuple[dict[str, Any], float]]:
             for k in range(0, len(rows), 5000):
                 s.execute(insert(table), rows[k : k + 5000])
     with engine.connect() as conn:
-        if engine.dialect.name == "postgresql":
-            conn.execute(text("ANALYZE"))
-        else:
-            conn.execute(text("ANALYZE"))
+        conn.execute(text("ANALYZE"))
         conn.commit()
     engine.dispose()
     print(f"  seeded {runs} runs, {len(prows)} param rows, {len(mrows)} metric rows")
@@ -130,6 +132,8 @@ def measure(url: str, work: Path, truth: dict, repeat: int) -> dict[str, tuple[f
         database_url=url, broker_dir=work / "broker", artifacts=str(work / "store"), auth="off"
     )
     out = {}
+    engine = make_engine(url)
+    sessions = make_sessionmaker(engine)
     with TestClient(create_app(settings), base_url="http://127.0.0.1") as client:
         for name, query in QUERIES.items():
             expected = {e for e, (spec, acc) in truth.items() if _matches(name, spec, acc)}
@@ -138,17 +142,30 @@ def measure(url: str, work: Path, truth: dict, repeat: int) -> dict[str, tuple[f
             page = first.json()["items"]
             assert page and {i["id"] for i in page} <= expected, name
             assert len(page) == min(50, len(expected)), (name, len(page), len(expected))
-            times = []
+            node, order = filter_and_sort(query.get("filter"), query.get("sort"))
+            times: list[float] = []
+            sql: list[float] = []
             for _ in range(repeat):
                 t0 = time.perf_counter()
                 r = client.get("/v1/experiments", params=query)
                 times.append((time.perf_counter() - t0) * 1000)
                 assert r.status_code == 200
-            p50 = statistics.median(times)
-            p95 = statistics.quantiles(times, n=20)[18]
+                with sessions() as session:
+                    t0 = time.perf_counter()
+                    repo.list_page(session, owner="", where=search.where(node, order), sort=order,
+                                   lean=True)  # fmt: skip
+                    sql.append((time.perf_counter() - t0) * 1000)
+            p50, p95 = _percentiles(times)
             out[name] = (p50, p95)
-            print(f"  {name:22s} {len(expected):5d} matches  p50 {p50:6.1f} ms  p95 {p95:6.1f} ms")
+            s50, s95 = _percentiles(sql)
+            print(f"  {name:22s} {len(expected):5d} matches  API p50 {p50:6.1f} ms  p95 {p95:6.1f}"
+                  f" ms | list_page alone p50 {s50:6.1f} ms  p95 {s95:6.1f} ms")  # fmt: skip
+    engine.dispose()
     return out
+
+
+def _percentiles(times: list[float]) -> tuple[float, float]:
+    return statistics.median(times), statistics.quantiles(times, n=20)[18]
 
 
 def main() -> int:

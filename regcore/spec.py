@@ -18,6 +18,8 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    Discriminator,
+    Tag,
     ValidationInfo,
     field_validator,
     model_serializer,
@@ -653,6 +655,72 @@ MeasureName = Literal[
 ]
 
 
+class AttackMeasureSpec(BaseModel):
+    """``fgsm_acc`` / ``pgd_acc`` at a chosen strength: test accuracy under the attack (a bare
+    name in ``measure`` takes these defaults)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: Literal["fgsm_acc", "pgd_acc"]
+    eps: float = Field(
+        default=r.AdversarialSpec.model_fields["epsilon"].default,
+        gt=0.0,
+        le=100.0,
+        description="L∞ radius ε, in standardized input units",
+    )
+    steps: int = Field(default=10, ge=1, le=1000, description="pgd_acc: projected ascent steps")
+    step_size: float | None = Field(
+        default=None, gt=0.0, le=100.0, description="pgd_acc: each step's size (2.5·ε/steps)"
+    )
+    key: str | None = Field(
+        default=None,
+        pattern=r"^[a-z][a-z0-9_]{0,99}$",
+        description="the metric's key (default: the name); two entries need two keys",
+    )
+
+    @model_validator(mode="after")
+    def _fgsm_is_one_step(self) -> AttackMeasureSpec:
+        defaults = {"steps": type(self).model_fields["steps"].default, "step_size": None}
+        if self.name == "fgsm_acc":  # by value: a dump holds the defaults and validates again
+            given = [k for k, v in defaults.items() if getattr(self, k) != v]
+            if given:
+                raise ValueError(f"{given[0]} applies to pgd_acc; fgsm_acc is one step of size ε")
+        return self
+
+
+def _measure_tag(value: Any) -> str | None:
+    """A bare name, or an attack's object by its name (None: neither, a clear error)."""
+    if isinstance(value, str):
+        return "named"
+    name = value.get("name") if isinstance(value, dict) else getattr(value, "name", None)
+    return name if name in ("fgsm_acc", "pgd_acc") else None
+
+
+MeasureEntry = Annotated[
+    Annotated[MeasureName, Tag("named")]
+    | Annotated[AttackMeasureSpec, Tag("fgsm_acc")]
+    | Annotated[AttackMeasureSpec, Tag("pgd_acc")],
+    Discriminator(
+        _measure_tag,
+        custom_error_type="measure_entry",
+        custom_error_message="a measurement is a name, or an object with name fgsm_acc or "
+        "pgd_acc and its parameters",
+    ),
+]
+
+
+def measure_key(entry: str | AttackMeasureSpec) -> str:
+    """The metric key an entry of ``measure`` records."""
+    if isinstance(entry, str):
+        return entry
+    return entry.key or entry.name
+
+
+def measure_name(entry: str | AttackMeasureSpec) -> str:
+    """Which measurement an entry of ``measure`` is."""
+    return entry if isinstance(entry, str) else entry.name
+
+
 class ExperimentSpec(BaseModel):
     """A whole experiment: data, model, training, regularizers. Only data and model are required."""
 
@@ -669,9 +737,10 @@ class ExperimentSpec(BaseModel):
     multitask: MultitaskSpec | None = None
     self_supervised: SelfSupervisedSpec | None = None
     mc_dropout: MCDropoutSpec | None = None
-    measure: list[MeasureName] = Field(
+    measure: list[MeasureEntry] = Field(
         default_factory=list,
-        description="extra per-epoch measurements (each one's cost is in timings.measure_s)",
+        description="extra per-epoch measurements, by name or (fgsm_acc, pgd_acc) as an object "
+        "with parameters; each one's cost is in timings.measure_s",
     )
 
     @model_validator(mode="after")
@@ -726,13 +795,15 @@ class ExperimentSpec(BaseModel):
                         "model.residual to true and give model.channels at least two entries"
                     )
             if reg.name == "early_stopping":
-                _check_monitor(i, reg.monitor, regression, self.measure)  # type: ignore[union-attr]
+                measured = [measure_key(m) for m in self.measure]
+                _check_monitor(i, reg.monitor, regression, measured)  # type: ignore[union-attr]
         names = [reg.name for reg in self.regularizers]
         if names.count("early_stopping") > 1:
             raise ValueError("early_stopping may appear at most once")
         _check_averaging(self.regularizers)
         _check_sam(self.regularizers)
         _check_steps_budget(self, regression)
+        _check_measures(self.measure)
         _check_reuse(self, names, regression)
         return self
 
@@ -878,6 +949,20 @@ def _check_references(spec: ExperimentSpec, context: Any) -> None:
             )
 
 
+def _check_measures(entries: Sequence[str | AttackMeasureSpec]) -> None:
+    """One key per measurement: an entry repeated as it is counts once, two that differ under
+    one key are refused."""
+    seen: dict[str, str | AttackMeasureSpec] = {}
+    for i, entry in enumerate(entries):
+        key = measure_key(entry)
+        if key in seen and seen[key] != entry:
+            raise ValueError(
+                f"measure[{i}].key: {key!r} is already measured by another entry; give this one "
+                "its own key"
+            )
+        seen[key] = entry
+
+
 def _check_monitor(i: int, monitor: str, regression: bool, measures: Sequence[str]) -> None:
     known = [*BASE_METRICS, *(() if regression else CLASSIFICATION_METRICS), *measures]
     if monitor not in known and not monitor.startswith("penalty_"):
@@ -1011,6 +1096,8 @@ def _path(loc: tuple[Any, ...], data: Any) -> str:
         if isinstance(node, dict) and isinstance(part, str) and part not in node:
             if node.get("name") == part:
                 continue
+        if isinstance(node, str) and part == "named":  # a bare name in measure: no field
+            continue
         if isinstance(part, int):
             out += f"[{part}]"
         else:

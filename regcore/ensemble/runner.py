@@ -30,6 +30,7 @@ from regcore.ensemble.members import (
     build_trainer,
     with_train,
 )
+from regcore.measures.attack_accuracy import attack_metrics
 from regcore.spec import ExperimentSpec
 from regcore.training.checkpoint import load_checkpoint, save_checkpoint
 from regcore.training.device import resolve_device
@@ -212,6 +213,8 @@ class EnsembleRun:
         else:
             metrics.update(member_columns(per_member, MEMBER_EPOCH_KEYS))
         metrics["lr"] = per_member[0].get("lr", 0.0)
+        # accuracy under attack of the combined model (each member measures its own)
+        metrics.update(attack_metrics(self.current(), self.data, self.spec.measure))
         self.timings["eval_s"] += time.perf_counter() - t0
         return metrics
 
@@ -277,6 +280,8 @@ class EnsembleRun:
             per_member = [evaluate(s, self.data) for s in ens.members]
         final = ensemble_metrics(ens, self.data) if self.epoch else {}
         final.update(member_columns(per_member))
+        if self.epoch:
+            final.update(attack_metrics(ens, self.data, self.spec.measure))
         return final, ens
 
     def _timings(self) -> dict[str, float]:

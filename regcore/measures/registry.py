@@ -10,14 +10,16 @@ from typing import Any
 import torch
 
 from regcore.measures.activation_sparsity import activation_sparsity
-from regcore.measures.attack_accuracy import attack_accuracy
+from regcore.measures.attack_accuracy import entry_accuracy
 from regcore.measures.batch_grad_variance import batch_grad_variance
 from regcore.measures.effective_l2 import effective_l2
 from regcore.measures.grad_norm import grad_norm
 from regcore.measures.lipschitz_bound import lipschitz_bound
 from regcore.measures.sharpness import sharpness
+from regcore.spec import AttackMeasureSpec, measure_key, measure_name
 
-#: name → f(context) where the context holds model, data, steps, lr, lr_sum and batch_size.
+#: name → f(context) where the context holds model, data, steps, lr, lr_sum, batch_size and the
+#: spec's ``entry`` (a name, or an attack's parameters).
 MEASURES: dict[str, Callable[[dict[str, Any]], float | None]] = {
     "lipschitz_bound": lambda c: lipschitz_bound(c["model"]),
     "grad_norm": lambda c: grad_norm(c["model"], c["data"].train, c["data"].task),
@@ -29,8 +31,8 @@ MEASURES: dict[str, Callable[[dict[str, Any]], float | None]] = {
     # mean max-softmax is part of every epoch's metrics already (training/metrics.py)
     "confidence": lambda c: None,
     "effective_l2": lambda c: effective_l2(c["lr_sum"]),
-    "fgsm_acc": lambda c: attack_accuracy(c["model"], c["data"].test, c["data"].task, "fgsm"),
-    "pgd_acc": lambda c: attack_accuracy(c["model"], c["data"].test, c["data"].task, "pgd"),
+    "fgsm_acc": lambda c: entry_accuracy(c["model"], c["data"], c["entry"]),
+    "pgd_acc": lambda c: entry_accuracy(c["model"], c["data"], c["entry"]),
 }
 
 #: measurements of the whole run rather than of the model: also in summary.json's metrics
@@ -45,11 +47,13 @@ class Measures:
     time it took to ``trainer.timings["measure_s"]``.
     """
 
-    def __init__(self, names: Sequence[str]):
-        unknown = [n for n in names if n not in MEASURES]
+    def __init__(self, entries: Sequence[str | AttackMeasureSpec]):
+        unknown = [measure_name(e) for e in entries if measure_name(e) not in MEASURES]
         if unknown:
             raise ValueError(f"unknown measurements {unknown}; known: {sorted(MEASURES)}")
-        self.names = list(dict.fromkeys(names))
+        #: metric key → entry (the spec refuses two different entries under one key)
+        self.entries = {measure_key(e): e for e in entries}
+        self.names = list(self.entries)
 
     def compute(self, trainer: Any) -> dict[str, float]:
         if not self.names:
@@ -70,10 +74,10 @@ class Measures:
         with torch.random.fork_rng(devices=devices):
             model.eval()
             try:
-                for name in self.names:
-                    value = MEASURES[name](context)
+                for key, entry in self.entries.items():
+                    value = MEASURES[measure_name(entry)]({**context, "entry": entry})
                     if value is not None:
-                        out[name] = value
+                        out[key] = value
             finally:
                 model.train(was_training)
         trainer.timings["measure_s"] = (

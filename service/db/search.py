@@ -1,7 +1,8 @@
 """The parsed ``filter`` and ``sort`` of ``GET /v1/experiments`` (``service.sweeps.filters``) as
 SQLAlchemy expressions: every key and value a bound parameter, never SQL text.
 
-- a metric clause is an EXISTS on ``metric_latest`` (index ``(key, value)``),
+- a metric clause is an EXISTS on ``metric_latest`` (index ``(key, value)``), or, when the list
+  is sorted by that metric and every match must meet the clause, a comparison on the sort's join,
 - a ``params.`` clause an EXISTS on ``experiment_params`` (indexes ``(path, num_value)`` and
   ``(path, str_value)``),
 - a ``tags.`` clause compares the JSON ``tags`` column's text at that key,
@@ -40,8 +41,17 @@ _FIELDS = {
 }
 
 
-def where(node: Node | None) -> list[ColumnElement[bool]]:
-    return [] if node is None else [condition(node)]
+def where(node: Node | None, sort: Sort | None = None) -> list[ColumnElement[bool]]:
+    """The filter's conditions. With a metric ``sort``, a clause on that metric that every match
+    must meet (at the top level, or in the top-level ``and``) compares the sort's join
+    (``with_sort``) instead of an EXISTS of its own: one join of ``metric_latest`` fewer."""
+    if node is None:
+        return []
+    key = sort.key if sort is not None and sort.kind == "metric" else None
+    if key is None:
+        return [condition(node)]
+    items = node.items if isinstance(node, And) else (node,)
+    return [_clause(n, sorted_by=key) if isinstance(n, Clause) else condition(n) for n in items]
 
 
 def condition(node: Node) -> ColumnElement[bool]:
@@ -57,7 +67,7 @@ def _numeric(value: Any) -> bool:
     return isinstance(first, float)
 
 
-def _clause(c: Clause) -> ColumnElement[bool]:
+def _clause(c: Clause, sorted_by: str | None = None) -> ColumnElement[bool]:
     compare = _COMPARE[c.op]  # the parser admits only these operators
     if c.kind == "field":
         return compare(_FIELDS[c.key], c.value)
@@ -70,6 +80,8 @@ def _clause(c: Clause) -> ColumnElement[bool]:
             ExperimentParam.path == c.key,
             compare(column, c.value),
         )
+    if c.key == sorted_by:  # NULL (no such metric) compares as no match, as the EXISTS would
+        return compare(_SORTED_BY.value, c.value)
     return exists().where(
         MetricLatest.experiment_id == Experiment.id,
         MetricLatest.key == c.key,

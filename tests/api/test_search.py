@@ -120,6 +120,33 @@ def test_cursor_pages_of_any_sort_cover_every_run_once_in_order(client, sessions
         assert values[:5] == sorted(values[:5], reverse=True) and values[5:] == [None, None]
 
 
+@pytest.mark.parametrize(
+    "flt",
+    ["test_acc>0.3", "test_acc>0.3 and params.model.name=mlp", "test_acc<0.6 or test_acc>0.8",
+     "test_acc!=0.5", "test_acc in (0.1, 0.9)"],
+)  # fmt: skip
+def test_a_filter_on_the_sorted_metric_matches_what_it_matches_unsorted(client, sessions, flt):
+    # sorted by test_acc, a top-level clause on test_acc reads the sort's join, not an EXISTS:
+    # the runs with no test_acc must still fall out, and pages must still cover the matches
+    made = [submit(client)["id"] for _ in range(6)]
+    with sessions.begin() as s:
+        for eid, acc in zip(made[:4], (0.5, 0.9, 0.1, 0.7), strict=True):
+            latest.upsert(s, eid, 1, {"test_acc": acc})
+    expected = ids(client, filter=flt)
+    assert expected and expected <= set(made[:4])
+    for sort in ("-test_acc", "test_acc"):
+        seen, cursor = [], None
+        while True:
+            page = {"filter": flt, "sort": sort, "limit": 1}
+            page |= {"cursor": cursor} if cursor else {}
+            r = client.get("/v1/experiments", params=page)
+            assert r.status_code == 200, r.text
+            seen += [i["id"] for i in r.json()["items"]]
+            if (cursor := r.json()["next_cursor"]) is None:
+                break
+        assert len(seen) == len(expected) and set(seen) == expected, (flt, sort)
+
+
 def test_a_cursor_this_server_did_not_make_is_422(client):
     for bad in ("o10", "bm90IGpzb24", "WzEsIDJd"):
         r = client.get("/v1/experiments", params={"cursor": bad, "sort": "-test_acc"})

@@ -199,7 +199,7 @@ def list_experiments(
     try:
         page = repo.list_page(
             session, status=status, name=name, owner=owner, limit=limit, cursor=cursor,
-            where=search.where(node), sort=order, lean=view != "full",
+            where=search.where(node, order), sort=order, lean=view != "full",
         )  # fmt: skip
     except repo.CursorError as err:
         raise invalid("cursor", str(err)) from None
