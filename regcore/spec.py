@@ -16,10 +16,10 @@ from typing import Annotated, Any, Literal, TypeVar
 from pydantic import (
     BaseModel,
     ConfigDict,
-    Field,
-    ValidationError,
     Discriminator,
+    Field,
     Tag,
+    ValidationError,
     ValidationInfo,
     field_validator,
     model_serializer,
