@@ -15,7 +15,8 @@ order of the spec's ``regularizers`` list. One step reads, top to bottom:
 
 and once per epoch ``step_lr(epoch)`` (in place of the run's lr scheduler step when a
 regularizer steps the rate itself), ``on_epoch_end(epoch, metrics)`` then ``should_stop()``;
-at the end ``finalize(model)`` returns the model to keep (early stopping restores the best weights).
+at the end ``finalize(model)`` returns the model to keep (early stopping restores the best weights)
+and ``final_metrics(model)`` adds figures of its own to the summary (sgld's posterior predictive).
 """
 
 from __future__ import annotations
@@ -135,6 +136,11 @@ class Regularizer:
     def best_epoch(self) -> int | None:
         """The epoch whose model ``finalize`` returns, when it is not the last."""
         return None
+
+    def final_metrics(self, model: nn.Module) -> dict[str, float]:
+        """Metrics of this regularizer's own for the summary, computed once on the model
+        ``finalize`` returned (a posterior predictive beside that point estimate's figures)."""
+        return {}
 
     # --- checkpointing: tensors go to safetensors, the rest to JSON -------------------------
     def state_dict(self) -> dict[str, Any]:

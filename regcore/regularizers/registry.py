@@ -10,6 +10,7 @@ from regcore.regularizers.adversarial import Adversarial
 from regcore.regularizers.attention_dropout import AttentionDropout
 from regcore.regularizers.augment import Augment
 from regcore.regularizers.base import Regularizer, TaskInfo
+from regcore.regularizers.bayes_by_backprop import BayesByBackprop
 from regcore.regularizers.cutmix import CutMix
 from regcore.regularizers.cutout import Cutout
 from regcore.regularizers.disturb_label import DisturbLabel
@@ -32,10 +33,12 @@ from regcore.regularizers.l0 import L0
 from regcore.regularizers.l1 import L1Penalty
 from regcore.regularizers.l2 import L2Penalty
 from regcore.regularizers.label_smoothing import LabelSmoothing
+from regcore.regularizers.laplace import Laplace
 from regcore.regularizers.max_norm import MaxNorm
 from regcore.regularizers.mixup import Mixup
 from regcore.regularizers.rrelu import RReLU
 from regcore.regularizers.sam import SAM
+from regcore.regularizers.sgld import SGLD
 from regcore.regularizers.spectral import Spectral
 from regcore.regularizers.standout import Standout
 from regcore.regularizers.stochastic_depth import StochasticDepth
@@ -86,6 +89,9 @@ REGISTRY: dict[type[s.RegularizerSpec], type[Regularizer]] = {
     s.SWASpec: SWA,
     s.EMASpec: EMA,
     s.SAMSpec: SAM,
+    s.SGLDSpec: SGLD,
+    s.BayesByBackpropSpec: BayesByBackprop,
+    s.LaplaceSpec: Laplace,
 }
 
 

@@ -405,6 +405,8 @@ class Trainer:
         else:
             final = evaluate(self.model, self.data) if self.point() else {}
         final = {**final, **self.measures.summary(self)}  # e.g. effective_l2 of the whole run
+        for reg in self.regs if final else []:  # e.g. sgld's posterior predictive
+            final.update(reg.final_metrics(self.model))
         if self.memorised_at is not None:
             final["memorised_at"] = float(self.memorised_at)
         result = RunResult(status, self.epoch, best_epoch, final, reason, self._timings())

@@ -40,6 +40,7 @@ OVERRIDES: dict[str, dict[str, Any]] = {
     "feature_noise": {"params": {"ae_epochs": 5}},
     "early_stopping": {"params": {"patience": 1}},
     "swa": {"params": {"start": 0.5}},
+    "sgld": {"params": {"thin": 1}},
 }
 
 #: further cases of one name on other data (image transforms need the 8×8 digits)
