@@ -178,3 +178,35 @@ class BuiltinDataset(BaseModel):
 class BuiltinDatasetList(BaseModel):
     items: list[BuiltinDataset]
     parameters: dict[str, Any] = Field(description="JSON schema of the spec's data section")
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class ReadyChecks(BaseModel):
+    database: Literal["ok", "unreachable"]
+    broker: Literal["ok", "unreachable"]
+
+
+class Readiness(BaseModel):
+    """200 of ``/readyz``; a 503 is a problem+json with the same ``checks``."""
+
+    status: Literal["ready"]
+    checks: ReadyChecks
+
+
+class LogLine(BaseModel):
+    seq: int = Field(description="the line's number in the experiment's log, from 1")
+    time: datetime | None
+    level: str = Field(description="DEBUG, INFO, WARNING, ERROR or CRITICAL")
+    logger: str
+    attempt: int = Field(description="the attempt (claim) of the run that wrote the line")
+    message: str
+
+
+class LogPage(BaseModel):
+    items: list[LogLine]
+    next_since: int = Field(description="pass back as since for the lines after these")
+    last_seq: int = Field(description="the newest line's seq (0 before any)")
+    status: Status = Field(description="the experiment's status when the lines were read")

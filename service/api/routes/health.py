@@ -9,6 +9,7 @@ from fastapi import APIRouter, Request
 from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 
+from service.api import schemas
 from service.api.errors import problem
 from service.queue import broker_ready
 
@@ -17,7 +18,7 @@ log = logging.getLogger(__name__)
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz")
+@router.get("/healthz", response_model=schemas.Health)
 async def healthz() -> dict[str, str]:
     """Liveness in constant time: answered on the event loop, touching neither the database
     pool nor the thread pool (a sync route here waited behind every busy thread)."""
@@ -33,7 +34,11 @@ def _database_ready(request: Request) -> str | None:
     return None
 
 
-@router.get("/readyz", responses={503: {"description": "database or broker unreachable"}})
+@router.get(
+    "/readyz",
+    response_model=schemas.Readiness,
+    responses={503: {"description": "database or broker unreachable"}},
+)
 async def readyz(request: Request) -> Any:
     """200 when the database and the broker answer; 503 with the reason otherwise."""
     db = await run_in_threadpool(_database_ready, request)

@@ -22,6 +22,7 @@ from fastapi.responses import StreamingResponse
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
+from service.api import schemas
 from service.api.auth import OwnerDep
 from service.api.deps import SessionDep
 from service.api.routes.experiments import _experiment as owned_experiment
@@ -52,6 +53,7 @@ def line_view(row: RunLog) -> dict[str, Any]:
 
 @router.get(
     "/{experiment_id}/logs",
+    response_model=schemas.LogPage,
     responses={
         200: {
             "description": "the lines as JSON, or with follow=true a text/event-stream",
