@@ -22,6 +22,7 @@ from pathlib import Path
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.db import jobs
+from service.observability import counters
 from worker.reporter import retry_db
 
 log = logging.getLogger(__name__)
@@ -102,7 +103,9 @@ class LeaseKeeper:
             ok = retry_db(write, self.lease_s, "renewing the lease")
         except Exception:  # noqa: BLE001 - the next renewal or the lease-guarded writes decide
             log.warning("experiment %s: could not renew the lease", self.id, exc_info=True)
+            counters.lease_renewal("failed")
             return True
+        counters.lease_renewal("renewed" if ok else "lost")
         if ok:
             touch(self.alive_file)
         return ok

@@ -13,10 +13,13 @@ Read from the database at each scrape (a few grouped counts; cheap with the stat
 - ``reglab_leases{state}``: running experiments whose lease is ``live`` or ``expired`` (an
   expired one is what the reconciler takes back; a live one is being renewed by its worker);
 - ``reglab_experiments_retried``: experiments that needed more than one attempt (the
-  reconciler's requeues and the worker's retries leave ``attempts > 1``).
+  reconciler's requeues and the worker's retries leave ``attempts > 1``);
+- ``reglab_runs_waiting_for_worker{queue}``: queued runs the reconciler marked as waiting for a
+  worker on a queue nobody consumes (``service.db.workers.WAITING``).
 
-Individual lease renewals and reconciler passes are not stored in the database, so they are not
-counted here; the worker and reconciler processes would have to export their own counters.
+And the reconciler's actions, counted by its thread in this process
+(``service.observability.counters``). Lease renewals are counted in the workers' processes and
+served by each worker (``REGLAB_WORKER_METRICS_PORT``), not here.
 """
 
 from __future__ import annotations
@@ -38,6 +41,8 @@ from prometheus_client.core import GaugeMetricFamily
 from sqlalchemy import func, select
 
 from service.db.models import STATUSES, Experiment
+from service.db.workers import WAITING
+from service.observability.counters import RECONCILER
 
 REGISTRY = CollectorRegistry()
 REQUESTS = Counter(
@@ -113,6 +118,22 @@ def database_families(session: Any, now: datetime | None = None) -> Iterator[Gau
         "experiments that needed more than one attempt",
         value=retried or 0,
     )
+    waiting = GaugeMetricFamily(
+        "reglab_runs_waiting_for_worker",
+        "queued runs on a queue no live worker consumes (the reconciler marked them)",
+        labels=["queue"],
+    )
+    marked = session.execute(
+        select(Experiment.queue, func.count())
+        .where(
+            Experiment.status == "queued",
+            Experiment.error.startswith(WAITING, autoescape=True),
+        )
+        .group_by(Experiment.queue)
+    ).all()
+    for queue, count in [*marked, *((q, 0) for q in ("cpu", "gpu") if q not in dict(marked))]:
+        waiting.add_metric([queue], count)
+    yield waiting
 
 
 class _Database:
@@ -133,9 +154,10 @@ router = APIRouter(tags=["operations"])
 )
 def prometheus_metrics(request: Request) -> Response:
     """Prometheus metrics: per-route requests and latency, experiments by status, queue depth
-    and oldest queued age per queue, lease states, retried experiments."""
+    and oldest queued age per queue, lease states, retried experiments, runs waiting for a
+    worker, the reconciler's actions."""
     with request.app.state.sessionmaker() as session:
         registry = CollectorRegistry()
         registry.register(_Database(session))
-        body = generate_latest(REGISTRY) + generate_latest(registry)
+        body = generate_latest(REGISTRY) + generate_latest(RECONCILER) + generate_latest(registry)
     return Response(body, media_type=CONTENT_TYPE_LATEST)

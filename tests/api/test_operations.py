@@ -5,15 +5,29 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import timedelta
 
+import httpx
 from celery import signals
 from fastapi.testclient import TestClient
 
 from service.api.ratelimit import TokenBuckets
+from service.db import jobs
+from service.db.models import Experiment, utcnow
 from service.main import create_app
+from service.observability import counters
 from service.observability.context import TASK_HEADER, _bind_task, request_id
 from service.observability.logs import JSONFormatter
+from service.queue import make_celery
 from tests.api.conftest import BASE_URL, spec, submit
+from worker.lease import LeaseKeeper
+from worker.reconciler import reconcile_once
+
+
+def sample(text: str, series: str) -> float:
+    """The value of ``series`` (name and labels, as Prometheus prints them) in ``text``."""
+    line = next(ln for ln in text.splitlines() if ln.startswith(series + " "))
+    return float(line.rsplit(" ", 1)[1])
 
 
 def test_metrics_count_routes_experiments_and_queues(client, sessions):
@@ -108,3 +122,49 @@ def test_serve_and_worker_log_json_lines_unless_told_text(monkeypatch):
     finally:
         root.handlers[:] = before[0]
         root.setLevel(before[1])
+
+
+def test_reconciler_actions_move_their_counters_in_the_apis_metrics(client, sessions, settings):
+    eid = submit(client)["id"]
+    with sessions.begin() as s:  # its worker died: running, lease expired
+        row = s.get(Experiment, eid)
+        row.status, row.lease_owner, row.attempts = "running", "gone", 1
+        row.lease_expires_at = utcnow() - timedelta(minutes=5)
+    series = {a: f'reglab_reconciler_actions_total{{action="{a}"}}' for a in ("requeued", "resent")}
+    before = client.get("/metrics").text
+    report = reconcile_once(sessions, make_celery(settings), grace_s=0)
+    assert report.requeued == [eid] and report.enqueued == [eid]  # taken back, sent again
+    after = client.get("/metrics").text
+    for action in ("requeued", "resent"):
+        assert sample(after, series[action]) == sample(before, series[action]) + 1, action
+    # nothing consumes cpu here: the reconciler marked the run as waiting for a worker
+    assert sample(after, 'reglab_runs_waiting_for_worker{queue="cpu"}') == 1
+    assert sample(after, 'reglab_runs_waiting_for_worker{queue="gpu"}') == 0
+    reconcile_once(sessions, make_celery(settings), grace_s=0)  # nothing left to do
+    again = client.get("/metrics").text
+    assert sample(again, series["requeued"]) == sample(after, series["requeued"])
+    assert sample(again, series["resent"]) == sample(after, series["resent"])
+
+
+def test_lease_renewals_are_counted_and_served_by_the_worker(client, sessions):
+    eid = submit(client)["id"]
+    with sessions.begin() as s:
+        assert jobs.claim(s, eid, "w1", 60) is not None
+    keeper = LeaseKeeper(sessions, eid, "w1", lease_s=60, every_s=60, on_lost=lambda: None)
+    server = counters.serve_worker_metrics(0)
+    url = f"http://127.0.0.1:{server.server_port}/metrics"
+    try:
+        before = httpx.get(url).text
+        assert keeper.beat() and keeper.beat()
+        with sessions.begin() as s:  # another worker took the run over
+            s.get(Experiment, eid).lease_owner = "w2"
+        assert not keeper.beat()
+        after = httpx.get(url).text
+    finally:
+        server.shutdown()
+        server.server_close()
+    renewed = 'reglab_lease_renewals_total{outcome="renewed"}'
+    lost = 'reglab_lease_renewals_total{outcome="lost"}'
+    assert sample(after, renewed) == sample(before, renewed) + 2
+    assert sample(after, lost) == sample(before, lost) + 1
+    assert "reglab_lease_renewals" not in client.get("/metrics").text  # the worker's, not the API's
