@@ -92,6 +92,7 @@ def serve(
         settings.reconcile_seconds,
         stale_after_s=settings.stale_queued_seconds,
         parts=part_file_sweeper(settings.artifacts, settings.partial_file_seconds),
+        pack_size=settings.pack_size,
     )
     reconciler.start()
     where = settings.broker_url and "a broker" or f"the filesystem broker in {settings.broker_dir}"
@@ -224,6 +225,7 @@ def reconcile(
             make_celery(settings),
             stale_after_s=settings.stale_queued_seconds if stale_after is None else stale_after,
             parts=part_file_sweeper(settings.artifacts, settings.partial_file_seconds),
+            pack_size=settings.pack_size,
         )
     finally:
         engine.dispose()

@@ -18,6 +18,8 @@ from service.settings import Settings
 log = logging.getLogger(__name__)
 
 TASK_NAME = "experiments.run"
+#: one message for a pack of sweep trials (``worker.packs``): ``args=[[experiment ids]]``
+PACK_TASK_NAME = "experiments.run_pack"
 #: how often a worker on the filesystem broker looks for a new message
 FILESYSTEM_POLL_S = 0.02
 
@@ -64,14 +66,16 @@ def make_celery(settings: Settings) -> Celery:
     return app
 
 
-def enqueue(app: Celery, experiment_id: str, queue: str) -> bool:
-    """Send ``experiments.run``; False (logged) when the broker refused: the reconciler retries."""
+def enqueue(app: Celery, experiment_id: str | list[str], queue: str) -> bool:
+    """Send ``experiments.run`` (one id, or a list of one) or ``experiments.run_pack`` (a list
+    of several); False (logged) when the broker refused: the rows stay queued and the reconciler
+    sends them again, one by one."""
+    ids = [experiment_id] if isinstance(experiment_id, str) else experiment_id
+    task, args = (TASK_NAME, [ids[0]]) if len(ids) == 1 else (PACK_TASK_NAME, [ids])
     try:
-        app.send_task(TASK_NAME, args=[experiment_id], queue=queue)
+        app.send_task(task, args=args, queue=queue)
     except Exception:  # noqa: BLE001 - the row stays queued and is re-enqueued later
-        log.warning(
-            "could not enqueue experiment %s on queue %s", experiment_id, queue, exc_info=True
-        )
+        log.warning("could not enqueue experiment(s) %s on queue %s", ids, queue, exc_info=True)
         return False
     return True
 

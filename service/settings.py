@@ -27,10 +27,6 @@ class Settings(BaseSettings):
     #: a worker touches this file every few seconds while it is alive (idle, or renewing a run's
     #: lease); the container healthcheck reads its age
     worker_heartbeat_file: Path = Path("/tmp/reglab-worker-alive")
-    #: a worker serves its own Prometheus metrics (its lease renewals) at
-    #: ``http://<worker_metrics_addr>:<port>/metrics``; None: not served
-    worker_metrics_port: int | None = Field(default=None, ge=0, le=65535)
-    worker_metrics_addr: str = "127.0.0.1"
     lease_seconds: int = 60
     heartbeat_seconds: int = 10
     max_attempts: int = 3
@@ -73,6 +69,10 @@ class Settings(BaseSettings):
     #: that outgrows it fails with MemoryError instead of waking the kernel's OOM killer; CPU
     #: jobs only (CUDA reserves address space it never uses). None: no cap
     job_memory_limit_bytes: int | None = Field(default=None, ge=1)
+    #: a sweep's trials that share data, model and epochs run as packs of up to this many, one
+    #: job each, on regcore's batched engine (``service.sweeps.packing``); None: 16 on the cpu
+    #: queue, 64 on gpu; 1 turns packing off
+    pack_size: int | None = Field(default=None, ge=1)
 
     @field_validator("allowed_hosts", mode="before")
     @classmethod

@@ -19,7 +19,7 @@ from celery.signals import task_postrun, worker_process_init, worker_ready, work
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.db import workers
-from service.queue import TASK_NAME, celery_config
+from service.queue import PACK_TASK_NAME, TASK_NAME, celery_config
 from service.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -29,7 +29,7 @@ VISIBILITY_TIMEOUT_S = 12 * 3600
 
 
 def make_celery(settings: Settings) -> Celery:
-    app = Celery("reglab", include=["worker.tasks"])
+    app = Celery("reglab", include=["worker.tasks", "worker.packs"])
     config: dict[str, Any] = celery_config(settings)
     if settings.broker_url:
         config["broker_transport_options"] = {
@@ -42,7 +42,8 @@ def make_celery(settings: Settings) -> Celery:
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
         task_default_queue="cpu",
-        task_routes={TASK_NAME: {"queue": "cpu"}},  # the API names gpu explicitly when it needs it
+        # the API names gpu explicitly when it needs it
+        task_routes={TASK_NAME: {"queue": "cpu"}, PACK_TASK_NAME: {"queue": "cpu"}},
         task_ignore_result=True,  # results live in the database
         task_track_started=False,
         broker_connection_retry_on_startup=True,
@@ -76,17 +77,6 @@ def _liveness_file(**_: Any) -> None:
     from worker.lease import start_idle_heartbeat
 
     start_idle_heartbeat(get_settings().worker_heartbeat_file)
-
-
-@worker_ready.connect
-def _serve_metrics(**_: Any) -> None:
-    # lease renewals happen in this process: it serves them (service.observability.counters)
-    settings = get_settings()
-    if settings.worker_metrics_port is not None:
-        from service.observability.counters import serve_worker_metrics
-
-        server = serve_worker_metrics(settings.worker_metrics_port, settings.worker_metrics_addr)
-        log.info("worker metrics at http://%s:%d/metrics", *server.server_address[:2])
 
 
 class QueueHeartbeat(threading.Thread):
@@ -142,13 +132,16 @@ def _withdraw_queues(**_: Any) -> None:
 
 @task_postrun.connect
 def _next_sweep_trials(sender: Any = None, args: Any = None, **_: Any) -> None:
-    """A sweep's next trial starts when one of its runs ends, not at the reconciler's pass."""
-    if getattr(sender, "name", None) != TASK_NAME or not args:
+    """A sweep's next trials start when one of its runs (or packs) ends, not at the
+    reconciler's pass."""
+    if getattr(sender, "name", None) not in (TASK_NAME, PACK_TASK_NAME) or not args:
         return
     from worker.context import get_context
     from worker.reconciler import advance_sweep
 
+    eid = args[0] if isinstance(args[0], str) else args[0][0]  # a pack's trials share a sweep
+    ctx = get_context()
     try:
-        advance_sweep(get_context().sessions, app, args[0])
+        advance_sweep(ctx.sessions, app, eid, ctx.settings.pack_size)
     except Exception:  # noqa: BLE001 - the reconciler's next pass launches them
-        log.warning("could not launch the next trials after %s", args[0], exc_info=True)
+        log.warning("could not launch the next trials after %s", eid, exc_info=True)

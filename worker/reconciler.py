@@ -22,7 +22,7 @@ import re
 import stat
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -33,7 +33,6 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from service.db import jobs, sweeps, workers
 from service.db.models import Experiment, utcnow
-from service.observability import counters
 from service.queue import enqueue
 
 log = logging.getLogger(__name__)
@@ -128,25 +127,32 @@ def part_file_sweeper(artifacts: str, max_age_s: float) -> PartFileSweeper | Non
     return PartFileSweeper(artifacts, max_age_s)
 
 
-def send(sessions: sessionmaker[Session], celery: Celery, rows: list[tuple[str, str]]) -> list[str]:
-    """Enqueue each ``(experiment id, queue)`` and stamp ``enqueued_at``; returns the ids sent
-    (a refused send stays unstamped: the next pass sends it again)."""
-    sent = []
+def send(
+    sessions: sessionmaker[Session], celery: Celery, rows: Sequence[tuple[str | list[str], str]]
+) -> list[str]:
+    """Enqueue each ``(experiment id, queue)`` (or ``(ids, queue)``: one pack's message) and
+    stamp ``enqueued_at``; returns the ids sent (a refused send stays unstamped: the next pass
+    sends it again, one by one)."""
+    sent: list[str] = []
     for experiment_id, queue in rows:
-        if enqueue(celery, experiment_id, queue):
+        ids = [experiment_id] if isinstance(experiment_id, str) else experiment_id
+        if enqueue(celery, ids, queue):
             with sessions.begin() as session:
-                jobs.mark_enqueued(session, experiment_id)
-            sent.append(experiment_id)
+                for eid in ids:
+                    jobs.mark_enqueued(session, eid)
+            sent += ids
     return sent
 
 
-def advance_sweep(sessions: sessionmaker[Session], celery: Celery, experiment_id: str) -> list[str]:
+def advance_sweep(
+    sessions: sessionmaker[Session], celery: Celery, experiment_id: str, pack_size: int | None = 1
+) -> list[str]:
     """After a run ends: its sweep's next trials, launched and sent now (``sweeps.advance``)."""
     with sessions.begin() as session:
-        swept = sweeps.advance(session, experiment_id)
+        swept = sweeps.advance(session, experiment_id, pack_size)
     for eid, reason in swept.stopped.items():
         log.info("sweep: experiment %s %s", eid, reason)
-    return send(sessions, celery, swept.launched)
+    return send(sessions, celery, swept.messages)
 
 
 def reconcile_once(
@@ -156,15 +162,16 @@ def reconcile_once(
     stale_after_s: float = STALE_QUEUED_S,
     grace_s: float = GRACE_S,
     parts: PartFileSweeper | None = None,
+    pack_size: int | None = 1,
 ) -> Report:
     report = Report()
     now = utcnow()
     with sessions.begin() as session:
         report.requeued = jobs.requeue_expired(session, now)
     with sessions.begin() as session:  # early stopping, launches within max_concurrent
-        swept = sweeps.tick(session)
+        swept = sweeps.tick(session, pack_size)
     report.stopped = swept.stopped
-    send(sessions, celery, swept.launched)
+    send(sessions, celery, swept.messages)
     with sessions.begin() as session:  # queues no live worker consumes: say so, send no more
         report.idle_queues = sorted(jobs.note_waiting(session, workers.consumers(session, now)))
     with sessions() as session:
@@ -187,7 +194,6 @@ def reconcile_once(
         report.removed_parts = parts.tick()
         if report.removed_parts:
             log.info("reconciler: removed leftover upload files %s", report.removed_parts)
-    counters.reconciled(report.requeued, report.enqueued, report.stopped, report.removed_parts)
     return report
 
 

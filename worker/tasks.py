@@ -14,6 +14,7 @@ that did not stop by itself. ``inline`` runs the job in the worker's own process
 from __future__ import annotations
 
 import errno
+import json
 import logging
 import math
 import os
@@ -239,28 +240,40 @@ def _execute_claimed(ctx: WorkerContext, job: ClaimedJob, reporter: DbReporter) 
             resume=True,
             system_metrics=True,
         )
-    except OSError as err:
-        if err.errno not in STORE_FULL:
+    except Exception as err:
+        failed = failure_outcome(err, reporter.lease_lost)
+        if failed is None:
             raise
+        return failed
+    return outcome_of(ctx, job.id, result, reporter)
+
+
+def failure_outcome(err: Exception, lease_lost: bool) -> Outcome | None:
+    """How a run that raised ``err`` ends when a retry cannot help (a full or read-only volume,
+    out of memory, no such device); None for an unexpected error (the caller re-raises)."""
+    if isinstance(err, OSError) and err.errno in STORE_FULL:
         # a full or read-only volume (scratch or artifact store): say which, not the path
         return Outcome(
             "failed", error=f"a write was refused: {os.strerror(err.errno)} (errno {err.errno})",
-            lease_lost=reporter.lease_lost,
+            lease_lost=lease_lost,
         )  # fmt: skip
-    except Exception as err:
-        if not isinstance(err, PERMANENT) and not out_of_memory(err):
-            raise
-        what = "" if "Memory" in type(err).__name__ else "out of memory: "
-        return Outcome(
-            "failed", error=f"{what}{type(err).__name__}: {err}", lease_lost=reporter.lease_lost
-        )
+    if isinstance(err, OSError) or not (isinstance(err, PERMANENT) or out_of_memory(err)):
+        return None
+    what = "" if "Memory" in type(err).__name__ else "out of memory: "
+    return Outcome("failed", error=f"{what}{type(err).__name__}: {err}", lease_lost=lease_lost)
+
+
+def outcome_of(
+    ctx: WorkerContext, experiment_id: str, result: Any, reporter: DbReporter
+) -> Outcome:
+    """The outcome of a regcore run (``RunResult``) that reported through ``reporter``."""
     if reporter.lease_lost:
         return Outcome(result.status, lease_lost=True)  # the new owner records the outcome
     if result.reason:
-        log.info("experiment %s: %s", job.id, result.reason)
+        log.info("experiment %s: %s", experiment_id, result.reason)
     summary = _clean(result.summary())
     if env := summary.pop("environment", None):  # stored beside the summary, not in it
-        provenance.record(ctx, job.id, job.worker_id, env)
+        provenance.record(ctx, experiment_id, reporter.worker_id, env)
     error = result.reason if result.status == "failed" else None
     return Outcome(result.status, summary, error, cancel_seen=reporter.cancel_seen)
 
@@ -310,6 +323,12 @@ def _fetch_last_checkpoint(
     names = ("last.safetensors", "last.state.safetensors", "last.json")
     for key, name in zip(keys, names, strict=True):
         ctx.store.get(key, ckpt_dir / name)
+    if "pack" in json.loads((ckpt_dir / "last.json").read_text()).get("train_state", {}):
+        # a pack member's weights (worker.packs), without the optimizer and generator state a
+        # lone run resumes from: the run starts over (its recorded epochs are kept; rewriting
+        # them adds nothing: metrics are unique on experiment, key and step)
+        log.info("the last checkpoint is a pack member's: the run starts from epoch 0")
+        shutil.rmtree(ckpt_dir, ignore_errors=True)
 
 
 def _finish(

@@ -40,7 +40,7 @@ from service.db.models import (
     SweepTrial,
     utcnow,
 )
-from service.sweeps import early_stop
+from service.sweeps import early_stop, packing
 from service.sweeps.plan import MAX_EXPERIMENTS, Plan, SweepRequest
 
 ACTIVE = ("queued", "running")
@@ -347,37 +347,43 @@ def _settle(session: Session, sweep: Sweep) -> None:
 class Tick:
     #: (experiment id, queue) of the experiments created; enqueue them after the commit.
     launched: list[tuple[str, str]] = field(default_factory=list)
+    #: the same experiments as the messages to send: (ids, queue), several ids for a pack
+    #: (``service.sweeps.packing``)
+    messages: list[tuple[list[str], str]] = field(default_factory=list)
     #: experiment id -> why early stopping stopped it.
     stopped: dict[str, str] = field(default_factory=dict)
 
 
-def tick(session: Session) -> Tick:
-    """One pass over the running sweeps: early stopping, launches, completion."""
+def tick(session: Session, pack_size: int | None = 1) -> Tick:
+    """One pass over the running sweeps: early stopping, launches (in packs of up to
+    ``pack_size``: ``service.sweeps.packing``), completion."""
     out = Tick()
     for sweep_id in session.scalars(select(Sweep.id).where(Sweep.status == "running")).all():
-        _step(session, sweep_id, out)
+        _step(session, sweep_id, out, pack_size)
     return out
 
 
-def advance(session: Session, experiment_id: str) -> Tick:
+def advance(session: Session, experiment_id: str, pack_size: int | None = 1) -> Tick:
     """The same step for the sweep of one experiment that just ended, so the sweep's next
     trial starts then rather than at the next reconciler pass (a worker calls it after each
     run); nothing for an experiment outside a sweep."""
     out = Tick()
     sweep_id = session.scalar(select(Experiment.sweep_id).where(Experiment.id == experiment_id))
     if sweep_id is not None:
-        _step(session, sweep_id, out)
+        _step(session, sweep_id, out, pack_size)
     return out
 
 
-def _step(session: Session, sweep_id: str, out: Tick) -> None:
+def _step(session: Session, sweep_id: str, out: Tick, pack_size: int | None) -> None:
     sweep = _lock(session, sweep_id)
     if sweep is None or sweep.status != "running":
         return
     reasons = decide_stops(session, sweep)
     for eid in stop(session, sweep.id, reasons):
         out.stopped[eid] = reasons[eid]
-    out.launched += [(r.id, r.queue) for r in launch(session, sweep)]
+    rows = launch(session, sweep)
+    out.launched += [(r.id, r.queue) for r in rows]
+    out.messages += packing.group(rows, pack_size)
     _settle(session, sweep)
 
 

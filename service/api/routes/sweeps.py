@@ -35,6 +35,7 @@ from service.db.paging import CursorError
 from service.db.sweep_pages import sweeps_page
 from service.queue import enqueue
 from service.settings import Settings
+from service.sweeps import packing
 from service.sweeps.plan import PlanError, SweepRequest, expand
 from service.sweeps.results import results
 from service.sweeps.stats import metric_keys
@@ -125,11 +126,12 @@ def _create(
     sweep = repo.create(
         session, req, plan, queues=queues, owner=owner, max_attempts=settings.max_attempts
     )
-    launched = [(r.id, r.queue) for r in repo.launch(session, sweep)]
+    messages = packing.group(repo.launch(session, sweep), settings.pack_size)
     session.commit()
-    for eid, queue in launched:  # after the commit, so the worker finds the rows
-        if enqueue(celery, eid, queue):
-            experiments_repo.mark_enqueued(session, eid)
+    for ids, queue in messages:  # after the commit, so the worker finds the rows
+        if enqueue(celery, ids, queue):
+            for eid in ids:
+                experiments_repo.mark_enqueued(session, eid)
     session.commit()
     response.headers["Location"] = f"/v1/sweeps/{sweep.id}"
     return sweep_view(session, sweep)

@@ -1,0 +1,109 @@
+"""A packed sweep on the embedded default (``reglab serve``: SQLite, the filesystem broker, the
+embedded worker): its trials run as one pack (``worker.packs``) and each keeps what a lone run
+has (its row, status, epochs, metrics, checkpoint); cancelling one member stops it alone."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from reglab.client import RegLabClient
+from tests.integration.conftest import Proc, free_port, serve
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
+
+
+def base(epochs: int, n_train: int = 300, batch_size: int = 50) -> dict[str, Any]:
+    return {
+        "data": {"name": "mnist1d", "n_train": n_train, "n_val": 100, "n_test": 100},
+        "model": {"name": "mlp", "hidden": [32]},
+        "train": {"lr": 0.05, "batch_size": batch_size, "epochs": epochs, "device": "cpu"},
+        "regularizers": [{"name": "l2", "strength": 1e-4}, {"name": "dropout", "p": 0.1}],
+    }
+
+
+def sweep(epochs: int, **kw: Any) -> dict[str, Any]:
+    return {
+        "name": "packed",
+        "base": base(epochs, **kw),
+        "space": {"regularizers[0].strength": [0.0, 1e-2], "regularizers[1].p": [0.0, 0.2]},
+        "max_concurrent": 4,
+        "metric": "val_acc",
+    }
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory) -> Iterator[tuple[RegLabClient, Proc]]:
+    port = free_port()
+    proc = serve(tmp_path_factory.mktemp("packed"), port)
+    with RegLabClient(f"http://127.0.0.1:{port}") as api:
+        try:
+            yield api, proc
+        finally:
+            proc.stop()
+
+
+def wait_sweep(api: RegLabClient, sweep_id: str, proc: Proc, timeout: float = 120) -> Any:
+    deadline = time.monotonic() + timeout
+    while (s := api.sweep(sweep_id))["status"] == "running":
+        assert time.monotonic() < deadline, (s["counts"], proc.tail())
+        time.sleep(0.3)
+    return s
+
+
+def shape(api: RegLabClient, eid: str) -> dict[str, list[int]]:
+    return {k: [p["step"] for p in v] for k, v in api.metrics(eid).items()}
+
+
+def test_a_packed_sweeps_trials_keep_their_own_rows_metrics_and_checkpoints(service):
+    api, proc = service
+    s = wait_sweep(api, api.create_sweep(sweep(epochs=2))["id"], proc)
+    assert s["status"] == "completed" and s["counts"]["succeeded"] == 4, s["counts"]
+    ids = [e["experiment_id"] for e in s["experiments"]]
+    assert len(set(ids)) == 4
+    # the same spec as trial 0, run alone (its own job, not packed)
+    lone = api.wait(api.submit(api.get(ids[0])["spec"])["id"], timeout=60, poll=0.3)
+    assert lone["status"] == "succeeded", lone
+    for eid in ids:
+        exp = api.get(eid)
+        assert exp["status"] == "succeeded" and exp["summary"]["epochs_run"] == 2, exp
+        assert exp["attempts"] == 1 and exp["progress"]["epoch"] == 2
+        assert shape(api, eid) == shape(api, lone["id"]), eid
+        assert [c["kind"] for c in api.checkpoints(eid)] == ["last"]
+        assert any("pack of 4" in line["message"] for line in api.logs(eid)["items"])
+    assert not any("pack of" in line["message"] for line in api.logs(lone["id"])["items"])
+    # a member trains as it would alone: trial 0's curve is its lone run's
+    packed, alone = (
+        api.metrics(ids[0], keys=["val_loss"]),
+        api.metrics(lone["id"], keys=["val_loss"]),
+    )
+    for p, q in zip(packed["val_loss"], alone["val_loss"], strict=True):
+        assert p["value"] == pytest.approx(q["value"], abs=1e-4)
+
+
+def test_cancelling_one_member_of_a_running_pack_leaves_the_others_running(service):
+    api, proc = service
+    epochs = 150  # tiny data: ~2 steps an epoch, a few seconds in all
+    created = api.create_sweep(sweep(epochs=epochs, n_train=100, batch_size=50))
+    ids = [e["experiment_id"] for e in created["experiments"]]
+    victim = ids[1]
+    deadline = time.monotonic() + 60
+    while api.get(victim)["progress"]["epoch"] < 2:
+        assert time.monotonic() < deadline, proc.tail()
+        time.sleep(0.1)
+    api.cancel(victim)
+    s = wait_sweep(api, created["id"], proc)
+    cancelled = api.get(victim)
+    assert cancelled["status"] == "cancelled", cancelled
+    assert cancelled["progress"]["epoch"] < epochs
+    assert len(shape(api, victim)["val_loss"]) == cancelled["progress"]["epoch"]
+    for eid in ids:
+        if eid == victim:
+            continue
+        exp = api.get(eid)
+        assert exp["status"] == "succeeded" and exp["summary"]["epochs_run"] == epochs, exp
+        assert shape(api, eid)["val_loss"] == list(range(1, epochs + 1))
+    assert s["counts"]["succeeded"] == 3 and s["counts"]["cancelled"] == 1

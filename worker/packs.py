@@ -1,0 +1,214 @@
+"""``experiments.run_pack``: a pack of sweep trials trained as one job on regcore's batched engine.
+
+The service sends a sweep's trials that share seed, data, model and epochs as one message
+(``service.sweeps.packing``); regcore has the last word on what batches. The task:
+
+1. reads the trials' specs and groups them by ``regcore.ensemble.pack.pack_key``; the first
+   group of two or more is the pack run here, every other group is sent on as its own message
+   (a pack, or a single ``experiments.run`` for a spec that cannot pack);
+2. claims each member's row as a single run's claim does (``worker.tasks._claim``: the attempt
+   counted, its own lease); a member that cannot be claimed (cancelled, ended, or another
+   worker's) is dropped from the pack; one with a checkpoint from an earlier attempt is given
+   back and sent on alone, to resume from it;
+3. runs ``run_pack`` with one ``DbReporter`` per member (its epochs, checkpoints, cancel and
+   lease, exactly as a single run's) and one ``LeaseKeeper`` per member;
+4. settles each member on its own (``worker.tasks._settle``): a member cancelled, stopped by
+   the sweep's early stopping (a cancel request with the trial's ``stop_reason``) or diverged
+   ends alone while the others go on.
+
+A pack runs in the worker's own process (not a child per job), and its log lines are kept on
+every member. After a worker is killed, the members' leases expire and the reconciler sends them
+again one by one: each reruns alone from epoch 0 (a pack member's checkpoint holds no optimizer
+state for a lone run to resume from); the epochs already recorded stay, and the rerun's copies of
+them are not written twice (metrics are unique on experiment, key and step).
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections.abc import Sequence
+from dataclasses import replace
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from celery import Task
+from sqlalchemy import select
+
+from regcore.ensemble.pack import PackMember, pack_key, run_pack
+from regcore.spec import ExperimentSpec, SpecError, parse_spec
+from regcore.system_metrics import collecting
+from regcore.training.device import resolve_device
+from service.db import jobs
+from service.db.models import Experiment
+from service.queue import PACK_TASK_NAME
+from worker import provenance, run_logs
+from worker.celery_app import app
+from worker.context import WorkerContext, get_context
+from worker.datasets import prepare_inputs
+from worker.lease import LeaseKeeper
+from worker.reconciler import send
+from worker.reporter import DbReporter, retry_db
+from worker.tasks import (
+    SHUTTING_DOWN,
+    Outcome,
+    _claim,
+    _settle,
+    failure_outcome,
+    outcome_of,
+)
+
+log = logging.getLogger(__name__)
+
+
+@app.task(name=PACK_TASK_NAME, bind=True)
+def run_pack_task(self: Task, experiment_ids: list[str]) -> str:
+    return run_pack_job(list(experiment_ids), get_context())
+
+
+def regroup(specs: Sequence[tuple[str, str, ExperimentSpec | None]]) -> list[tuple[list[str], str]]:
+    """``(ids, queue)`` messages from ``(id, queue, spec)``: the ids whose specs share a
+    ``pack_key`` (and queue) together, in order; a spec that cannot pack (or was not valid)
+    alone."""
+    slots: dict[Any, list[str]] = {}
+    queues: dict[Any, str] = {}
+    for i, (eid, queue, spec) in enumerate(specs):
+        key = pack_key(spec) if spec is not None else None
+        slot = (queue, key) if key is not None else i
+        slots.setdefault(slot, []).append(eid)
+        queues[slot] = queue
+    return [(ids, queues[slot]) for slot, ids in slots.items()]
+
+
+def _read(ctx: WorkerContext, ids: list[str]) -> list[tuple[str, str, ExperimentSpec | None]]:
+    """The runnable rows among ``ids`` (queued, or running: maybe a lease to take over), in
+    the message's order, with their specs (None: not valid, the single path fails it)."""
+    with ctx.sessions() as session:
+        rows = {
+            eid: (queue, spec)
+            for eid, queue, spec in session.execute(
+                select(Experiment.id, Experiment.queue, Experiment.spec).where(
+                    Experiment.id.in_(ids), Experiment.status.in_(("queued", "running"))
+                )
+            )
+        }
+    out: list[tuple[str, str, ExperimentSpec | None]] = []
+    for eid in ids:
+        if eid not in rows:
+            continue
+        queue, data = rows[eid]
+        try:
+            spec: ExperimentSpec | None = parse_spec(data)
+        except SpecError:
+            spec = None
+        out.append((eid, queue, spec))
+    return out
+
+
+class _Member:
+    """One claimed member: its reporter, lease keeper and log lines."""
+
+    def __init__(self, ctx: WorkerContext, eid: str, attempt: int, spec: ExperimentSpec):
+        s = ctx.settings
+        self.id, self.spec = eid, spec
+        self.workdir = ctx.scratch / eid
+        self.reporter = DbReporter(
+            ctx.sessions, ctx.store, eid, ctx.worker_id,
+            lease_s=s.lease_seconds, heartbeat_s=s.heartbeat_seconds, stop=SHUTTING_DOWN,
+        )  # fmt: skip
+        self.keeper = LeaseKeeper(
+            ctx.sessions, eid, ctx.worker_id,
+            lease_s=s.lease_seconds, every_s=s.heartbeat_seconds,
+            on_lost=lambda: self.reporter.lose("renewing the lease"),
+            alive_file=s.worker_heartbeat_file,
+        )  # fmt: skip
+        self.lines = run_logs.start(
+            ctx.sessions, eid, ctx.worker_id, attempt,
+            max_lines=s.max_log_lines, budget_s=s.lease_seconds,
+        )  # fmt: skip
+
+
+def run_pack_job(experiment_ids: list[str], ctx: WorkerContext) -> str:
+    """Run the pack among ``experiment_ids`` (send the rest on); returns what happened."""
+    messages = regroup(_read(ctx, experiment_ids))
+    here = next((m for m in messages if len(m[0]) > 1), None)
+    others = [m for m in messages if m is not here]
+    if others:
+        log.info("pack: sending on %s (not packed with the rest)", [m[0] for m in others])
+        send(ctx.sessions, app, others)
+    if here is None:
+        return "nothing to pack"
+    ids, queue = here
+    members: list[_Member] = []
+    alone: list[tuple[str | list[str], str]] = []
+    for eid in ids:
+        claimed = retry_db(partial(_claim, ctx, eid), ctx.settings.lease_seconds, "claiming")
+        if isinstance(claimed, str):
+            log.info("experiment %s not claimed for the pack (%s)", eid, claimed)
+            continue
+        data, attempt, resume_keys = claimed
+        if resume_keys is not None:  # an earlier attempt's checkpoint: it resumes alone
+
+            def give_back(eid: str = eid) -> bool:
+                with ctx.sessions.begin() as session:
+                    return jobs.release(session, eid, ctx.worker_id)
+
+            if retry_db(give_back, ctx.settings.lease_seconds, "releasing the run"):
+                alone.append((eid, queue))
+            continue
+        members.append(_Member(ctx, eid, attempt, parse_spec(data)))
+    if alone:
+        send(ctx.sessions, app, alone)
+    if not members:
+        return "no member claimed"
+    try:
+        return _run(ctx, members)
+    finally:
+        for m in members:
+            m.keeper.stop()
+            m.lines.close()
+
+
+def _run(ctx: WorkerContext, members: list[_Member]) -> str:
+    for m in members:
+        m.keeper.start()
+    ready: list[_Member] = []
+    said: list[str] = []
+    for m in members:
+        provenance.record(ctx, m.id, ctx.worker_id, provenance.at_claim(m.spec, ctx, ctx.worker_id))
+        refused = prepare_inputs(ctx, m.id, m.spec)  # uploads and references, by id
+        if refused is not None:
+            m.keeper.stop()
+            said.append(_settle(ctx, m.id, Outcome("failed", error=refused)))
+            continue
+        shutil.rmtree(m.workdir / "checkpoints", ignore_errors=True)  # a fresh start
+        ready.append(m)
+    if not ready:
+        return ", ".join(said)
+    pack_dir = ctx.scratch / f"pack-{ready[0].id}"
+    log.info("pack of %d on %s: %s", len(ready), ctx.worker_id, [m.id for m in ready])
+    try:
+        # the sys_* series as a single run has them (each member's: the pack's process)
+        with collecting(resolve_device(ready[0].spec.train.device)):
+            results = run_pack(
+                [PackMember(m.spec, m.workdir, m.reporter) for m in ready],
+                pack_dir,
+                cache_dir=Path(ctx.settings.cache_dir),
+                threads=ctx.threads,
+            )
+        outcomes = [
+            outcome_of(ctx, m.id, r, m.reporter) for m, r in zip(ready, results, strict=True)
+        ]
+    except Exception as err:
+        failed = failure_outcome(err, lease_lost=False)
+        if failed is None:
+            log.exception("pack of %s: worker error", [m.id for m in ready])
+            failed = Outcome("failed", error=f"worker error: {type(err).__name__}: {err}")
+        outcomes = [replace(failed, lease_lost=m.reporter.lease_lost) for m in ready]
+    finally:
+        shutil.rmtree(pack_dir, ignore_errors=True)
+    for m, outcome in zip(ready, outcomes, strict=True):
+        m.keeper.stop()  # the last write below ends the lease
+        said.append(_settle(ctx, m.id, outcome))
+    return ", ".join(said)
