@@ -102,7 +102,8 @@ def run(
                     trainer.aux.targets[split],  # type: ignore[attr-defined]
                 )
     if spec.mc_dropout is not None and result.metrics:
-        result.metrics.update(mc_metrics(model, data, spec.mc_dropout.passes))
+        mc = spec.mc_dropout
+        result.metrics.update(mc_metrics(model, data, mc.passes, mc.rule))
     result.model = model  # type: ignore[attr-defined]
     result.environment = environment(spec, device=data.train.x.device, data=data)
     write_summary(workdir, result.summary())

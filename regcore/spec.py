@@ -562,11 +562,18 @@ class SelfSupervisedSpec(BaseModel):
 
 
 class MCDropoutSpec(BaseModel):
-    """Monte Carlo dropout (Gal & Ghahramani 2016): T stochastic passes at evaluation."""
+    """Dropout at evaluation: T stochastic passes (sampled sub-networks) beside the weight-scaling
+    pass, combined by the arithmetic mean of their probabilities (Monte Carlo dropout, Gal &
+    Ghahramani 2016; keys mc_*) or their normalized geometric mean (keys gm_*)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     passes: int = Field(30, ge=2, le=10_000)
+    rule: Literal["arithmetic", "geometric"] = Field(
+        "arithmetic",
+        description="arithmetic: mean probability (mc_*); geometric: softmax of the mean logits, "
+        "the normalized geometric mean of the passes' probabilities (gm_*)",
+    )
 
 
 # --- regularizers -----------------------------------------------------------------------------
