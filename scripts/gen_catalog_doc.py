@@ -26,6 +26,10 @@ Conventions: every `p` is a *drop* probability with inverted scaling (eval is th
 normalization parameters are not penalized unless asked; label smoothing's `epsilon` spreads ε over
 all K classes and `rho` puts ρ/(K−1) on each wrong class (ε = ρK/(K−1)); where order matters the
 list order of `regularizers` is the order of application (put `mixup` before `label_smoothing`).
+The Bayesian methods' `prior_var` σ² is a Gaussian prior N(0, σ²) on the weights, which under the
+mean loss is `l2` with λ = 1/(2·N·σ²) for N training examples (`regcore/bayes/prior.py`); each
+reports its posterior predictive as `<name>_test_loss`, `_test_acc`, `_ece`, ... beside the point
+estimate's `test_loss`, `test_acc`, `ece`.
 
 """
 START, END = "<!-- catalog:start -->", "<!-- catalog:end -->"

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from regcore.regularizers.laplace import fit_last_layer
-from tests.regcore.bayes.common import SMALL_DATA, sgd
+from scripts.bayes_calibration import EFFECT_RUNS
 from tests.regcore.runs import make_spec, train
 
 
@@ -57,22 +57,18 @@ def test_posterior_predictive_is_better_calibrated_than_map(hessian, tmp_path, c
     """Small-data MNIST-1D, seed 0: lower test ECE than the MAP model at about its accuracy
     (each logit is scaled by its own variance, so an arg max may change); 3 seeds measured in
     the issue's closing note."""
-    laplace = {"name": "laplace", "prior_var": 1.0, "hessian": hessian}
-    spec = make_spec(regularizers=[laplace], train=sgd(0.2, 120), **SMALL_DATA)
-    m = train(spec, tmp_path, cache_dir).metrics
+    run = EFFECT_RUNS["laplace"]
+    laplace = {**run["regularizers"][0], "hessian": hessian}
+    m = train(make_spec(**{**run, "regularizers": [laplace]}), tmp_path, cache_dir).metrics
     assert m["laplace_ece"] < m["ece"] - 0.1, (m["laplace_ece"], m["ece"])
     assert abs(m["laplace_test_acc"] - m["test_acc"]) <= 0.03
     assert m["laplace_test_loss"] < m["test_loss"]
 
 
 def test_the_sampling_predictive_runs_and_is_near_probit(tmp_path, cache_dir):
-    base = make_spec(regularizers=[{"name": "laplace"}], train=sgd(0.2, 30), **SMALL_DATA)
-    probit = train(base, tmp_path / "p", cache_dir).metrics
-    mc = make_spec(
-        regularizers=[{"name": "laplace", "predictive": "sampling", "samples": 500}],
-        train=sgd(0.2, 30),
-        **SMALL_DATA,
-    )
-    sampled = train(mc, tmp_path / "s", cache_dir).metrics
+    run = {**EFFECT_RUNS["laplace"], "train": {**EFFECT_RUNS["laplace"]["train"], "epochs": 30}}
+    probit = train(make_spec(**run), tmp_path / "p", cache_dir).metrics
+    mc = {**run["regularizers"][0], "predictive": "sampling", "samples": 500}
+    sampled = train(make_spec(**{**run, "regularizers": [mc]}), tmp_path / "s", cache_dir).metrics
     assert sampled["test_loss"] == probit["test_loss"]  # the same MAP model
     assert sampled["laplace_test_loss"] == pytest.approx(probit["laplace_test_loss"], abs=0.05)
