@@ -3,6 +3,8 @@ and sweeps, and Chromium reading back what each page plotted against the API's o
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import time
 from collections.abc import Iterator
@@ -231,3 +233,85 @@ def test_a_running_run_grows_live_and_the_cancel_button_stops_it(watched: Watche
     final = (done.get("summary") or {}).get("metrics") or {}
     rows = "document.querySelectorAll('#summary tr[data-metric], #summary td[data-metric]').length"
     watched.wait(f"{rows} === {len(final)}")
+
+
+def test_a_checkpoint_downloads_from_the_run_page_with_the_apis_bytes(
+    watched: Watched, server: Server
+):
+    eid = server.ids["base"]  # type: ignore[attr-defined]
+    server.wait(eid)
+    items = server.http.get(f"/v1/experiments/{eid}/checkpoints").json()["items"]
+    assert items
+    page = watched.open(f"runs/{eid}")
+    for c in items:
+        with page.expect_download() as got:
+            page.click(f"button[data-checkpoint='{c['id']}']")
+        data = Path(got.value.path()).read_bytes()
+        assert data == server.http.get(c["url"]).content
+        assert hashlib.sha256(data).hexdigest() == c["sha256"] and len(data) == c["size"]
+        assert got.value.suggested_filename == f"{eid}-{c['kind']}-{c['epoch']}.safetensors"
+
+
+def test_the_raw_spec_editor_shows_the_apis_error_naming_the_field_then_submits(
+    watched: Watched, server: Server
+):
+    page = watched.open("catalog")
+    sent: list[str] = []
+    page.on("request", lambda r: sent.append(r.url) if r.method == "POST" else None)
+    # not JSON: said in the page, nothing sent
+    page.fill("#raw-spec", '{"name": "raw",')
+    page.click("#submit-raw")
+    assert "not valid JSON" in page.locator("#raw-errors").inner_text()
+    assert sent == []
+    # a field the API refuses: its message, naming the field
+    spec = tiny("raw-edited", epochs=1)
+    spec["train"]["device"] = "tpu"
+    direct = server.http.post("/v1/experiments", json=spec)
+    assert direct.status_code == 422
+    api_msg = next(e["msg"] for e in direct.json()["errors"] if e["loc"] == "train.device")
+    watched.expect_console_error("status of 422")
+    page.fill("#raw-spec", json.dumps(spec, indent=2))
+    page.click("#submit-raw")
+    shown = page.locator("#raw-errors p.error[data-loc='train.device']")
+    shown.wait_for()
+    assert shown.inner_text() == f"train.device: {api_msg}"
+    assert len(sent) == 1
+    # fixed, it is submitted as typed and the run page opens
+    spec["train"]["device"] = "cpu"
+    page.fill("#raw-spec", json.dumps(spec, indent=2))
+    page.click("#submit-raw")
+    watched.wait("location.hash.startsWith('#/runs/')")
+    eid = watched.js("location.hash").split("/")[-1]
+    row = server.http.get(f"/v1/experiments/{eid}").json()
+    assert row["name"] == "raw-edited"
+    assert row["spec"]["train"]["epochs"] == 1 and row["spec"]["train"]["device"] == "cpu"
+
+
+def test_a_long_run_is_drawn_downsampled_and_every_point_is_fetched_when_zoomed_in(
+    watched: Watched, server: Server
+):
+    spec = tiny("long", epochs=800)
+    spec["data"].update(n_train=50, n_val=50, n_test=50)
+    eid = server.submit(spec)["id"]
+    assert server.wait(eid, timeout=240)["status"] == "succeeded"
+    page = watched.open(f"runs/{eid}")
+    asked = watched.js("window.__reglab.lastRender.maxPoints")
+    assert 300 < asked < 800  # about a chart's width in pixels
+    thin = server.http.get(
+        f"/v1/experiments/{eid}/metrics", params={"keys": "gen_gap", "max_points": asked}
+    ).json()["series"]["gen_gap"]
+    plotted = watched.js("window.__reglab.plots['run:gen_gap']")
+    assert plotted["x"] == [p["step"] for p in thin] and len(thin) == asked
+    assert plotted["series"]["gen_gap"] == pytest.approx([p["value"] for p in thin])
+    # a step range: every point in it, from the full series
+    full = server.http.get(f"/v1/experiments/{eid}/metrics", params={"keys": "gen_gap"}).json()
+    for name, value in (("from", "100"), ("to", "300")):
+        page.fill(f"input[name={name}]", value)
+        page.locator(f"input[name={name}]").dispatch_event("change")
+    want = [p["step"] for p in full["series"]["gen_gap"] if 100 <= p["step"] <= 300]
+    watched.wait(f"window.__reglab.plots['run:gen_gap'].x.length === {len(want)}")
+    assert watched.js("window.__reglab.plots['run:gen_gap'].x") == want
+    # a double-click on the charts clears the range: the whole run, now at full resolution
+    page.dblclick("#charts .chart")
+    watched.wait("window.__reglab.plots['run:gen_gap'].x.length === 800")
+    assert watched.js("document.querySelector('input[name=from]').value") == ""

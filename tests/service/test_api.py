@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from regcore.spec import regularizer_names
+from service.api.schemas import MetricSeries
 from service.db.models import Checkpoint, Experiment, Metric
 
 pytestmark = pytest.mark.timeout(60)
@@ -342,6 +343,8 @@ def test_max_points_downsamples_keeping_the_first_and_last_points(client, sessio
     # without it, every point; the parameter and its method are in the OpenAPI schema
     whole = client.get(f"/v1/experiments/{eid}/metrics", params={"keys": "val_acc"})
     assert len(whole.json()["series"]["val_acc"]) == 100
+    assert whole.headers["content-type"] == "application/json"
+    assert MetricSeries.model_validate(whole.json()).series["val_acc"][0].step == 1
     route = client.get("/openapi.json").json()["paths"]["/v1/experiments/{experiment_id}/metrics"]
     param = next(p for p in route["get"]["parameters"] if p["name"] == "max_points")
     assert "Largest-Triangle-Three-Buckets" in param["description"]

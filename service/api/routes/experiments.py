@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 from celery import Celery
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import FileResponse, StreamingResponse
+from pydantic import TypeAdapter
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
@@ -258,6 +259,9 @@ def cancel_experiment(
     return experiment_view(row)
 
 
+_PLAIN_JSON = TypeAdapter(dict[str, Any])
+
+
 @router.get("/{experiment_id}/metrics", response_model=schemas.MetricSeries)
 def get_metrics(
     experiment_id: str,
@@ -277,7 +281,7 @@ def get_metrics(
     since_step: Annotated[
         int | None, Query(ge=0, le=2**31 - 1, description="only steps after this one (polling)")
     ] = None,
-) -> dict[str, Any]:
+) -> Response:
     """Per-epoch series. A key the run has never recorded is a 404 that lists the keys it has."""
     _experiment(session, experiment_id, owner)
     wanted = keys_param(keys) or None
@@ -292,12 +296,15 @@ def get_metrics(
                 f"experiment {experiment_id} has no metric {', '.join(unknown)}; it has: {has}",
             )
     series = repo.metrics(session, experiment_id, wanted, max_points, since_step)
-    return {
+    body = {
         "series": {
             key: [{"step": s, "value": finite(v)} for s, v in points]
             for key, points in series.items()
         }
     }
+    # built in MetricSeries' shape and written as it is: FastAPI would validate 10,000 points
+    # into models first, several times the cost of the query (the dashboard's run page waits)
+    return Response(_PLAIN_JSON.dump_json(body), media_type="application/json")
 
 
 @router.get("/{experiment_id}/checkpoints", response_model=schemas.CheckpointList)

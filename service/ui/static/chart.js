@@ -12,7 +12,9 @@ window.__reglab = window.__reglab || { plots: {} };
 const tickFormat = (u, ticks) => ticks.map((v) => (v === null ? "" : Math.abs(v) >= 1e4 || (v !== 0 && Math.abs(v) < 1e-2) ? v.toExponential(0) : String(+v.toPrecision(6))));
 
 // lines: [{label, values, color?, band?: {low, high}}]; opts: {id, title, xLabel, logX, logY,
-// width, height, xRange: [min, max]}
+// width (pass it when drawing many: reading the element's width forces a layout each time),
+// height, xRange: [min, max], onZoom(xMin, xMax): called with a dragged x range instead of
+// uPlot zooming its own scale}
 export function lineChart(el, x, lines, opts = {}) {
   el.innerHTML = "";
   const data = [x];
@@ -43,7 +45,10 @@ export function lineChart(el, x, lines, opts = {}) {
     },
     axes: [{ label: opts.xLabel || "step", values: tickFormat }, { size: 60, values: tickFormat }],
     legend: { live: true },
-    cursor: { drag: { x: true, y: false } },
+    cursor: { drag: { x: true, y: false, setScale: !opts.onZoom } },
+    hooks: opts.onZoom ? { setSelect: [(u) => {
+      if (u.select.width > 1) opts.onZoom(u.posToVal(u.select.left, "x"), u.posToVal(u.select.left + u.select.width, "x"));
+    }] } : {},
   }, data, el);
   // the band's edges are series too: keep them out of the legend
   const items = plot.root.querySelectorAll(".u-legend .u-series");

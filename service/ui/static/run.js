@@ -1,6 +1,8 @@
-// Run page: curves of every metric key (GET /metrics, then ?since_step= while it runs) with
-// smoothing, log axes and a step range; the spec, provenance, summary and error; checkpoints
-// (downloaded with the key); logs (followed as server-sent events while it runs); cancel.
+// Run page: curves of every metric key (GET /metrics?max_points=<a chart's width in px>, LTTB on
+// the server; every point once a step range zooms in, or with #/runs/<id>?points=all; then
+// ?since_step= while it runs) with smoothing, log axes and a step range; the spec, provenance,
+// summary and error; checkpoints (downloaded with the key); logs (followed as server-sent events
+// while it runs); cancel.
 import { api } from "./api.js";
 import { h, fill, statusBadge, tagList, when, errorBox } from "./dom.js";
 import { lineChart } from "./chart.js";
@@ -21,19 +23,25 @@ export function groupKeys(keys) {
 
 export async function render(view, route) {
   const id = route.id;
+  // a chart's width, measured on an empty grid cell: the page asks for about one point a pixel
+  const charts = h("div.grid", { id: "charts" }, h("div.card", h("div.chart")));
+  fill(view, charts);
+  const width = Math.max(320, charts.firstChild.firstChild.clientWidth - 10);
+  // max_points: null once every point is here (asked for, or fetched when zoomed in)
+  let maxPoints = route.query.points === "all" ? null : width;
   // everything the page needs at once: the run, its metrics, checkpoints and logs
   const first = {
     exp: api.get(`/v1/experiments/${id}`),
-    metrics: api.get(`/v1/experiments/${id}/metrics`),
+    metrics: api.get(`/v1/experiments/${id}/metrics`, { max_points: maxPoints }),
     checkpoints: api.get(`/v1/experiments/${id}/checkpoints`),
     logs: api.get(`/v1/experiments/${id}/logs`, { since: 0, limit: 2000 }),
   };
   Object.values(first).forEach((p) => p.catch(() => {})); // each is awaited (and reported) below
   let exp = await first.exp;
-  const series = {}; // key -> {steps: [], values: []}
+  let series = {}; // key -> {steps: [], values: []}
   let lastStep = -1;
+  let thinned = false; // some series came back with max_points points: LTTB may have dropped some
   const ctl = { smoothing: Number(route.query.smooth) || 0, logX: false, logY: false, from: null, to: null, hidden: new Set() };
-  const charts = h("div.grid", { id: "charts" });
   const head = h("div");
   const keyBoxes = h("span");
   const stops = [];
@@ -41,10 +49,30 @@ export async function render(view, route) {
   async function pull(pending) {
     const q = lastStep >= 0 ? { since_step: lastStep } : {};
     const got = (await (pending || api.get(`/v1/experiments/${id}/metrics`, q))).series;
+    if (pending && maxPoints) thinned = Object.values(got).some((pts) => pts.length >= maxPoints);
     for (const [k, pts] of Object.entries(got)) {
       const s = (series[k] ||= { steps: [], values: [] });
       for (const p of pts) { s.steps.push(p.step); s.values.push(p.value); lastStep = Math.max(lastStep, p.step); }
     }
+  }
+
+  // zoomed in on a thinned series: fetch every point once, then draw the range from them
+  async function fullResolution() {
+    if (!thinned) return;
+    thinned = false;
+    maxPoints = null;
+    const whole = api.get(`/v1/experiments/${id}/metrics`);
+    series = {};
+    lastStep = -1;
+    await pull(whole);
+  }
+  async function zoom(from, to) {
+    ctl.from = from;
+    ctl.to = to;
+    controls.querySelector("input[name=from]").value = from ?? "";
+    controls.querySelector("input[name=to]").value = to ?? "";
+    if (from !== null || to !== null) await fullResolution();
+    draw();
   }
 
   function draw() {
@@ -69,9 +97,10 @@ export async function render(view, route) {
     }
     fill(charts, ...cards.map(([el]) => el.parentNode));
     for (const [el, x, lines, group] of cards) {
-      lineChart(el, x, lines, { id: `run:${group}`, title: group, logX: ctl.logX, logY: ctl.logY, height: 240 });
+      lineChart(el, x, lines, { id: `run:${group}`, title: group, logX: ctl.logX, logY: ctl.logY, height: 240, width,
+        onZoom: (lo, hi) => { if (Math.ceil(lo) <= Math.floor(hi)) zoom(Math.ceil(lo), Math.floor(hi)); } });
     }
-    window.__reglab.lastRender = { page: "run", ms: performance.now() - t0, keys: shown.length };
+    window.__reglab.lastRender = { page: "run", ms: performance.now() - t0, keys: shown.length, maxPoints };
   }
 
   function drawHead() {
@@ -99,9 +128,10 @@ export async function render(view, route) {
       on: { input: (e) => { ctl.smoothing = Number(e.target.value); draw(); } } })),
     h("label", h("input", { type: "checkbox", name: "logx", on: { change: (e) => { ctl.logX = e.target.checked; draw(); } } }), " log x"),
     h("label", h("input", { type: "checkbox", name: "logy", on: { change: (e) => { ctl.logY = e.target.checked; draw(); } } }), " log y"),
-    h("label", "steps from ", num("from", (e) => { ctl.from = e.target.value === "" ? null : Number(e.target.value); draw(); })),
-    h("label", "to ", num("to", (e) => { ctl.to = e.target.value === "" ? null : Number(e.target.value); draw(); })),
+    h("label", "steps from ", num("from", (e) => zoom(e.target.value === "" ? null : Number(e.target.value), ctl.to))),
+    h("label", "to ", num("to", (e) => zoom(ctl.from, e.target.value === "" ? null : Number(e.target.value)))),
     h("span.hint", "drag on a chart to zoom, double-click to reset"));
+  charts.addEventListener("dblclick", () => { if (ctl.from !== null || ctl.to !== null) zoom(null, null); });
 
   const ckpts = h("div");
   async function drawCheckpoints(pending) {
