@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from reglab.cli import app
-from reglab.client import RegLabClient
 from regcore.reproduce.claims import CLAIMS
 from regcore.reproduce.runner import local_executor, run_claim
+from reglab.cli import app
+from reglab.client import RegLabClient
 from tests.integration.conftest import free_port, serve
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(300)]
