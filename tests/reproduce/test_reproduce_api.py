@@ -44,7 +44,7 @@ def test_reproduce_through_a_real_service_runs_there_and_matches_a_local_run(tmp
         ("succeeded", 0),
         ("succeeded", 1),
     ]
-    served = {r["spec"]["seed"]: r["summary"]["metrics"] for r in runs}
+    served = {r["spec"]["seed"]: (r["summary"] or {})["metrics"] for r in runs}
 
     claim = next(c for c in CLAIMS if c.id == CLAIM)
     local = run_claim(claim, local_executor(tmp_path / "cache"), [0, 1], quick=True)
