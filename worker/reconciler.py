@@ -167,13 +167,13 @@ def reconcile_once(
     report = Report()
     now = utcnow()
     with sessions.begin() as session:
-        report.requeued = jobs.requeue_expired(session, now)
+        report.requeued = jobs.requeue_expired(session)
     with sessions.begin() as session:  # early stopping, launches within max_concurrent
         swept = sweeps.tick(session, pack_size)
     report.stopped = swept.stopped
     send(sessions, celery, swept.messages)
     with sessions.begin() as session:  # queues no live worker consumes: say so, send no more
-        report.idle_queues = sorted(jobs.note_waiting(session, workers.consumers(session, now)))
+        report.idle_queues = sorted(jobs.note_waiting(session, workers.consumers(session)))
     with sessions() as session:
         ids = jobs.stale_queued(
             session,

@@ -3,8 +3,8 @@
 Each call is one short transaction; none is held across training. Every write is guarded by the
 lease (``service.db.jobs``): when the lease is lost (this worker was paused past it and another
 took over) the reporter asks the loop to stop and the task leaves the row alone. While the
-database is unreachable each transaction is retried (``retry_db``) for up to the lease, so an
-outage shorter than that only pauses the run.
+database is unreachable or read-only each transaction is retried (``retry_db``) for up to the
+lease, so an outage shorter than that only pauses the run.
 """
 
 from __future__ import annotations
@@ -15,11 +15,12 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from regcore.training.checkpoint import CheckpointInfo
 from service.db import jobs
+from service.db.outage import read_only, unreachable
 from worker.artifacts import ArtifactStore
 
 log = logging.getLogger(__name__)
@@ -35,13 +36,6 @@ def checkpoint_keys(experiment_id: str, kind: str, epoch: int) -> tuple[str, str
 T = TypeVar("T")
 
 
-def unreachable(exc: BaseException) -> bool:
-    """The database went away (restart, failover, network), as opposed to a bad statement."""
-    return isinstance(exc, OperationalError) or (
-        isinstance(exc, DBAPIError) and exc.connection_invalidated
-    )
-
-
 def retry_db(
     transaction: Callable[[], T],
     budget_s: float,
@@ -51,10 +45,10 @@ def retry_db(
     sleep: Callable[[float], None] = time.sleep,
 ) -> T:
     """Run a short transaction, running it again with backoff while the database is
-    unreachable, for up to ``budget_s`` (the lease: past it another worker may own the row, and
-    the lease guard in every write settles who). Each transaction here is idempotent, so one
-    whose commit was cut off can be repeated. Other errors, and an outage longer than the
-    budget, are raised."""
+    unreachable or read-only (``service.db.outage``), for up to ``budget_s`` (the lease: past
+    it another worker may own the row, and the lease guard in every write settles who). Each
+    transaction here is idempotent, so one whose commit was cut off can be repeated. Other
+    errors, and an outage longer than the budget, are raised."""
     deadline: float | None = None
     delay = 0.25
     while True:
@@ -66,7 +60,8 @@ def retry_db(
                 raise
             if deadline is None:
                 deadline = now + budget_s
-                log.warning("database unreachable while %s; retrying for %.0f s", what, budget_s)
+                state = "read-only" if read_only(exc) else "unreachable"
+                log.warning("database %s while %s; retrying for %.0f s", state, what, budget_s)
             if now >= deadline:
                 raise
             sleep(min(delay, deadline - now))

@@ -1,10 +1,12 @@
-"""503, not 500, while the database is unreachable: the request may simply be retried.
+"""503, not 500, while the database is unreachable or read-only: the request may simply be
+retried.
 
 A connection refused, a server restarting or a connection cut mid-query surface as SQLAlchemy's
-``OperationalError`` (or a ``DBAPIError`` that invalidated its connection). The answer is
-problem+json with ``Retry-After``; nothing of the driver's message (host names, ports) is
-echoed. The pool pings connections before use, so the next request after the database is back
-succeeds without a restart of the API.
+``OperationalError`` (or a ``DBAPIError`` that invalidated its connection); a write to a
+read-only database as SQLSTATE 25006 (``service.db.outage``). The answer is problem+json with
+``Retry-After``; nothing of the driver's message (host names, ports) is echoed. The pool pings
+connections before use and replaces those that met a read-only database, so the next request
+after the database is back succeeds without a restart of the API.
 """
 
 from __future__ import annotations
@@ -13,38 +15,32 @@ import logging
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from service.api.errors import problem
+from service.db.outage import read_only, unreachable
 
 log = logging.getLogger(__name__)
 
 RETRY_AFTER_S = 5
 
 
-def database_unreachable(exc: BaseException) -> bool:
-    return isinstance(exc, OperationalError) or (
-        isinstance(exc, DBAPIError) and exc.connection_invalidated
-    )
-
-
-def unavailable_response() -> JSONResponse:
+def unavailable_response(why: str = "the database is unreachable") -> JSONResponse:
     return problem(
         503,
         "not ready",
-        "the database is unreachable; retry shortly",
+        f"{why}; retry shortly",
         headers={"Retry-After": str(RETRY_AFTER_S)},
     )
 
 
 async def _database_error(request: Request, exc: DBAPIError) -> JSONResponse:
-    if not database_unreachable(exc):
+    if not unreachable(exc):
         raise exc  # a real bug: the 500 handler logs it and answers JSON
-    log.warning(
-        "database unreachable on %s %s: %s", request.method, request.url.path, type(exc.orig)
-    )
-    return unavailable_response()
+    why = "the database is read-only" if read_only(exc) else "the database is unreachable"
+    log.warning("%s on %s %s: %s", why, request.method, request.url.path, type(exc.orig))
+    return unavailable_response(why)
 
 
 async def _pool_exhausted(request: Request, exc: PoolTimeout) -> JSONResponse:

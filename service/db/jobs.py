@@ -13,12 +13,13 @@ import math
 from collections import Counter, defaultdict
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import (
     Connection,
     CursorResult,
+    Float,
     and_,
     bindparam,
     case,
@@ -32,6 +33,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from service.db import latest, workers
+from service.db.clock import db_now
 from service.db.models import TERMINAL, Checkpoint, Experiment, new_id, utcnow
 
 
@@ -52,8 +54,8 @@ def claim(
     session: Session, experiment_id: str, worker_id: str, lease_s: float
 ) -> Experiment | None:
     """queued → running (or take over a running row whose lease expired), as one conditional
-    UPDATE that also counts the attempt; None when the row is not ours to run."""
-    now = utcnow()
+    UPDATE that also counts the attempt; None when the row is not ours to run. Lease times are
+    the database's clock (``db_now``), never this worker's."""
     result = session.execute(
         update(Experiment)
         .where(
@@ -62,15 +64,15 @@ def claim(
             Experiment.attempts < Experiment.max_attempts,
             or_(
                 Experiment.status == "queued",
-                and_(Experiment.status == "running", Experiment.lease_expires_at < now),
+                and_(Experiment.status == "running", Experiment.lease_expires_at < db_now()),
             ),
         )
         .values(
             status="running",
             attempts=Experiment.attempts + 1,
             lease_owner=worker_id,
-            lease_expires_at=now + timedelta(seconds=lease_s),
-            started_at=now,
+            lease_expires_at=db_now(lease_s),
+            started_at=db_now(),
             error=None,
         )
         .execution_options(synchronize_session=False)
@@ -87,7 +89,8 @@ def settle_unclaimable(session: Session, experiment_id: str) -> str | None:
     if row is None or row.status in TERMINAL:
         return None
     lease_live = row.status == "running" and (
-        row.lease_expires_at is not None and row.lease_expires_at >= utcnow()
+        row.lease_expires_at is not None
+        and row.lease_expires_at >= session.execute(select(db_now())).scalar_one()
     )
     if lease_live:
         return None  # another worker is on it
@@ -123,7 +126,7 @@ def heartbeat(session: Session, experiment_id: str, worker_id: str, lease_s: flo
     result = session.execute(
         update(Experiment)
         .where(_owned(experiment_id, worker_id))
-        .values(lease_expires_at=utcnow() + timedelta(seconds=lease_s))
+        .values(lease_expires_at=db_now(lease_s))
         .execution_options(synchronize_session=False)
     )
     return _rowcount(result) == 1
@@ -178,7 +181,9 @@ _RENEW = (
         Experiment.status == "running",
         Experiment.lease_owner == bindparam("worker_id"),
     )
-    .values(last_epoch=bindparam("step"), lease_expires_at=bindparam("expires"))
+    .values(
+        last_epoch=bindparam("step"), lease_expires_at=db_now(bindparam("lease_s", type_=Float))
+    )
     .returning(Experiment.id)
 )
 #: The metric points of one transaction, by dialect, each one statement for all the rows:
@@ -213,7 +218,6 @@ def record_epochs(
     if not epochs:
         return set()
     conn = session.connection()
-    expires = utcnow() + timedelta(seconds=lease_s)
     owned: set[str] = set()
     by_step: dict[int, list[str]] = defaultdict(list)
     for e in epochs:
@@ -221,7 +225,7 @@ def record_epochs(
     for step, ids in by_step.items():
         result = conn.execute(
             _RENEW,
-            {"ids": sorted(set(ids)), "worker_id": worker_id, "step": step, "expires": expires},
+            {"ids": sorted(set(ids)), "worker_id": worker_id, "step": step, "lease_s": lease_s},
         )
         owned.update(result.scalars())
     # NaN cannot be stored on SQLite (it becomes NULL); a missing point reads better than a fake.
@@ -331,10 +335,9 @@ def finish(
 ) -> bool:
     """running → succeeded/failed/cancelled; False when the lease is no longer ours."""
     assert status in TERMINAL, status
-    now = utcnow()
     values: dict = {
         "status": status,
-        "finished_at": now,
+        "finished_at": db_now(),  # the clock its started_at was taken from (``claim``)
         "lease_owner": None,
         "lease_expires_at": None,
         "error": error,
@@ -361,7 +364,7 @@ def release(session: Session, experiment_id: str, worker_id: str) -> bool:
         .where(_owned(experiment_id, worker_id))
         .values(
             status=case((cancelled, "cancelled"), else_="queued"),
-            finished_at=case((cancelled, utcnow()), else_=None),
+            finished_at=case((cancelled, db_now()), else_=None),
             attempts=Experiment.attempts - 1,
             lease_owner=None,
             lease_expires_at=None,
@@ -372,14 +375,13 @@ def release(session: Session, experiment_id: str, worker_id: str) -> bool:
     return _rowcount(result) == 1
 
 
-def requeue_expired(session: Session, now: datetime | None = None) -> list[str]:
-    """Running rows whose lease expired (their worker died or hung): back to ``queued`` for the
-    caller to re-enqueue, or ended when attempts are used up or a cancel was asked for.
-    Returns the ids put back in the queue."""
-    now = now or utcnow()
+def requeue_expired(session: Session) -> list[str]:
+    """Running rows whose lease expired (their worker died or hung) by the database's clock:
+    back to ``queued`` for the caller to re-enqueue, or ended when attempts are used up or a
+    cancel was asked for. Returns the ids put back in the queue."""
     rows = session.scalars(
         select(Experiment)
-        .where(Experiment.status == "running", Experiment.lease_expires_at < now)
+        .where(Experiment.status == "running", Experiment.lease_expires_at < db_now())
         .with_for_update(skip_locked=True)
     ).all()
     requeued = []

@@ -25,6 +25,8 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from service.db import outage
+
 #: AnyIO's default thread limiter (the threads sync routes run in)
 API_THREADS = 40
 PG_OVERFLOW = 20
@@ -53,7 +55,9 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
         return engine
     pool = {"pool_size": API_THREADS, "max_overflow": PG_OVERFLOW, "pool_timeout": POOL_TIMEOUT_S}
-    return create_engine(url, pool_pre_ping=True, **{**pool, **kwargs})
+    engine = create_engine(url, pool_pre_ping=True, **{**pool, **kwargs})
+    outage.install(engine)  # a read-only database: its connections are replaced, not kept
+    return engine
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

@@ -12,14 +12,14 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
-from datetime import datetime, timedelta
 
 from sqlalchemy import delete, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from service.db.models import WorkerHeartbeat, utcnow
+from service.db.clock import db_now
+from service.db.models import WorkerHeartbeat
 
 HEARTBEAT_S = 5.0
 ALIVE_S = 30.0
@@ -29,7 +29,7 @@ WAITING = "waiting for a worker on queue"
 def beat(session: Session, worker: str, queues: Iterable[str]) -> None:
     insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
     stmt = insert(WorkerHeartbeat).values(
-        worker=worker, queues=",".join(sorted(set(queues))), seen_at=utcnow()
+        worker=worker, queues=",".join(sorted(set(queues))), seen_at=db_now()
     )
     session.execute(
         stmt.on_conflict_do_update(
@@ -43,9 +43,10 @@ def forget(session: Session, worker: str) -> None:
     session.execute(delete(WorkerHeartbeat).where(WorkerHeartbeat.worker == worker))
 
 
-def consumers(session: Session, now: datetime | None = None) -> Counter[str]:
-    """Live workers per queue name."""
-    since = (now or utcnow()) - timedelta(seconds=ALIVE_S)
+def consumers(session: Session) -> Counter[str]:
+    """Live workers per queue name (rows renewed within ``ALIVE_S`` by the database's clock,
+    which also stamped them: a worker's own clock plays no part)."""
+    since = db_now(-ALIVE_S)
     rows = session.scalars(select(WorkerHeartbeat.queues).where(WorkerHeartbeat.seen_at >= since))
     return Counter(q for queues in rows for q in queues.split(",") if q)
 

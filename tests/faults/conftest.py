@@ -504,6 +504,20 @@ def reference_run(spec: dict[str, Any], workdir: Path, cache_dir: Path) -> tuple
     return result, dict(series)
 
 
+def assert_same_as_uninterrupted(spec: dict[str, Any], series: dict[str, list[tuple[int, float]]],
+                                 summary: dict[str, Any], epochs: int, workdir: Path,
+                                 cache_dir: Path) -> None:  # fmt: skip
+    """A run that went through a fault stored every step once (1..epochs, for each metric) and
+    ended as the same spec run here uninterrupted: the same validation curve and final metrics."""
+    assert {k: [s for s, _ in v] for k, v in series.items()} == {
+        k: list(range(1, epochs + 1)) for k in series
+    }
+    reference, reference_series = reference_run(spec, workdir, cache_dir)
+    assert series["val_loss"] == reference_series["val_loss"]
+    for key, value in reference.metrics.items():
+        assert summary["metrics"][key] == pytest.approx(value, rel=1e-9, abs=1e-12)
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     rep = yield
@@ -534,6 +548,7 @@ __all__ = [
     "PrivatePostgres",
     "PrivateRedis",
     "TERMINAL",
+    "assert_same_as_uninterrupted",
     "in_ci",
     "reference_run",
     "tiny_spec",

@@ -15,7 +15,13 @@ from fastapi.testclient import TestClient
 
 from service.main import create_app
 from service.settings import Settings
-from tests.faults.conftest import PrivatePostgres, PrivateRedis, free_port, reference_run, tiny_spec
+from tests.faults.conftest import (
+    PrivatePostgres,
+    PrivateRedis,
+    assert_same_as_uninterrupted,
+    free_port,
+    tiny_spec,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -118,11 +124,5 @@ def test_a_database_restart_during_training_loses_no_acknowledged_metric(
     assert after_row["status"] == "succeeded"
     assert acked_points and not lost, lost
     assert figures["duplicated_metric_points"] == 0
-    assert {k: [s for s, _ in v] for k, v in series.items()} == {
-        k: list(range(1, EPOCHS + 1)) for k in series
-    }
-    reference, reference_series = reference_run(spec, tmp_path / "ref", cache_dir)
-    assert series["val_loss"] == reference_series["val_loss"]
-    for key, value in reference.metrics.items():
-        assert done["summary"]["metrics"][key] == pytest.approx(value, rel=1e-9, abs=1e-12)
+    assert_same_as_uninterrupted(spec, series, done["summary"], EPOCHS, tmp_path / "ref", cache_dir)
     assert stack.audit().violations() == []

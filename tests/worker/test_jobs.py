@@ -4,26 +4,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import pytest
 from sqlalchemy import func, select
 
 from service.db import jobs
-from service.db.migrate import upgrade_to_head
 from service.db.models import Checkpoint, Experiment, Metric, utcnow
-from service.db.session import make_engine, make_sessionmaker
 from tests.worker.helpers import add_experiment
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def sessions(request, tmp_path):
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'jobs.db'}"
-    else:
-        url = request.getfixturevalue("postgres_url")
-    upgrade_to_head(url)
-    engine = make_engine(url)
-    yield make_sessionmaker(engine)
-    engine.dispose()
 
 
 def _row(sessions, eid) -> Experiment:

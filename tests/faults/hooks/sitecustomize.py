@@ -174,3 +174,31 @@ if os.environ.get("REGLAB_FAULT_ENOSPC"):
 
         _tasks.execute_claimed = _named_execute  # type: ignore[assignment]
     _enospc(int(os.environ["REGLAB_FAULT_ENOSPC"]))
+
+
+# --- issue 16: a worker whose clock is off ------------------------------------------------------
+#
+# * ``REGLAB_FAULT_CLOCK_OFFSET_S=<seconds>``: this process's wall clock reads that many seconds
+#   ahead (negative: behind): ``time.time``, ``time.time_ns`` and the product's one reading of
+#   the date and time, ``service.db.models.utcnow`` (``datetime.now(UTC)``; nothing else in
+#   service/ or worker/ reads it). It is patched before anything imports it by name.
+#   ``datetime.datetime`` itself is left alone: a subclass in its place breaks pickling and the
+#   type checks of C extensions. The job processes the worker starts load this file too, so
+#   they are off by as much; the monotonic clock is left alone, as a wrong wall clock leaves it.
+
+
+def _clock_offset(seconds: float) -> None:
+    import time
+    from datetime import timedelta
+
+    from service.db import models
+
+    real_time, real_time_ns, real_utcnow = time.time, time.time_ns, models.utcnow
+    skew = timedelta(seconds=seconds)
+    time.time = lambda: real_time() + seconds  # type: ignore[assignment]
+    time.time_ns = lambda: real_time_ns() + int(seconds * 1e9)  # type: ignore[assignment]
+    models.utcnow = lambda: real_utcnow() + skew  # type: ignore[assignment]
+
+
+if os.environ.get("REGLAB_FAULT_CLOCK_OFFSET_S"):
+    _clock_offset(float(os.environ["REGLAB_FAULT_CLOCK_OFFSET_S"]))
