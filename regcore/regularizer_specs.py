@@ -476,58 +476,6 @@ class BayesByBackpropSpec(RegularizerSpec):
 
 
 class LaplaceSpec(RegularizerSpec):
-    """Last-layer Laplace approximation around the MAP weights, fitted after training."""
-
-    name: Literal["laplace"] = "laplace"
-    prior_var: float = Field(1.0, gt=0.0, description="σ²_prior of the N(0, σ²_prior) prior")
-    hessian: Literal["full", "diag"] = Field(
-        "full", description="the last layer's generalized Gauss-Newton, whole or its diagonal"
-    )
-    predictive: Literal["probit", "sampling"] = Field(
-        "probit", description="probit approximation of the softmax, or Monte Carlo"
-    )
-    samples: int = Field(100, ge=1, le=10_000, description="weight samples (predictive sampling)")
-    exclude: list[ParamKind] = Field(
-        default_factory=_bias_and_norm, description="parameter kinds under a flat prior"
-    )
-
-# --- issue 14: Bayesian inference (Prince §9.3.5) ----------------------------------------------
-# Each puts a zero-mean Gaussian prior N(0, prior_var) on the weights; under the mean-loss
-# convention it is l2 with λ = 1/(2·N·prior_var), N the training examples (regcore/bayes/prior.py).
-
-
-class SGLDSpec(RegularizerSpec):
-    """Stochastic gradient Langevin dynamics (Welling & Teh 2011): posterior samples from SGD."""
-
-    name: Literal["sgld"] = "sgld"
-    prior_var: float = Field(1.0, gt=0.0, description="σ²_prior of the N(0, σ²_prior) prior")
-    temperature: float = Field(
-        1.0, gt=0.0, description="T of the tempered posterior; T < 1 is a cold posterior"
-    )
-    burn_in: int | None = Field(
-        None,
-        ge=1,
-        description="optimisation (noise-free SGD) to the MAP before sampling starts; "
-        "None: the first half of training",
-    )
-    burn_in_unit: Literal["epochs", "steps"] = "epochs"
-    thin: int = Field(10, ge=1, description="Langevin steps between kept samples")
-    samples: int = Field(20, ge=1, le=1000, description="the most recent samples kept")
-    exclude: list[ParamKind] = Field(
-        default_factory=_bias_and_norm, description="parameter kinds under a flat prior"
-    )
-
-
-class BayesByBackpropSpec(RegularizerSpec):
-    """Bayes by Backprop (Blundell et al. 2015): a mean-field Gaussian posterior on the weights."""
-
-    name: Literal["bayes_by_backprop"] = "bayes_by_backprop"
-    prior_var: float = Field(1.0, gt=0.0, description="σ²_prior of the N(0, σ²_prior) prior")
-    init_std: float = Field(0.01, gt=0.0, description="initial posterior standard deviation")
-    samples: int = Field(20, ge=1, le=1000, description="weight samples in the predictive")
-
-
-class LaplaceSpec(RegularizerSpec):
     """Last-layer Laplace approximation (MacKay 1992; Daxberger et al. 2021) around MAP weights."""
 
     name: Literal["laplace"] = "laplace"
