@@ -33,6 +33,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/overhead.py
 	$(PY) benchmarks/ensemble.py
 	$(PY) benchmarks/ingest.py
+	$(PY) benchmarks/sweep.py
 
 # On a machine with a CUDA GPU: the cuda-marked tests (a single run, a batched ensemble, a pack,
 # resume with CUDA RNG state, out of memory), then the ensemble benchmark at 1, 32 and 256

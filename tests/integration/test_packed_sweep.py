@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -107,3 +108,33 @@ def test_cancelling_one_member_of_a_running_pack_leaves_the_others_running(servi
         assert exp["status"] == "succeeded" and exp["summary"]["epochs_run"] == epochs, exp
         assert shape(api, eid)["val_loss"] == list(range(1, epochs + 1))
     assert s["counts"]["succeeded"] == 3 and s["counts"]["cancelled"] == 1
+
+
+@pytest.mark.slow
+def test_after_the_worker_is_killed_mid_pack_each_member_reruns_alone_losing_no_epoch(
+    tmp_path: Path,
+):
+    env = {"REGLAB_LEASE_SECONDS": "4", "REGLAB_HEARTBEAT_SECONDS": "1",
+           "REGLAB_RECONCILE_SECONDS": "1"}  # fmt: skip
+    port = free_port()
+    proc = serve(tmp_path, port, env=env)
+    epochs = 60
+    with RegLabClient(f"http://127.0.0.1:{port}") as api:
+        created = api.create_sweep(sweep(epochs=epochs, n_train=100, batch_size=50))
+        ids = [e["experiment_id"] for e in created["experiments"]]
+        deadline = time.monotonic() + 60
+        while min(api.get(i)["progress"]["epoch"] for i in ids) < 3:
+            assert time.monotonic() < deadline, proc.tail()
+            time.sleep(0.1)
+        proc.kill()  # the whole group: the API and the embedded worker, mid-pack
+        proc = serve(tmp_path, port, env=env)
+        try:
+            s = wait_sweep(api, created["id"], proc)
+            assert s["counts"]["succeeded"] == 4, (s["counts"], proc.tail())
+            for eid in ids:
+                exp: Any = api.get(eid)
+                assert exp["summary"]["epochs_run"] == epochs and exp["attempts"] == 2, exp
+                assert shape(api, eid)["val_loss"] == list(range(1, epochs + 1))
+            assert "the last checkpoint is a pack member's" in proc.output()
+        finally:
+            proc.stop()
