@@ -8,7 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import BaseModel
+
 from regcore.spec import regularizer_spec_classes
+
+
+def _plain(default: Any) -> Any:
+    """A default as JSON holds it: a nested spec (consistency's ``views``) as its fields."""
+    return default.model_dump(mode="json") if isinstance(default, BaseModel) else default
 
 
 def catalog_entries() -> list[dict[str, Any]]:
@@ -17,7 +24,7 @@ def catalog_entries() -> list[dict[str, Any]]:
         schema = cls.model_json_schema()
         params = {k: v for k, v in schema.get("properties", {}).items() if k != "name"}
         defaults = {
-            k: f.get_default(call_default_factory=True)
+            k: _plain(f.get_default(call_default_factory=True))
             for k, f in cls.model_fields.items()
             if k != "name"
         }

@@ -1,10 +1,11 @@
 """One entry point for every kind of experiment a spec describes.
 
 ``run(spec, workdir, ...)`` dispatches: a plain single run (the Trainer), an ensemble (batched
-when it can be, else member by member), a pretrain → fine-tune pipeline (source data or masked
-reconstruction), a multi-task run, or early stopping's retrain-on-train+val recipe; then the
-inference extras (MC dropout) on the returned model. It writes ``summary.json`` in ``workdir``
-beside ``metrics.jsonl`` and ``checkpoints/``, as ``regcore.training.loop.run_experiment`` does.
+when it can be, else member by member), a pretrain → fine-tune pipeline (source data, masked
+reconstruction or contrastive), a multi-task run, or early stopping's retrain-on-train+val
+recipe; then the inference extras (MC dropout) on the returned model. It writes
+``summary.json`` in ``workdir`` beside ``metrics.jsonl`` and ``checkpoints/``, as
+``regcore.training.loop.run_experiment`` does.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from regcore.training.reporter import NullReporter, Reporter
 from regcore.transfer.finetune import PrefixReporter, load_body, regroup
 from regcore.transfer.multitask import MultiTaskTrainer
 from regcore.transfer.pretrain import source_dataset, source_spec
-from regcore.transfer.self_supervised import pretrain_masked
+from regcore.transfer.self_supervised import pretrain_self_supervised
 
 
 def kind_of(spec: ExperimentSpec) -> str:
@@ -133,7 +134,9 @@ def _pretrain_finetune(
         freeze, scale = spec.pretrain.freeze, spec.pretrain.body_lr_scale
         keep_head = not spec.pretrain.reset_head
     else:
-        source_model, pre_metrics = pretrain_masked(spec, target, stage, dev, workdir / "pretrain")
+        source_model, pre_metrics = pretrain_self_supervised(
+            spec, target, stage, dev, workdir / "pretrain"
+        )
         assert spec.self_supervised is not None
         freeze, scale, keep_head = spec.self_supervised.freeze, 1.0, False
     fine = build_trainer(spec, workdir, target, reporter, **{**kw, "device": dev})

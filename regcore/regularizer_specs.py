@@ -29,6 +29,18 @@ def _shift_and_scale() -> list[AugmentTransform]:
     return ["shift", "scale"]
 
 
+def _views() -> AugmentSpec:
+    """The two views of consistency: every 1D transform."""
+    return AugmentSpec.model_validate({"transforms": ["shift", "scale", "noise"]})
+
+
+def _contrastive_views() -> AugmentSpec:
+    """Contrastive pretraining's views: stronger, or telling the two apart is too easy to teach
+    features (SimCLR §3; on MNIST-1D, shift 4 and noise 0.05 did not beat training from scratch)."""
+    views = {"transforms": ["shift", "scale", "noise"], "max_shift": 12, "noise_sigma": 0.3}
+    return AugmentSpec.model_validate(views)
+
+
 class RegularizerSpec(BaseModel):
     """Base of every regularizer's parameters: unknown fields are errors."""
 
@@ -439,6 +451,59 @@ class SAMSpec(RegularizerSpec):
     name: Literal["sam"] = "sam"
     rho: float = Field(0.05, gt=0.0, description="radius ρ of the ascent step")
 
+
+# --- semi-supervised (data.n_unlabeled) and soft sharing ---------------------------------------
+
+RAMP_UP = Field(
+    0.3,
+    ge=0.0,
+    le=1.0,
+    description="fraction of the training steps over which the weight rises as exp(−5(1−t)²)",
+)
+
+
+class PseudoLabelSpec(RegularizerSpec):
+    """Pseudo-labels (Lee 2013): cross-entropy on the unlabelled batch's confident argmax class."""
+
+    name: Literal["pseudo_label"] = "pseudo_label"
+    weight: float = Field(1.0, ge=0.0, description="weight of the unlabelled loss after ramp-up")
+    threshold: float = Field(
+        0.95, ge=0.0, lt=1.0, description="least softmax confidence a pseudo-label needs"
+    )
+    ramp_up: float = RAMP_UP
+    views: AugmentSpec | None = Field(
+        None,
+        description="fit the pseudo-label on an augmented view, labelled from the plain input "
+        "(FixMatch's weak/strong pair); None: label and fit the same pass (Lee)",
+    )
+
+
+class ConsistencySpec(RegularizerSpec):
+    """Agreement between two augmented views: Π-model or mean teacher (Laine & Aila; Tarvainen)."""
+
+    name: Literal["consistency"] = "consistency"
+    mode: Literal["pi", "mean_teacher"] = Field(
+        "pi", description="pi: two student passes; mean_teacher: an EMA teacher's pass"
+    )
+    weight: float = Field(10.0, ge=0.0, description="w of w·mean Σₖ(pₖ − p̃ₖ)² after ramp-up")
+    ramp_up: float = RAMP_UP
+    decay: float = Field(0.99, ge=0.0, lt=1.0, description="mean_teacher: the EMA's decay")
+    views: AugmentSpec = Field(
+        default_factory=_views, description="the augment transforms that make each view"
+    )
+
+
+class SoftSharingSpec(RegularizerSpec):
+    """Soft parameter sharing: a second model trained jointly, λ‖w − w′‖² on the shared layers."""
+
+    name: Literal["soft_sharing"] = "soft_sharing"
+    strength: float = Field(1e-2, ge=0.0, description="λ")
+    share_head: bool = Field(False, description="pull the output layers together too")
+    exclude: list[ParamKind] = Field(
+        default_factory=_bias_and_norm, description="parameter kinds left unshared"
+    )
+
+
 # --- issue 14: Bayesian inference (Prince §9.3.5) ----------------------------------------------
 # Each puts a zero-mean Gaussian prior N(0, prior_var) on the weights; under the mean-loss
 # convention it is l2 with λ = 1/(2·N·prior_var), N the training examples (regcore/bayes/prior.py).
@@ -490,4 +555,3 @@ class LaplaceSpec(RegularizerSpec):
     exclude: list[ParamKind] = Field(
         default_factory=_bias_and_norm, description="parameter kinds under a flat prior"
     )
-

@@ -145,11 +145,23 @@ class DataSpec(BaseModel):
         None, ge=1, le=MAX_EXAMPLES, description="validation examples, carved from train"
     )
     n_test: int | None = Field(None, ge=1, le=MAX_EXAMPLES, description="test examples")
+    n_unlabeled: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_EXAMPLES,
+        description="extra training inputs whose labels are withheld (semi-supervised "
+        "regularizers and self_supervised pretraining read them)",
+    )
     label_noise: float = Field(
         0.0, ge=0.0, lt=1.0, description="fraction of training labels replaced by a random class"
     )
     standardize: bool = Field(True, description="standardize features (fit on train only)")
     noise: float = Field(0.1, ge=0.0, description="observation noise of toy1d and moons")
+
+    # no return annotation: the serialization schema stays this model's (OpenAPI)
+    @model_serializer(mode="wrap")
+    def _dump(self, handler):  # type: ignore[no-untyped-def]
+        return _without_defaults(self, handler(self), ("n_unlabeled",))
 
     @model_validator(mode="after")
     def _fits(self, info: ValidationInfo) -> DataSpec:
@@ -159,11 +171,12 @@ class DataSpec(BaseModel):
         if facts is not None:
             total = facts.rows + facts.n_test
         if total is not None:
-            asked = sum(n for n in (self.n_train, self.n_val, self.n_test) if n is not None)
+            carved = (self.n_train, self.n_val, self.n_test, self.n_unlabeled)
+            asked = sum(n for n in carved if n is not None)
             if asked > total:
                 raise ValueError(
-                    f"n_train + n_val + n_test = {asked} exceeds the {total} examples "
-                    f"of {self.name}"
+                    f"n_train + n_val + n_test{' + n_unlabeled' if self.n_unlabeled else ''} = "
+                    f"{asked} exceeds the {total} examples of {self.name}"
                 )
         regression = self.name == "toy1d" or (facts is not None and facts.task == "regression")
         if self.label_noise > 0 and regression:
@@ -171,6 +184,17 @@ class DataSpec(BaseModel):
                 f"label_noise applies to classification datasets; {self.name} is regression"
             )
         return self
+
+
+def _without_defaults(model: BaseModel, out: Any, keys: Sequence[str]) -> Any:
+    """A dump with the fields ``keys`` left out while at their defaults: specs written before
+    those fields existed keep their hash (resume, caches)."""
+    if isinstance(out, dict):
+        fields = type(model).model_fields
+        for key in keys:
+            if getattr(model, key) == fields[key].get_default(call_default_factory=True):
+                out.pop(key, None)
+    return out
 
 
 def data_key(data: DataSpec) -> str | None:
@@ -211,6 +235,8 @@ def _check_source(data: DataSpec, context: Any) -> None:
                 "POST /v1/datasets (reglab datasets upload) and use "
                 '{"name": "upload", "id": ...}'
             )
+    if data.name in ("upload", "file") and data.n_unlabeled is not None:
+        raise ValueError(f"n_unlabeled: applies to the built-in datasets, not {data.name}")
     if data.name in ("upload", "file") and data.noise != 0.1:
         raise ValueError(f"noise: applies to toy1d and moons, not {data.name}")
 
@@ -551,14 +577,32 @@ class MultitaskSpec(BaseModel):
 
 
 class SelfSupervisedSpec(BaseModel):
-    """Masked-input reconstruction pretraining on the training inputs, then fine-tuning."""
+    """Self-supervised pretraining on the training (and unlabelled) inputs, then fine-tuning:
+    masked-input reconstruction, or contrastive (SimCLR's NT-Xent on two augmented views)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    mask: float = Field(0.25, gt=0.0, lt=1.0, description="fraction of input features masked")
+    mode: Literal["masked", "contrastive"] = "masked"
+    mask: float = Field(0.25, gt=0.0, lt=1.0, description="masked: fraction of features masked")
+    temperature: float = Field(0.5, gt=0.0, le=10.0, description="contrastive: NT-Xent's τ")
+    projection: int = Field(
+        64, ge=1, le=MAX_WIDTH, description="contrastive: width of the projection the loss reads"
+    )
+    views: r.AugmentSpec = Field(
+        default_factory=r._contrastive_views,
+        description="contrastive: the transforms that make each view",
+    )
+    batch_size: int | None = Field(
+        None, ge=2, le=1_000_000, description="pretraining batch (default train.batch_size)"
+    )
     epochs: int = Field(20, ge=1, le=100_000)
     lr: float | None = Field(None, gt=0.0, le=10.0)
     freeze: bool = False
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler):  # type: ignore[no-untyped-def]
+        added = ("mode", "temperature", "projection", "views", "batch_size")  # with contrastive
+        return _without_defaults(self, handler(self), added)
 
 
 class MCDropoutSpec(BaseModel):
@@ -621,6 +665,9 @@ RegularizerUnion = (
     | r.SGLDSpec
     | r.BayesByBackpropSpec
     | r.LaplaceSpec
+    | r.PseudoLabelSpec
+    | r.ConsistencySpec
+    | r.SoftSharingSpec
 )
 RegularizerSpec = Annotated[RegularizerUnion, Field(discriminator="name")]
 
@@ -778,6 +825,7 @@ class ExperimentSpec(BaseModel):
             )
         classification_only = {"label_smoothing", "disturb_label", "entropy", "mixup", "cutmix"}
         classification_only |= set(BAYESIAN)  # their predictive is scored by ECE
+        classification_only.add("pseudo_label")  # its labels are argmax classes
         for i, reg in enumerate(self.regularizers):
             if regression and reg.name in classification_only:
                 raise ValueError(
@@ -792,13 +840,15 @@ class ExperimentSpec(BaseModel):
                     f"{'s' if len(needs) > 1 else ''}, not {self.model.name}"
                 )
             if reg.name == "augment":
-                allowed, what = augments_for(self.data, facts)
-                wrong = [t for t in reg.transforms if t not in allowed]  # type: ignore[union-attr]
-                if wrong:
-                    raise ValueError(
-                        f"regularizers[{i}].transforms: {wrong} do not apply to {self.data.name} "
-                        f"({what}); use {list(allowed)}"
-                    )
+                _check_transforms(f"regularizers[{i}].transforms", reg, self.data, facts)  # type: ignore[arg-type]
+            if reg.name in ("consistency", "pseudo_label") and reg.views is not None:  # type: ignore[union-attr]
+                where = f"regularizers[{i}].views.transforms"
+                _check_transforms(where, reg.views, self.data, facts)  # type: ignore[union-attr]
+            if reg.name == "pseudo_label" and self.data.n_unlabeled is None:
+                raise ValueError(
+                    f"regularizers[{i}]: pseudo_label labels unlabelled examples; set "
+                    "data.n_unlabeled"
+                )
             if reg.name == "stochastic_depth" and self.model.name == "cnn1d":
                 if not self.model.residual or len(self.model.channels) < 2:  # type: ignore[union-attr]
                     raise ValueError(
@@ -808,6 +858,9 @@ class ExperimentSpec(BaseModel):
             if reg.name == "early_stopping":
                 measured = [measure_key(m) for m in self.measure]
                 _check_monitor(i, reg.monitor, regression, measured)  # type: ignore[union-attr]
+        ssl = self.self_supervised
+        if ssl is not None and ssl.mode == "contrastive":
+            _check_transforms("self_supervised.views.transforms", ssl.views, self.data, facts)
         names = [reg.name for reg in self.regularizers]
         if names.count("early_stopping") > 1:
             raise ValueError("early_stopping may appear at most once")
@@ -916,6 +969,19 @@ def augments_for(data: DataSpec, facts: DataInfo | None) -> tuple[tuple[str, ...
     if facts.kind == "signal" and facts.channels == 1:
         return SIGNAL_AUGMENTS, f"1D signals of length {shape}"
     return ("scale", "noise"), f"{_kind_name(facts)} rows of shape {shape}"
+
+
+def _check_transforms(
+    where: str, augment: r.AugmentSpec, data: DataSpec, facts: DataInfo | None
+) -> None:
+    """The augment transforms (augment, the views of consistency, pseudo_label and contrastive
+    pretraining) fit the data."""
+    allowed, what = augments_for(data, facts)
+    wrong = [t for t in augment.transforms if t not in allowed]
+    if wrong:
+        raise ValueError(
+            f"{where}: {wrong} do not apply to {data.name} ({what}); use {list(allowed)}"
+        )
 
 
 def _check_data_fits(spec: ExperimentSpec, facts: DataInfo | None) -> None:
@@ -1165,11 +1231,13 @@ def _path(loc: tuple[Any, ...], data: Any) -> str:
 
 
 _BLAMED = re.compile(
-    r"^((?:name|seed|data|model|train|regularizers|ensemble|measure)[\w.\[\]]*): (.+)$", re.S
+    r"^((?:name|seed|data|model|train|regularizers|ensemble|measure|self_supervised)[\w.\[\]]*): "
+    r"(.+)$",
+    re.S,
 )
 
 
-_DATA_FIELD = re.compile(r"^(id|path|task|target|kind|noise): (.+)$", re.S)
+_DATA_FIELD = re.compile(r"^(id|path|task|target|kind|noise|n_unlabeled): (.+)$", re.S)
 _GENERATOR_FIELD = re.compile(r"^(generator\.\w+): (.+)$", re.S)
 _TRAIN_FIELD = re.compile(r"^(steps|eval_every|schedule|stop_when_memorised): (.+)$", re.S)
 

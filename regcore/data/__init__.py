@@ -6,9 +6,11 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from regcore.data import mnist1d_render, sources
 from regcore.data.dataset import Dataset, Split, to_split
+from regcore.data.unlabeled import generated_unlabeled
 from regcore.spec import DATASET_SIZES, GENERATED_DEFAULTS, DataSpec
 
 __all__ = ["Dataset", "Split", "build_dataset", "split_sizes"]
@@ -25,9 +27,11 @@ def split_sizes(spec: DataSpec) -> tuple[int, int, int]:
         return spec.n_train or d_train, spec.n_val or d_val, spec.n_test or d_test
     n_test = spec.n_test or round(0.2 * total)
     n_val = spec.n_val or round(0.2 * (total - n_test))
-    n_train = spec.n_train or total - n_test - n_val
-    if n_train + n_val + n_test > total:
-        raise ValueError(f"{spec.name} has {total} examples; asked for {n_train + n_val + n_test}")
+    n_unlabeled = spec.n_unlabeled or 0  # carved from the same pool (regcore/data/unlabeled.py)
+    n_train = spec.n_train or total - n_test - n_val - n_unlabeled
+    if n_train + n_val + n_test + n_unlabeled > total:
+        asked = n_train + n_val + n_test + n_unlabeled
+        raise ValueError(f"{spec.name} has {total} examples; asked for {asked}")
     return n_train, n_val, n_test
 
 
@@ -47,6 +51,9 @@ def build_dataset(spec: DataSpec, seed: int, cache_dir: Path | None = None) -> D
     n_train, n_val, n_test = split_sizes(spec)
     rng = np.random.default_rng(seed)
     name = spec.name
+    x_unlabeled = None
+    if spec.n_unlabeled and DATASET_SIZES[name] is None:
+        x_unlabeled = generated_unlabeled(name, spec.n_unlabeled, seed, spec.noise, cache_dir)
     if name == "mnist1d":
         x, y, x_test, y_test = sources.mnist1d_arrays(n_train + n_val, n_test, seed, cache_dir)
     else:
@@ -57,7 +64,10 @@ def build_dataset(spec: DataSpec, seed: int, cache_dir: Path | None = None) -> D
             x, y = sources.moons_arrays(n, spec.noise, seed)
         else:
             x, y = sources.sklearn_arrays(name)
-        order = rng.permutation(len(x))[:n]
+        shuffled = rng.permutation(len(x))
+        order = shuffled[:n]
+        if spec.n_unlabeled and x_unlabeled is None:  # rows no split took; labels dropped
+            x_unlabeled = x[shuffled[n : n + spec.n_unlabeled]]
         x, y = x[order], y[order]
         x, x_test, y, y_test = x[: n - n_test], x[n - n_test :], y[: n - n_test], y[n - n_test :]
     # the validation split is carved from the training pool
@@ -74,6 +84,8 @@ def build_dataset(spec: DataSpec, seed: int, cache_dir: Path | None = None) -> D
         std = np.where(std > 1e-12, std, 1.0)
         x_train, x_val, x_test = ((a - mean) / std for a in (x_train, x_val, x_test))
         extras.update(feature_mean=mean, feature_std=std)
+        if x_unlabeled is not None:
+            x_unlabeled = (x_unlabeled - mean) / std
     if name == "mnist1d":  # the generator's latents of the train split, computed on demand;
         # ``n_train=`` may ask for more rows of the pool (the val split follows the train split)
         extras["mnist1d_latents"] = partial(
@@ -88,4 +100,5 @@ def build_dataset(spec: DataSpec, seed: int, cache_dir: Path | None = None) -> D
         test=to_split(x_test, y_test, task),
         image_shape=(8, 8) if name == "digits" else None,
         extras=extras,
+        unlabeled=None if x_unlabeled is None else torch.tensor(x_unlabeled, dtype=torch.float32),
     )

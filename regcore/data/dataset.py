@@ -31,6 +31,8 @@ class Dataset:
     test: Split
     image_shape: tuple[int, int] | None = None
     extras: dict[str, Any] = field(default_factory=dict)
+    #: inputs without labels (``data.n_unlabeled``), standardized as train; None when not asked
+    unlabeled: torch.Tensor | None = None
 
     def to(self, device: torch.device) -> Dataset:
         return Dataset(
@@ -42,6 +44,7 @@ class Dataset:
             self.test.to(device),
             self.image_shape,
             self.extras,
+            None if self.unlabeled is None else self.unlabeled.to(device),
         )
 
     @property

@@ -43,6 +43,7 @@ def with_train(data: Dataset, train: Split, index: torch.Tensor) -> Dataset:
         data.test,
         data.image_shape,
         extras,
+        data.unlabeled,
     )
 
 

@@ -81,6 +81,19 @@ def augment_1d(
     return out
 
 
+def augment_view(
+    x: torch.Tensor,
+    spec: AugmentSpec,
+    image_shape: tuple[int, int] | None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """One random augmented view of the batch: image transforms for image data, else 1D ones
+    (augment's batch, consistency's and contrastive pretraining's two views)."""
+    if image_shape is not None:
+        return augment_image(x, spec, image_shape, generator)
+    return augment_1d(x, spec, generator)
+
+
 class Augment(Regularizer):
     spec_class = AugmentSpec
     spec: AugmentSpec
@@ -95,9 +108,7 @@ class Augment(Regularizer):
     def transform_batch(
         self, x: torch.Tensor, y: torch.Tensor, step: Step
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.task.image_shape is not None:
-            return augment_image(x, self.spec, self.task.image_shape), y
-        return augment_1d(x, self.spec), y
+        return augment_view(x, self.spec, self.task.image_shape), y
 
 
 SIGNAL = ("shift", "scale", "noise")

@@ -62,6 +62,9 @@ class Step:
     outputs: torch.Tensor | None = None
     data_loss: torch.Tensor | None = None
     scratch: dict[str, Any] = field(default_factory=dict)
+    #: inputs without labels beside this batch (``data.n_unlabeled``), set only when a
+    #: regularizer's ``reads_unlabeled`` asks for them
+    unlabeled: torch.Tensor | None = None
 
 
 class Regularizer:
@@ -69,6 +72,8 @@ class Regularizer:
 
     #: the parameter model this class implements (checked by the registry test)
     spec_class: ClassVar[type[RegularizerSpec]]
+    #: True: the loop sets ``Step.unlabeled``, a batch of the unlabelled pool, at every step
+    reads_unlabeled: ClassVar[bool] = False
 
     def __init__(self, spec: RegularizerSpec, task: TaskInfo):
         self.spec = spec

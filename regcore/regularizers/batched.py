@@ -606,11 +606,22 @@ BATCHED: dict[str, type[BatchedRegularizer]] = {
 }
 
 
+#: why some regularizers that are not in BATCHED cannot be (the others: not batched yet)
+UNBATCHABLE_BECAUSE = {
+    "pseudo_label": "it reads an unlabelled batch (data.n_unlabeled) beside each labelled one, "
+    "which the batched engine does not draw",
+    "consistency": "it reads an unlabelled batch (data.n_unlabeled) beside each labelled one, "
+    "which the batched engine does not draw, and mean_teacher keeps a teacher model per run",
+    "soft_sharing": "it trains a second model, with its own optimizer, beside each run's",
+}
+
+
 def why_not_batchable(name: str, specs: Sequence[RegularizerSpec | None]) -> str | None:
     """None when members' ``name`` specs (None where absent) can batch, else the reason."""
     cls = BATCHED.get(name)
     if cls is None:
-        return f"regularizer {name} is not batched"
+        because = UNBATCHABLE_BECAUSE.get(name)
+        return f"regularizer {name} is not batched" + (f": {because}" if because else "")
     present = [s for s in specs if s is not None]
     if name == "l2" and any(getattr(s, "per_layer", None) for s in present):
         return "l2 per_layer strengths are not batched"

@@ -11,6 +11,7 @@ from regcore.regularizers.attention_dropout import AttentionDropout
 from regcore.regularizers.augment import Augment
 from regcore.regularizers.base import Regularizer, TaskInfo
 from regcore.regularizers.bayes_by_backprop import BayesByBackprop
+from regcore.regularizers.consistency import Consistency
 from regcore.regularizers.cutmix import CutMix
 from regcore.regularizers.cutout import Cutout
 from regcore.regularizers.disturb_label import DisturbLabel
@@ -36,9 +37,11 @@ from regcore.regularizers.label_smoothing import LabelSmoothing
 from regcore.regularizers.laplace import Laplace
 from regcore.regularizers.max_norm import MaxNorm
 from regcore.regularizers.mixup import Mixup
+from regcore.regularizers.pseudo_label import PseudoLabel
 from regcore.regularizers.rrelu import RReLU
 from regcore.regularizers.sam import SAM
 from regcore.regularizers.sgld import SGLD
+from regcore.regularizers.soft_sharing import SoftSharing
 from regcore.regularizers.spectral import Spectral
 from regcore.regularizers.standout import Standout
 from regcore.regularizers.stochastic_depth import StochasticDepth
@@ -92,6 +95,9 @@ REGISTRY: dict[type[s.RegularizerSpec], type[Regularizer]] = {
     s.SGLDSpec: SGLD,
     s.BayesByBackpropSpec: BayesByBackprop,
     s.LaplaceSpec: Laplace,
+    s.PseudoLabelSpec: PseudoLabel,
+    s.ConsistencySpec: Consistency,
+    s.SoftSharingSpec: SoftSharing,
 }
 
 

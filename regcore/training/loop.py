@@ -19,6 +19,7 @@ from torch import nn
 
 from regcore import system_metrics
 from regcore.data import Dataset, build_dataset
+from regcore.data.unlabeled import UnlabeledBatches
 from regcore.measures import Measures
 from regcore.models import build_model
 from regcore.regularizers.base import Regularizer, Step, TaskInfo
@@ -143,6 +144,12 @@ class Trainer:
         for reg in self.regs:
             reg.setup(self.model, self.optimizer)
         self.hooks = {h: [r for r in self.regs if _overrides(r, h)] for h in HOOKS}
+        # semi-supervised: an unlabelled batch beside each labelled one, only when one is read
+        self.unlabeled: UnlabeledBatches | None = None
+        if self.data.unlabeled is not None and any(r.reads_unlabeled for r in self.regs):
+            self.unlabeled = UnlabeledBatches(
+                self.data.unlabeled, len(self.data.train), spec.train.batch_size, spec.seed
+            )
         for reg in self.regs:  # sam skips a backward when no other term is in the loss
             if hasattr(reg, "peer_hooks"):
                 reg.peer_hooks = self.hooks
@@ -174,6 +181,8 @@ class Trainer:
         step = Step(
             self.model, self.optimizer, self._loss_fn, x, y, self.epoch, self.step_index, indices
         )
+        if self.unlabeled is not None:
+            step.unlabeled = self.unlabeled.draw()
         for reg in self.hooks["transform_batch"]:
             step.x, step.y = reg.transform_batch(step.x, step.y, step)
         for reg in self.hooks["before_forward"]:
@@ -268,7 +277,7 @@ class Trainer:
         return {
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict() if self.scheduler else None,
-            "rng": rng_state({"shuffle": self.shuffle}),
+            "rng": rng_state(self.generators()),
             "regularizers": [reg.state_dict() for reg in self.regs],
             "step_index": self.step_index,
             "lr_sum": self.lr_sum,
@@ -293,6 +302,13 @@ class Trainer:
         if self.budget_steps is not None:
             return self.step_index < self.budget_steps
         return self.epoch < self.spec.train.epochs
+
+    def generators(self) -> dict[str, torch.Generator]:
+        """The run's own random streams, saved in its checkpoints."""
+        out = {"shuffle": self.shuffle}
+        if self.unlabeled is not None:
+            out["unlabeled"] = self.unlabeled.generator
+        return out
 
     def save(self, kind: str, metrics: dict[str, float]) -> CheckpointInfo:
         t0 = time.perf_counter()
@@ -321,7 +337,7 @@ class Trainer:
             self.scheduler.load_state_dict(st["scheduler"])
         for reg, reg_state in zip(self.regs, st["regularizers"], strict=True):
             reg.load_state_dict(reg_state)
-        set_rng_state(st["rng"], {"shuffle": self.shuffle})
+        set_rng_state(st["rng"], self.generators())
         self.step_index = int(st["step_index"])
         self.lr_sum = float(st.get("lr_sum", 0.0))
         self.best = (float(st["best"][0]), int(st["best"][1])) if st["best"] else None

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic_core import to_jsonable_python
 from typer.testing import CliRunner
 
 from regcore.experiment import run
@@ -41,6 +42,7 @@ OVERRIDES: dict[str, dict[str, Any]] = {
     "early_stopping": {"params": {"patience": 1}},
     "swa": {"params": {"start": 0.5}},
     "sgld": {"params": {"thin": 1}},
+    "pseudo_label": {"data": {**BASE["data"], "n_unlabeled": 100}},
 }
 
 #: further cases of one name on other data (image transforms need the 8×8 digits)
@@ -69,6 +71,11 @@ EXTRA_CASES: list[tuple[str, dict[str, Any]]] = [
     ),
     ("tangent_prop", {"model": {"name": "mlp", "hidden": [16], "batch_norm": True}}),
     ("l2", {"data": {"name": "toy1d", "n_train": 30, "n_val": 20, "n_test": 20}}),
+    (
+        "consistency",
+        {"data": {**BASE["data"], "n_unlabeled": 100}, "params": {"mode": "mean_teacher"}},
+    ),
+    ("soft_sharing", {"params": {"share_head": True}}),
 ]
 
 #: first-half regularizers every name is combined with (a name already here is not repeated)
@@ -141,7 +148,7 @@ def test_reglab_catalog_json_lists_every_name_with_its_defaults():
         assert set(entry["defaults"]) == set(fields), entry["name"]
         assert set(entry["parameters"]["properties"]) == set(fields), entry["name"]
         for key, field in fields.items():
-            want = json.loads(json.dumps(field.get_default(call_default_factory=True)))
+            want = to_jsonable_python(field.get_default(call_default_factory=True))
             assert entry["defaults"][key] == want, f"{entry['name']}.{key}"
         assert entry["description"], entry["name"]
         # the listed defaults are themselves a valid entry of a spec
