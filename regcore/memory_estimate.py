@@ -49,7 +49,7 @@ BASE_BYTES = 450 * 2**20  # python + torch + numpy + scipy + sklearn, measured ~
 EVAL_CHUNK = 8192  # regcore.training.metrics.predict
 #: the mnist1d package's default signal length before subsampling: template_len 12 + padding 60
 MNIST1D_LENGTH = 72
-SECOND_BACKWARD = ("jacobian", "tangent_prop", "sam", "adversarial", "grad_norm")
+SECOND_BACKWARD = ("jacobian", "tangent_prop", "sam", "entropy_sgd", "adversarial", "grad_norm")
 #: what a worker may use when REGLAB_WORKER_MEMORY_BYTES is not set: this share of the machine's
 #: (or the container's) memory; the rest is the worker's own process, the OS and page cache
 DEFAULT_SHARE = 0.8

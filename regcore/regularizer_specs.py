@@ -452,6 +452,22 @@ class SAMSpec(RegularizerSpec):
     rho: float = Field(0.05, gt=0.0, description="radius ρ of the ascent step")
 
 
+class EntropySGDSpec(RegularizerSpec):
+    """Entropy-SGD (Chaudhari et al. 2017): the local-entropy step γ(w − ⟨w′⟩), L Langevin steps."""
+
+    name: Literal["entropy_sgd"] = "entropy_sgd"
+    inner_steps: int = Field(20, ge=1, le=100, description="L: Langevin steps per update")
+    gamma: float = Field(0.03, gt=0.0, le=1e4, description="γ₀: the scope, coupling w′ to w")
+    scoping: float = Field(
+        1e-3, ge=0.0, le=1.0, description="γ grows as γ₀·(1 + scoping)^t over the steps t"
+    )
+    inner_lr: float = Field(0.1, gt=0.0, le=10.0, description="η′ of the Langevin steps")
+    noise: float = Field(1e-4, ge=0.0, le=1.0, description="ε: the Langevin noise is √η′·ε·N(0, I)")
+    alpha: float = Field(
+        0.75, gt=0.0, le=1.0, description="weight of the newest w′ in the running mean ⟨w′⟩"
+    )
+
+
 # --- semi-supervised (data.n_unlabeled) and soft sharing ---------------------------------------
 
 RAMP_UP = Field(

@@ -662,6 +662,7 @@ RegularizerUnion = (
     | r.SWASpec
     | r.EMASpec
     | r.SAMSpec
+    | r.EntropySGDSpec
     | r.SGLDSpec
     | r.BayesByBackpropSpec
     | r.LaplaceSpec
@@ -1136,15 +1137,23 @@ def _check_bayes(regs: Sequence[Any], train: TrainSpec) -> None:
 
 
 def _check_sam(regs: Sequence[Any]) -> None:
-    """sam's second pass re-evaluates only the data loss and assumes the rest of the objective
-    is additive penalties; a transform of the loss (flooding) would get a wrong gradient."""
-    sam = next((i for i, reg in enumerate(regs) if reg.name == "sam"), None)
+    """sam's second pass (and entropy_sgd's inner loop) re-evaluates only the data loss and
+    assumes the rest of the objective is additive penalties; a transform of the loss (flooding)
+    would get a wrong gradient. Each replaces the step's gradient: one of the two a run."""
+    steppers = [i for i, reg in enumerate(regs) if reg.name in ("sam", "entropy_sgd")]
     flood = next((i for i, reg in enumerate(regs) if reg.name == "flooding"), None)
-    if sam is not None and flood is not None:
+    if len(steppers) > 1:
+        i, j = steppers[:2]
         raise ValueError(
-            f"regularizers[{flood}]: flooding transforms the loss, and sam (regularizers[{sam}]) "
-            "recomputes only the untransformed data loss at the perturbed weights; drop one of "
-            "the two"
+            f"regularizers[{j}]: {regs[j].name} and {regs[i].name} (regularizers[{i}]) each "
+            "replace the gradient of the step; use one"
+        )
+    if steppers and flood is not None:
+        sam = steppers[0]
+        raise ValueError(
+            f"regularizers[{flood}]: flooding transforms the loss, and {regs[sam].name} "
+            f"(regularizers[{sam}]) recomputes only the untransformed data loss at other "
+            "weights; drop one of the two"
         )
 
 

@@ -23,6 +23,7 @@ from regcore.regularizers.elastic_net import ElasticNet
 from regcore.regularizers.ema import EMA
 from regcore.regularizers.embedding_dropout import EmbeddingDropout
 from regcore.regularizers.entropy import EntropyPenalty
+from regcore.regularizers.entropy_sgd import EntropySGD
 from regcore.regularizers.feature_noise import FeatureNoise
 from regcore.regularizers.flooding import Flooding
 from regcore.regularizers.gaussian_dropout import GaussianDropout
@@ -92,6 +93,7 @@ REGISTRY: dict[type[s.RegularizerSpec], type[Regularizer]] = {
     s.SWASpec: SWA,
     s.EMASpec: EMA,
     s.SAMSpec: SAM,
+    s.EntropySGDSpec: EntropySGD,
     s.SGLDSpec: SGLD,
     s.BayesByBackpropSpec: BayesByBackprop,
     s.LaplaceSpec: Laplace,
