@@ -64,17 +64,13 @@ class EntropySGD(SAM):
         params: list[torch.Tensor] = [p for p in self.params if p.grad is not None]
         if not params:
             return
-        at_w = step.scratch.pop("sam_data_grads", None)
-        data_at_w = None if at_w is None else dict(zip(map(id, self.params), at_w, strict=True))
+        data_at_w = self.data_grads_at_w(step)
         s = self.spec
         gamma = self.gamma(step.index)
         w = [p.detach().clone() for p in params]
         mean = [p.clone() for p in w]
-        momenta = [m.momentum for m in self.norms]
-        for m in self.norms:
-            m.momentum = 0.0
         n, batch = len(self.train_y), step.x.shape[0]
-        try:
+        with self.away_from_w(params):
             for _ in range(s.inner_steps):
                 rows = torch.randint(n, (batch,), device=self.train_x.device)
                 with torch.enable_grad():
@@ -87,12 +83,6 @@ class EntropySGD(SAM):
                         if s.noise:
                             p.add_(torch.randn_like(p), alpha=math.sqrt(s.inner_lr) * s.noise)
                         mu.mul_(1 - s.alpha).add_(p, alpha=s.alpha)
-        finally:
-            for m, mom in zip(self.norms, momenta, strict=True):
-                m.momentum = mom
-            with torch.no_grad():
-                for p, anchor in zip(params, w, strict=True):
-                    p.copy_(anchor)
         with torch.no_grad():
             for p, anchor, mu in zip(params, w, mean, strict=True):
                 assert p.grad is not None

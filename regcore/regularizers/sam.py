@@ -20,6 +20,9 @@ start.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 from torch import nn
 
@@ -61,32 +64,44 @@ class SAM(Regularizer):
         ]
         return loss
 
-    def before_optimizer_step(self, step: Step) -> None:
-        params: list[torch.Tensor] = [p for p in self.params if p.grad is not None]
-        if not params:
-            return
+    def data_grads_at_w(self, step: Step) -> dict[int, torch.Tensor] | None:
+        """∇L_data(w) by parameter id, as ``transform_loss`` took it; None when no other term
+        is in the loss (g is ∇L_data(w) itself)."""
         at_w = step.scratch.pop("sam_data_grads", None)
-        # no other term: g is ∇L_data(w) itself and g_final = ∇L_data(w + e)
-        data_at_w = None if at_w is None else dict(zip(map(id, self.params), at_w, strict=True))
-        # the .grad tensors themselves: the in-place edits below land in p.grad
-        total = [p.grad for p in params if p.grad is not None]
-        eps = ascent_step(total, self.spec.rho)
+        return None if at_w is None else dict(zip(map(id, self.params), at_w, strict=True))
+
+    @contextmanager
+    def away_from_w(self, params: list[torch.Tensor]) -> Iterator[None]:
+        """Inside, the weights may move (and forward passes run) with the batch-norm running
+        statistics frozen; on leaving, w is restored exactly (a copy, not by undoing the moves)."""
+        saved = [p.detach().clone() for p in params]
         momenta = [m.momentum for m in self.norms]
-        saved = [p.detach().clone() for p in params]  # restore exactly, not by w + e − e
-        with torch.no_grad():
-            torch._foreach_add_(params, eps)
         for m in self.norms:
             m.momentum = 0.0
         try:
-            with torch.enable_grad():
-                loss = step.loss_fn(step.model(step.x), step.y)
-                at_w_eps = torch.autograd.grad(loss, params, allow_unused=True)
+            yield
         finally:
             for m, mom in zip(self.norms, momenta, strict=True):
                 m.momentum = mom
             with torch.no_grad():
                 for p, w in zip(params, saved, strict=True):
                     p.copy_(w)
+
+    def before_optimizer_step(self, step: Step) -> None:
+        params: list[torch.Tensor] = [p for p in self.params if p.grad is not None]
+        if not params:
+            return
+        # no other term: g is ∇L_data(w) itself and g_final = ∇L_data(w + e)
+        data_at_w = self.data_grads_at_w(step)
+        # the .grad tensors themselves: the in-place edits below land in p.grad
+        total = [p.grad for p in params if p.grad is not None]
+        eps = ascent_step(total, self.spec.rho)
+        with self.away_from_w(params):
+            with torch.no_grad():
+                torch._foreach_add_(params, eps)
+            with torch.enable_grad():
+                loss = step.loss_fn(step.model(step.x), step.y)
+                at_w_eps = torch.autograd.grad(loss, params, allow_unused=True)
         with torch.no_grad():
             for p, grad, g_eps in zip(params, total, at_w_eps, strict=True):
                 if data_at_w is None:
