@@ -108,6 +108,9 @@ def test_bad_specs_are_refused_naming_the_field():
     )
     long = _errors(regularizers=[{"name": "sgld", "burn_in": 5}])
     assert "leave none" in long["regularizers[0].burn_in"]
+    steps = {"name": "sgld", "burn_in": 20, "burn_in_unit": "steps"}
+    by_steps = _errors(regularizers=[steps], train={"steps": 20, "device": "cpu"})
+    assert "train.steps 20" in by_steps["regularizers[0].burn_in"]
     two = _errors(regularizers=[{"name": "sgld", "burn_in": 1}, {"name": "laplace"}])
     assert "one Bayesian method" in two["regularizers[1]"]
     toy = _errors(data={"name": "toy1d"}, regularizers=[{"name": "sgld", "burn_in": 1}])
