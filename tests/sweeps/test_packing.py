@@ -127,3 +127,74 @@ def test_a_sweep_submit_sends_one_message_per_pack(pack_size, settings, db_url, 
         stamped = s.scalars(select(Experiment.enqueued_at).where(Experiment.id.in_(ids))).all()
     engine.dispose()
     assert len(stamped) == 6 and all(t is not None for t in stamped)
+
+
+# --- the worker's pack task (worker.packs.run_pack_job), in process on a real database --------
+
+
+def _pack_ctx(db_url: str, tmp_path, cache_dir, monkeypatch):
+    from service.queue import make_celery
+    from tests.worker.helpers import make_ctx
+    from worker import packs
+
+    ctx = make_ctx(db_url, tmp_path, cache_dir, "w1", broker_dir=tmp_path / "broker")
+    monkeypatch.setattr(packs, "app", make_celery(ctx.settings))  # its own broker folder
+    return ctx
+
+
+def _row(ctx, eid: str) -> Experiment:
+    with ctx.sessions() as s:
+        row = s.get(Experiment, eid)
+        assert row is not None
+        return row
+
+
+def _steps(ctx, eid: str, key: str = "val_loss") -> list[int]:
+    from service.db.models import Metric
+
+    with ctx.sessions() as s:
+        q = select(Metric.step).where(Metric.experiment_id == eid, Metric.key == key)
+        return sorted(s.scalars(q))
+
+
+def test_the_pack_task_trains_the_members_that_pack_and_sends_the_others_on(
+    db_url, tmp_path, cache_dir, monkeypatch
+):
+    from tests.worker.helpers import add_experiment, tiny_spec
+    from worker.packs import run_pack_job
+
+    ctx = _pack_ctx(db_url, tmp_path, cache_dir, monkeypatch)
+    sessions = ctx.sessions
+    a = add_experiment(sessions, tiny_spec())
+    b = add_experiment(sessions, {**tiny_spec(lr=0.05), "regularizers": []})
+    sam = {**tiny_spec(), "regularizers": [{"name": "sam", "rho": 0.05}]}
+    alone = add_experiment(sessions, parse_spec(sam).model_dump(mode="json"))
+    gone = add_experiment(sessions, tiny_spec(), cancel_requested=True)
+    said = run_pack_job([a, b, alone, gone], ctx)
+    assert said == "succeeded, succeeded", said
+    for eid in (a, b):
+        row = _row(ctx, eid)
+        assert row.status == "succeeded" and row.attempts == 1, row.error
+        assert row.summary is not None and row.summary["epochs_run"] == 3
+        assert _steps(ctx, eid) == [1, 2, 3]
+    # the spec regcore cannot batch was sent on as a single run, untouched
+    assert _row(ctx, alone).status == "queued" and _row(ctx, alone).enqueued_at is not None
+    assert _messages(ctx.settings) == [(TASK_NAME, [alone])]
+    # a member that could not be claimed (its cancel came first) was dropped from the pack
+    assert _row(ctx, gone).status == "cancelled" and _steps(ctx, gone) == []
+
+
+def test_a_member_that_diverges_fails_alone(db_url, tmp_path, cache_dir, monkeypatch):
+    from tests.worker.helpers import add_experiment, diverging_spec
+    from worker.packs import run_pack_job
+
+    ctx = _pack_ctx(db_url, tmp_path, cache_dir, monkeypatch)
+    bad = diverging_spec()
+    good = {**bad, "name": "calm", "train": {**bad["train"], "lr": 0.01}}
+    ids = [add_experiment(ctx.sessions, bad), add_experiment(ctx.sessions, good)]
+    run_pack_job(ids, ctx)
+    failed, ok = _row(ctx, ids[0]), _row(ctx, ids[1])
+    assert failed.status == "failed" and failed.error, failed.error
+    assert ok.status == "succeeded" and ok.summary is not None and ok.summary["epochs_run"] == 5
+    assert _steps(ctx, ids[1]) == [1, 2, 3, 4, 5]
+    assert len(_steps(ctx, ids[0])) < 5  # no epoch of NaNs recorded
