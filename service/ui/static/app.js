@@ -2,9 +2,10 @@
 // sessionStorage and sent as a bearer token by api.js).
 import { apiKey, onUnauthorized } from "./api.js";
 
-// index.html preloads the modules every page imports; a page that draws charts also needs
-// chart.js and uPlot (145 KB), fetched here with the page's own module rather than after it
-// (the Runs page, which draws none, no longer waits behind them)
+// index.html preloads the modules every page imports and the two small page modules people
+// open most (runs.js, run.js); a page that draws charts also needs chart.js and uPlot (145 KB),
+// preloaded here with the page's own module rather than found after it (the Runs page, which
+// draws none, no longer loads them)
 const CHARTS = ["chart.js", "vendor/uPlot.esm.js"];
 const pages = {
   runs: { load: () => import("./runs.js") },
