@@ -662,9 +662,6 @@ RegularizerUnion = (
     | r.SWASpec
     | r.EMASpec
     | r.SAMSpec
-    | r.SGLDSpec
-    | r.BayesByBackpropSpec
-    | r.LaplaceSpec
     | r.EntropySGDSpec
     | r.SGLDSpec
     | r.BayesByBackpropSpec
@@ -1094,49 +1091,6 @@ def _check_steps_budget(spec: ExperimentSpec, regression: bool) -> None:
             "train.steps: early_stopping.retrain_on_train_val retrains for the best epoch count; "
             "use train.epochs"
         )
-
-
-#: the Bayesian regularizers (regcore/bayes): each adds its own Gaussian prior
-BAYESIAN = ("sgld", "bayes_by_backprop", "laplace")
-
-
-def _check_bayes(regs: Sequence[Any], train: TrainSpec) -> None:
-    """sgld's Langevin noise is calibrated to plain SGD steps and starts after its burn-in; one
-    Bayesian method a run (each adds its own prior); bayes_by_backprop's posterior is over the
-    weights themselves, not l0's gated ones."""
-    names = [reg.name for reg in regs]
-    found = [i for i, n in enumerate(names) if n in BAYESIAN]
-    if len(found) > 1:
-        raise ValueError(
-            f"regularizers[{found[1]}]: {names[found[1]]} beside {names[found[0]]} "
-            f"(regularizers[{found[0]}]); a run takes one Bayesian method"
-        )
-    for i in found:
-        reg = regs[i]
-        if reg.name == "sgld":
-            if train.optimizer != "sgd" or train.momentum != 0:
-                raise ValueError(
-                    f"regularizers[{i}]: sgld's Langevin noise is scaled for plain SGD steps; "
-                    "set train.optimizer to sgd and train.momentum to 0"
-                )
-            explicit = reg.burn_in is not None and reg.burn_in_unit == "epochs"
-            if explicit and train.steps is None and reg.burn_in >= train.epochs:
-                raise ValueError(
-                    f"regularizers[{i}].burn_in: {reg.burn_in} epochs leave none of "
-                    f"train.epochs {train.epochs} to sample in"
-                )
-            es = next((j for j, n in enumerate(names) if n == "early_stopping"), None)
-            if es is not None and regs[es].restore_best:
-                raise ValueError(
-                    f"regularizers[{es}].restore_best: early_stopping would restore the best "
-                    f"iterate, but sgld (regularizers[{i}]) returns its MAP estimate; set "
-                    "restore_best to false or drop one of the two"
-                )
-        if reg.name == "bayes_by_backprop" and "l0" in names:
-            raise ValueError(
-                f"regularizers[{i}]: bayes_by_backprop's posterior is over the weights, and l0 "
-                f"(regularizers[{names.index('l0')}]) gates them; drop one of the two"
-            )
 
 
 #: the Bayesian regularizers (regcore/bayes): each adds its own Gaussian prior
