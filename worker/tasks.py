@@ -323,12 +323,22 @@ def _fetch_last_checkpoint(
     names = ("last.safetensors", "last.state.safetensors", "last.json")
     for key, name in zip(keys, names, strict=True):
         ctx.store.get(key, ckpt_dir / name)
-    if "pack" in json.loads((ckpt_dir / "last.json").read_text()).get("train_state", {}):
+    if _is_pack_member(ckpt_dir / "last.json"):
         # a pack member's weights (worker.packs), without the optimizer and generator state a
         # lone run resumes from: the run starts over (its recorded epochs are kept; rewriting
         # them adds nothing: metrics are unique on experiment, key and step)
         log.info("the last checkpoint is a pack member's: the run starts from epoch 0")
         shutil.rmtree(ckpt_dir, ignore_errors=True)
+
+
+def _is_pack_member(sidecar: Path) -> bool:
+    """Whether a checkpoint's sidecar is a pack member's (``regcore.ensemble.pack``: its
+    training state names the pack); a sidecar that does not read is regcore's to refuse."""
+    try:
+        state = json.loads(sidecar.read_text()).get("train_state")
+    except (OSError, ValueError, AttributeError):
+        return False
+    return isinstance(state, dict) and "pack" in state
 
 
 def _finish(
