@@ -11,7 +11,8 @@ things for each running sweep:
    and sets ``cancel_requested`` on the running experiments to stop (the worker stops them within
    a step, as for a user's cancel); the reason is kept on the trial (``stop_reason``);
 2. launches the next trials as experiments, in trial order, while fewer than ``max_concurrent``
-   of the sweep's experiments are queued or running (the caller enqueues them after commit);
+   of the sweep's experiments are queued or running (the caller enqueues them after commit,
+   those that can train together as one pack message: ``service.sweeps.packing``);
 3. marks the sweep ``completed`` once every trial was launched and every experiment ended.
 
 A trial not yet launched has no experiment: the sweep reports it as ``pending``. Cancelling a
