@@ -584,7 +584,7 @@ class SelfSupervisedSpec(BaseModel):
 
     mode: Literal["masked", "contrastive"] = "masked"
     mask: float = Field(0.25, gt=0.0, lt=1.0, description="masked: fraction of features masked")
-    temperature: float = Field(0.5, gt=0.0, le=10.0, description="contrastive: NT-Xent's τ")
+    temperature: float = Field(0.2, gt=0.0, le=10.0, description="contrastive: NT-Xent's τ")
     projection: int = Field(
         64, ge=1, le=MAX_WIDTH, description="contrastive: width of the projection the loss reads"
     )

@@ -30,6 +30,13 @@ The Bayesian methods' `prior_var` σ² is a Gaussian prior N(0, σ²) on the wei
 mean loss is `l2` with λ = 1/(2·N·σ²) for N training examples (`regcore/bayes/prior.py`); each
 reports its posterior predictive as `<name>_test_loss`, `_test_acc`, `_ece`, ... beside the point
 estimate's `test_loss`, `test_acc`, `ece`.
+Semi-supervised: `data.n_unlabeled` adds inputs whose labels are withheld; `pseudo_label` (Lee
+2013; with `views`, FixMatch's pair, Sohn et al. 2020) and `consistency` (Π-model, Laine & Aila
+2017; mean teacher, Tarvainen & Valpola 2017) read an unlabelled batch beside each labelled one,
+and `self_supervised` pretrains on those inputs too, by masked reconstruction or, with `mode`
+`contrastive`, SimCLR's NT-Xent on two augmented views (Chen et al. 2020). `soft_sharing` (Duong
+et al. 2015) trains a second network beside the run's and pulls their shared layers together: a
+regularizer of its own, not a mode of `tie`, whose reference is fixed and takes no gradient.
 
 """
 START, END = "<!-- catalog:start -->", "<!-- catalog:end -->"
