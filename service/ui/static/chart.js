@@ -1,7 +1,10 @@
 // Line charts on uPlot: series on a shared x, optional 95% bands (clipped by the caller), log
 // axes, smoothing done by the caller. Every chart's plotted data is kept on
 // window.__reglab.plots[id] (x, series by label) so tests and scripts can read back what is drawn.
-import uPlot from "./vendor/uPlot.esm.js";
+// uPlot (145 KB) is imported, not a static dependency, so a page's API calls need not wait for it
+// to load: await chartsReady before the first lineChart.
+let uPlot = null;
+export const chartsReady = import("./vendor/uPlot.esm.js").then((m) => { uPlot = m.default; });
 
 const PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2",
   "#7f7f7f", "#bcbd22", "#17becf"];
@@ -16,6 +19,7 @@ const tickFormat = (u, ticks) => ticks.map((v) => (v === null ? "" : Math.abs(v)
 // height, xRange: [min, max], onZoom(xMin, xMax): called with a dragged x range instead of
 // uPlot zooming its own scale}
 export function lineChart(el, x, lines, opts = {}) {
+  if (!uPlot) throw new Error("lineChart before chartsReady");
   el.innerHTML = "";
   const data = [x];
   const series = [{ label: opts.xLabel || "step" }];

@@ -4,7 +4,7 @@
 // without each regularizer.
 import { api } from "./api.js";
 import { h, fill, statusBadge, errorBox } from "./dom.js";
-import { lineChart, color } from "./chart.js";
+import { lineChart, color, chartsReady } from "./chart.js";
 import { meanCI, fmt, metricRange, clip } from "./stats.js";
 
 const DEFAULT_KEYS = "train_loss,val_loss,val_acc,gen_gap";
@@ -42,7 +42,7 @@ export async function render(view, route) {
   const ids = (route.query.ids || "").split(",").filter(Boolean);
   if (ids.length < 1) { fill(view, h("h1", "Compare"), h("p.muted", "Select runs on the Runs page.")); return; }
   const keys = route.query.keys || DEFAULT_KEYS;
-  const cmp = await api.get("/v1/compare", { ids: ids.join(","), keys, max_points: 1000 });
+  const [cmp] = await Promise.all([api.get("/v1/compare", { ids: ids.join(","), keys, max_points: 1000 }), chartsReady]);
   const groups = seedGroups(cmp.items);
   const canGroup = groups.some((g) => g.members.length > 1);
   let grouped = canGroup && route.query.group !== "0";

@@ -5,7 +5,7 @@
 // while it runs); cancel.
 import { api } from "./api.js";
 import { h, fill, statusBadge, tagList, when, errorBox } from "./dom.js";
-import { lineChart } from "./chart.js";
+import { lineChart, chartsReady } from "./chart.js";
 import { smooth, fmt } from "./stats.js";
 
 const LIVE = new Set(["queued", "running"]);
@@ -75,7 +75,9 @@ export async function render(view, route) {
     draw();
   }
 
+  let drawable = false; // the metrics and uPlot are here (a control touched before waits)
   function draw() {
+    if (!drawable) return;
     const t0 = performance.now();
     const keys = Object.keys(series).sort();
     fill(keyBoxes, ...keys.map((k) => h("label", h("input", {
@@ -183,7 +185,8 @@ export async function render(view, route) {
     h("details", h("summary", "Full summary"), fullSummary),
     h("h2", "Checkpoints"), ckpts, h("h2", "Logs"), logs);
   drawHead();
-  await pull(first.metrics);
+  await Promise.all([pull(first.metrics), chartsReady]);
+  drawable = true;
   draw();
   await Promise.all([drawCheckpoints(first.checkpoints), drawLogs(first.logs)]);
 

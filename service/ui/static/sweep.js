@@ -4,7 +4,7 @@
 // intervals, parallel coordinates over the configurations, and stopped trials with the reason.
 import { api } from "./api.js";
 import { h, fill, statusBadge, when } from "./dom.js";
-import { lineChart, color } from "./chart.js";
+import { lineChart, color, chartsReady } from "./chart.js";
 import { fmt, logSpaced, metricRange, clip } from "./stats.js";
 
 const LIVE = new Set(["running", "queued", "pending"]);
@@ -108,7 +108,7 @@ export async function render(view, route) {
   let timer = null;
   const charts = [];
   async function draw() {
-    const sw = await api.get(`/v1/sweeps/${id}`);
+    const [sw] = await Promise.all([api.get(`/v1/sweeps/${id}`), chartsReady]);
     const res = sw.results;
     const total = Object.values(sw.counts).reduce((a, b) => a + b, 0);
     const done = (sw.counts.succeeded || 0) + (sw.counts.failed || 0) + (sw.counts.cancelled || 0) + (sw.counts.skipped || 0);
