@@ -186,14 +186,18 @@ _RENEW = (
     )
     .returning(Experiment.id)
 )
-#: The metric points of one transaction, by dialect, each one statement for all the rows:
-#: PostgreSQL unnests four array literals (one round trip, no per-row statement; COPY
-#: was measured too: it cannot skip a retried epoch's points, and through a staging table it
-#: was slower); SQLite runs the driver's executemany of the precompiled INSERT. Both go to the
-#: driver as they are: no SQL is built, compiled or bound per epoch.
-_PG_METRICS = (
-    "INSERT INTO metrics (experiment_id, key, step, value) " + latest.PG_UNNEST
-    + " ON CONFLICT (experiment_id, key, step) DO NOTHING"
+#: One step's points (at most one per experiment and key), by dialect, each for all the rows
+#: at once, no SQL built, compiled or bound per epoch. PostgreSQL: ONE statement unnests four
+#: array literals (``latest.as_arrays``) and both stores them in ``metrics`` and upserts them
+#: into ``metric_latest``: one round trip and one parse of the rows, where two statements sent
+#: and parsed them twice (COPY was measured too: it cannot skip a retried epoch's points, and
+#: through a staging table it was slower). SQLite: the driver's executemany of the
+#: precompiled INSERT, then ``latest.upsert_rows``.
+_PG_POINTS = (
+    "WITH points (experiment_id, key, step, value) AS (" + latest.PG_UNNEST + "),"
+    " stored AS (INSERT INTO metrics (experiment_id, key, step, value) SELECT * FROM points"
+    " ON CONFLICT (experiment_id, key, step) DO NOTHING) "
+    + latest.upsert_from("SELECT * FROM points")
 )  # fmt: skip
 _SQLITE_METRICS = (
     "INSERT INTO metrics (experiment_id, key, step, value) VALUES (?, ?, ?, ?) "
@@ -202,10 +206,13 @@ _SQLITE_METRICS = (
 
 
 def _insert_metrics(conn: Connection, rows: list[tuple[str, str, int, float]]) -> None:
+    """Store one step's ``(experiment_id, key, step, value)`` rows, skipping points already
+    there, and record them as the latest values (for filter/sort by a metric)."""
     if conn.dialect.name == "postgresql":
-        conn.exec_driver_sql(_PG_METRICS, latest.as_arrays(rows))
+        conn.exec_driver_sql(_PG_POINTS, latest.as_arrays(rows))
     else:
         conn.exec_driver_sql(_SQLITE_METRICS, rows)
+        latest.upsert_rows(conn, rows)
 
 
 def record_epochs(
@@ -214,31 +221,37 @@ def record_epochs(
     """Store the metrics of many experiments' epochs (a pack's members) in the caller's one
     transaction and renew their leases. Returns the experiments whose lease is ours: only their
     points are written; the others' are dropped (their lease was lost). A retried epoch adds
-    nothing (unique on experiment, key, step) and never moves ``metric_latest`` back in time."""
-    if not epochs:
+    nothing (unique on experiment, key, step) and never moves ``metric_latest`` back in time.
+    Per step, in order: one renewal (``_RENEW``, the lease check) and one write of its points
+    (one statement on PostgreSQL); a pack's epoch, or a lone run's, is one step."""
+    by_step: dict[int, dict[str, Mapping[str, float]]] = defaultdict(dict)
+    for e in epochs:  # one point set per (experiment, step): a repeated one is merged
+        members = by_step[e.step]
+        seen = members.get(e.experiment_id)
+        members[e.experiment_id] = e.metrics if seen is None else {**seen, **e.metrics}
+    if not by_step:
         return set()
     conn = session.connection()
     owned: set[str] = set()
-    by_step: dict[int, list[str]] = defaultdict(list)
-    for e in epochs:
-        by_step[e.step].append(e.experiment_id)
-    for step, ids in by_step.items():
+    for step in sorted(by_step):
+        members = by_step[step]
         result = conn.execute(
             _RENEW,
-            {"ids": sorted(set(ids)), "worker_id": worker_id, "step": step, "lease_s": lease_s},
+            {"ids": sorted(members), "worker_id": worker_id, "step": step, "lease_s": lease_s},
         )
-        owned.update(result.scalars())
-    # NaN cannot be stored on SQLite (it becomes NULL); a missing point reads better than a fake.
-    rows = [
-        (e.experiment_id, key, e.step, value)
-        for e in epochs
-        if e.experiment_id in owned
-        for key, value in ((k, float(v)) for k, v in e.metrics.items())
-        if math.isfinite(value)
-    ]
-    if rows:
-        _insert_metrics(conn, rows)
-        latest.upsert_rows(conn, rows)  # for filter/sort by a metric
+        ours = set(result.scalars())
+        owned |= ours
+        # NaN cannot be stored on SQLite (it becomes NULL); a missing point reads better than
+        # a fake one.
+        rows = [
+            (eid, key, step, value)
+            for eid, metrics in members.items()
+            if eid in ours
+            for key, value in ((k, float(v)) for k, v in metrics.items())
+            if math.isfinite(value)
+        ]
+        if rows:
+            _insert_metrics(conn, rows)
     return owned
 
 

@@ -16,16 +16,23 @@ from service.db.models import MetricLatest
 #: ``(experiment_id, key, step, value)`` rows from four array literals bound as text
 #: (``as_arrays``): joined in C, where psycopg's array dumper spent a fifth of an epoch's write
 PG_UNNEST = "SELECT * FROM unnest(%s::varchar[], %s::varchar[], %s::integer[], %s::float8[])"
-_SET_NEWER = (
-    " ON CONFLICT (experiment_id, key) DO UPDATE SET step = excluded.step, value = excluded.value"
-    " WHERE metric_latest.step <= excluded.step"
-)
-#: The upsert of the newest values, by dialect, one statement for all the rows (as the metric
-#: points in ``jobs.record_epochs``); a row replaces a value of the same or an older step only.
-_PG_UPSERT = "INSERT INTO metric_latest (experiment_id, key, step, value) " + PG_UNNEST + _SET_NEWER
-_SQLITE_UPSERT = (
-    "INSERT INTO metric_latest (experiment_id, key, step, value) VALUES (?, ?, ?, ?)" + _SET_NEWER
-)
+
+
+def upsert_from(rows: str) -> str:
+    """The upsert of the newest values from ``rows`` (SQL: a query or ``VALUES`` of
+    ``(experiment_id, key, step, value)``, at most one per experiment and key): a row replaces a
+    value of the same or an older step only. ``jobs.record_epochs`` runs it in the statement
+    that stores the points on PostgreSQL."""
+    return (
+        f"INSERT INTO metric_latest (experiment_id, key, step, value) {rows}"
+        " ON CONFLICT (experiment_id, key) DO UPDATE SET step = excluded.step,"
+        " value = excluded.value WHERE metric_latest.step <= excluded.step"
+    )
+
+
+#: ``upsert_rows`` by dialect, one statement for all the rows
+_PG_UPSERT = upsert_from(PG_UNNEST)
+_SQLITE_UPSERT = upsert_from("VALUES (?, ?, ?, ?)")
 
 
 def _quoted(text: str) -> str:
@@ -33,13 +40,17 @@ def _quoted(text: str) -> str:
 
 
 def as_arrays(rows: Sequence[tuple[str, str, int, float]]) -> tuple[str, ...]:
-    """``(experiment_id, key, step, value)`` rows as one PostgreSQL array literal per column
-    (strings quoted and escaped, values finite): the parameters of a ``PG_UNNEST`` statement."""
+    """``(experiment_id, key, step, value)`` rows (at least one) as one PostgreSQL array
+    literal per column (strings quoted and escaped, values finite): the parameters of a
+    ``PG_UNNEST`` statement. Each distinct id and key is quoted once (a pack's epoch repeats
+    64 ids and 16 keys a thousand times)."""
+    ids, keys, steps, values = zip(*rows, strict=True)
+    quoted = {text: _quoted(text) for text in {*ids, *keys}}.__getitem__
     return (
-        "{" + ",".join(_quoted(r[0]) for r in rows) + "}",
-        "{" + ",".join(_quoted(r[1]) for r in rows) + "}",
-        "{" + ",".join(str(int(r[2])) for r in rows) + "}",
-        "{" + ",".join(repr(float(r[3])) for r in rows) + "}",
+        "{" + ",".join(map(quoted, ids)) + "}",
+        "{" + ",".join(map(quoted, keys)) + "}",
+        "{" + ",".join(map(str, map(int, steps))) + "}",
+        "{" + ",".join(map(repr, map(float, values))) + "}",
     )
 
 

@@ -1,5 +1,7 @@
 """The reporter's batched metric write (``jobs.record_epochs`` via ``reporter.write_epochs``):
-many experiments' points in one transaction, each guarded by its lease, no duplicates."""
+many experiments' points in one transaction, each guarded by its lease, no duplicates. A lone
+run's ``DbReporter.on_epoch`` takes the same path (per step one lease renewal and one write of
+the points: on PostgreSQL one statement that stores them and upserts ``metric_latest``)."""
 
 from __future__ import annotations
 
@@ -13,7 +15,8 @@ from service.db.migrate import upgrade_to_head
 from service.db.models import Experiment, Metric, MetricLatest, utcnow
 from service.db.session import make_engine, make_sessionmaker
 from tests.worker.helpers import add_experiment
-from worker.reporter import write_epochs
+from worker.artifacts import LocalStore
+from worker.reporter import DbReporter, write_epochs
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -106,3 +109,140 @@ def test_metric_keys_with_quotes_commas_braces_and_backslashes_round_trip(db):
     assert {p[1]: p[3] for p in _points(sessions)} == metrics
     with sessions() as s:
         assert dict(s.execute(select(MetricLatest.key, MetricLatest.value)).all()) == metrics
+
+
+def _take_over(sessions, eid: str) -> None:
+    with sessions.begin() as s:
+        s.get(Experiment, eid).lease_expires_at = utcnow() - timedelta(seconds=1)
+    with sessions.begin() as s:
+        assert jobs.claim(s, eid, "w2", 30) is not None
+
+
+def _latest(sessions) -> dict[tuple[str, str], tuple[int, float]]:
+    with sessions() as s:
+        latest = MetricLatest
+        rows = s.execute(select(latest.experiment_id, latest.key, latest.step, latest.value))
+        return {(e, k): (step, v) for e, k, step, v in rows}
+
+
+def _statements(engine) -> list[str]:
+    seen: list[str] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):
+        seen.append(statement)
+
+    event.listen(engine, "before_cursor_execute", record)
+    return seen
+
+
+def _reporter(sessions, tmp_path, eid: str, worker: str = "w1") -> DbReporter:
+    return DbReporter(
+        sessions, LocalStore(tmp_path / "store"), eid, worker, lease_s=30, heartbeat_s=30
+    )
+
+
+def test_a_lone_runs_epoch_takes_the_packs_write_path_in_one_transaction(db, tmp_path):
+    engine, sessions = db
+    (eid,) = _pack(sessions, 1)
+    reporter = _reporter(sessions, tmp_path, eid)
+    statements = _statements(engine)
+    commits: list[int] = []
+    event.listen(engine, "commit", lambda conn: commits.append(1))
+    reporter.on_epoch(1, {"val_loss": 0.5, "lr": 0.1})
+    assert len(commits) == 1
+    points = jobs._PG_POINTS if engine.dialect.name == "postgresql" else jobs._SQLITE_METRICS
+    assert statements.count(points) == 1  # the same prebuilt statement as a pack's epoch
+    assert sum("UPDATE experiments" in s for s in statements) == 1  # the one lease renewal
+    assert _points(sessions) == [(eid, "lr", 1, 0.1), (eid, "val_loss", 1, 0.5)]
+    assert _latest(sessions) == {(eid, "lr"): (1, 0.1), (eid, "val_loss"): (1, 0.5)}
+    assert not reporter.lease_lost
+
+
+def test_without_the_lease_a_lone_runs_epoch_is_refused_writes_nothing_and_stops(db, tmp_path):
+    _, sessions = db
+    (eid,) = _pack(sessions, 1)
+    reporter = _reporter(sessions, tmp_path, eid)
+    reporter.on_epoch(1, {"val_loss": 0.9})
+    _take_over(sessions, eid)
+    with sessions() as s:
+        before = s.get(Experiment, eid)
+        lease = (before.lease_owner, before.lease_expires_at, before.last_epoch)
+    reporter.on_epoch(2, {"val_loss": 0.5})
+    assert reporter.lease_lost
+    assert reporter.should_cancel()
+    assert _points(sessions) == [(eid, "val_loss", 1, 0.9)]  # epoch 2 was not written
+    assert _latest(sessions) == {(eid, "val_loss"): (1, 0.9)}
+    with sessions() as s:
+        row = s.get(Experiment, eid)
+        assert (row.lease_owner, row.lease_expires_at, row.last_epoch) == lease  # w2's, as it was
+
+
+def test_a_resent_epoch_through_the_reporter_adds_no_point_and_keeps_the_newest_latest(
+    db, tmp_path
+):
+    _, sessions = db
+    (eid,) = _pack(sessions, 1)
+    reporter = _reporter(sessions, tmp_path, eid)
+    for epoch, loss in ((1, 0.9), (2, 0.5), (2, 0.5), (1, 0.9)):  # a retry, then a late epoch 1
+        reporter.on_epoch(epoch, {"val_loss": loss})
+    assert not reporter.lease_lost
+    assert _points(sessions) == [(eid, "val_loss", 1, 0.9), (eid, "val_loss", 2, 0.5)]
+    assert _latest(sessions) == {(eid, "val_loss"): (2, 0.5)}
+
+
+def test_many_experiments_at_several_steps_in_one_call_are_each_written_once(db):
+    engine, sessions = db
+    ids = _pack(sessions, 4)
+    _take_over(sessions, ids[3])  # one member's lease is lost: its points are dropped
+    points = [
+        jobs.EpochPoints(ids[0], 2, {"acc": 0.2}),
+        jobs.EpochPoints(ids[1], 1, {"acc": 0.1, "loss": 1.0}),
+        jobs.EpochPoints(ids[0], 1, {"acc": 0.1}),
+        jobs.EpochPoints(ids[2], 2, {"acc": 0.25}),
+        jobs.EpochPoints(ids[1], 1, {"loss": 0.9}),  # the same step again: merged, newer wins
+        jobs.EpochPoints(ids[3], 2, {"acc": 0.99}),
+        jobs.EpochPoints(ids[2], 3, {"acc": 0.3, "nan": float("nan")}),
+    ]
+    statements = _statements(engine)
+    commits: list[int] = []
+    event.listen(engine, "commit", lambda conn: commits.append(1))
+    assert write_epochs(sessions, "w1", points, 30) == set(ids[:3])
+    assert len(commits) == 1
+    if engine.dialect.name == "postgresql":  # per step: one renewal and one write of its points
+        assert statements.count(jobs._PG_POINTS) == 3
+        assert sum("UPDATE experiments" in s for s in statements) == 3
+    assert _points(sessions) == sorted(
+        [
+            (ids[0], "acc", 1, 0.1),
+            (ids[0], "acc", 2, 0.2),
+            (ids[1], "acc", 1, 0.1),
+            (ids[1], "loss", 1, 0.9),
+            (ids[2], "acc", 2, 0.25),
+            (ids[2], "acc", 3, 0.3),
+        ]
+    )
+    assert _latest(sessions) == {
+        (ids[0], "acc"): (2, 0.2),
+        (ids[1], "acc"): (1, 0.1),
+        (ids[1], "loss"): (1, 0.9),
+        (ids[2], "acc"): (3, 0.3),
+    }
+    with sessions() as s:
+        epochs = {r.id: r.last_epoch for r in s.scalars(select(Experiment))}
+    assert [epochs[i] for i in ids[:3]] == [2, 1, 3]  # the newest step each member reached
+    assert write_epochs(sessions, "w1", points, 30) == set(ids[:3])  # the call resent
+    assert len(_points(sessions)) == 6
+
+
+def test_a_call_whose_leases_are_all_lost_writes_nothing(db):
+    _, sessions = db
+    ids = _pack(sessions, 2)
+    for eid in ids:
+        _take_over(sessions, eid)
+    points = [jobs.EpochPoints(eid, 1, {"acc": 0.5}) for eid in ids]
+    assert write_epochs(sessions, "w1", points, 30) == set()
+    assert _points(sessions) == []
+    assert _latest(sessions) == {}
+    with sessions() as s:
+        assert {r.lease_owner for r in s.scalars(select(Experiment))} == {"w2"}
+    assert write_epochs(sessions, "w1", [], 30) == set()
