@@ -1,5 +1,5 @@
 """Entropy-SGD (Chaudhari et al. 2017, "Entropy-SGD: biasing gradient descent into wide valleys";
-Prince §9.6 notes).
+Prince ch. 9, its notes).
 
 Entropy-SGD descends the local entropy F(w; γ) = log ∫ exp(−f(w′) − (γ/2)‖w − w′‖²) dw′ instead
 of the loss f: a minimum is good when a whole neighbourhood of scope 1/γ is low, not just the point.
