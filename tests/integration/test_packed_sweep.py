@@ -39,7 +39,8 @@ def sweep(epochs: int, **kw: Any) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def service(tmp_path_factory) -> Iterator[tuple[RegLabClient, Proc]]:
     port = free_port()
-    proc = serve(tmp_path_factory.mktemp("packed"), port)
+    # a reconciler tick every second: early stopping acts within a pack's run
+    proc = serve(tmp_path_factory.mktemp("packed"), port, env={"REGLAB_RECONCILE_SECONDS": "1"})
     with RegLabClient(f"http://127.0.0.1:{port}") as api:
         try:
             yield api, proc
@@ -108,6 +109,31 @@ def test_cancelling_one_member_of_a_running_pack_leaves_the_others_running(servi
         assert exp["status"] == "succeeded" and exp["summary"]["epochs_run"] == epochs, exp
         assert shape(api, eid)["val_loss"] == list(range(1, epochs + 1))
     assert s["counts"]["succeeded"] == 3 and s["counts"]["cancelled"] == 1
+
+
+def test_asha_stops_members_of_a_running_pack_alone_on_a_rigged_metric(service):
+    """The metric is ``lr`` (each trial's own learning rate, recorded every epoch), so at
+    ASHA's first rung the top quarter of the four is the 0.04 trial: the other three are
+    stopped inside the pack and it goes on to the end."""
+    api, proc = service
+    epochs = 150
+    body = {
+        **sweep(epochs=epochs, n_train=100, batch_size=50),
+        "space": {"train.lr": [0.04, 0.03, 0.02, 0.01]},
+        "metric": "lr",
+        "mode": "max",
+        "early_stopping": {"rule": "asha", "min_epochs": 1, "reduction_factor": 4},
+    }
+    s = wait_sweep(api, api.create_sweep(body)["id"], proc)
+    first, *rest = s["experiments"]
+    assert first["status"] == "succeeded" and first["stop_reason"] is None, s["experiments"]
+    assert api.get(first["experiment_id"])["summary"]["epochs_run"] == epochs
+    for e in rest:
+        assert e["status"] == "cancelled", s["experiments"]
+        assert e["stop_reason"].startswith("stopped by ASHA at epoch "), e
+        assert api.get(e["experiment_id"])["progress"]["epoch"] < epochs
+    assert s["counts"]["stopped_early"] == 3
+    assert any("pack of 4" in line["message"] for line in api.logs(first["experiment_id"])["items"])
 
 
 @pytest.mark.slow
