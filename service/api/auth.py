@@ -194,8 +194,9 @@ def _forbidden_host(host: str | None) -> Any:
     )
 
 
-def get_owner(request: Request) -> str:
+async def get_owner(request: Request) -> str:
     # Fails closed: a route reached without the middleware has no owner, not the anonymous one.
+    # async: a sync dependency costs every request a hop through the thread pool
     return request.scope[_SCOPE_KEY]
 
 

@@ -1,4 +1,8 @@
-"""Request dependencies: a session per request, the settings, the queue client, the store."""
+"""Request dependencies: a session per request, the settings, the queue client, the store.
+
+The getters are ``async``: they only read ``app.state``, and FastAPI runs a sync dependency in
+the thread pool (a hop per dependency per request, costly on a busy machine). ``get_db`` stays
+sync: closing the session returns its connection to the pool, which may talk to the database."""
 
 from __future__ import annotations
 
@@ -18,15 +22,15 @@ def get_db(request: Request) -> Iterator[Session]:
         yield session
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_celery(request: Request) -> Celery:
+async def get_celery(request: Request) -> Celery:
     return request.app.state.celery
 
 
-def get_store(request: Request) -> LocalStore:
+async def get_store(request: Request) -> LocalStore:
     return request.app.state.store
 
 

@@ -70,7 +70,7 @@ def _buckets(request: Request) -> TokenBuckets:
 
 async def submit_limit(request: Request) -> None:
     """The dependency of submit routes: 429 with Retry-After when the owner's bucket is empty."""
-    owner = get_owner(request)
+    owner = await get_owner(request)
     wait = _buckets(request).take(owner)
     if wait > 0:
         seconds = max(1, math.ceil(wait))
