@@ -26,17 +26,6 @@ def _pair(tmp_path, cache_dir, **sgld):
     return a, b
 
 
-def test_a_burn_in_step_is_the_l2_step_of_the_prior(tmp_path, cache_dir):
-    a, b = _pair(tmp_path, cache_dir, prior_var=0.05, burn_in=3)
-    for p, q in zip(params(a), params(b), strict=True):
-        assert torch.equal(p, q)  # the same seed builds the same model
-    for tr in (a, b):
-        tr.train_step(*first_batch(tr), {})
-    for p, q in zip(params(a), params(b), strict=True):
-        assert torch.allclose(p, q, atol=1e-6)
-    assert a.regs[0].prior.strength == pytest.approx(1 / (2 * N * 0.05))
-
-
 def test_a_langevin_step_adds_noise_of_the_predicted_spread(tmp_path, cache_dir):
     a, b = _pair(tmp_path, cache_dir, burn_in=1, burn_in_unit="steps", temperature=0.5)
     for tr in (a, b):
