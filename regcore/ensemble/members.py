@@ -95,7 +95,8 @@ class Member:
 
     def train_state(self) -> dict[str, Any]:
         st = self.trainer.train_state()
-        st["rng"] = {**self.rng, "generators": {"shuffle": self.trainer.shuffle.get_state()}}
+        streams = {k: g.get_state() for k, g in self.trainer.generators().items()}
+        st["rng"] = {**self.rng, "generators": streams}
         st["epoch"] = self.trainer.epoch
         st["done"] = self.done
         return st
@@ -109,7 +110,8 @@ class Member:
             t.scheduler.load_state_dict(st["scheduler"])
         for reg, reg_state in zip(t.regs, st["regularizers"], strict=True):
             reg.load_state_dict(reg_state)
-        t.shuffle.set_state(st["rng"]["generators"]["shuffle"])
+        for key, gen in t.generators().items():  # shuffle, and unlabeled when a reg reads it
+            gen.set_state(st["rng"]["generators"][key])
         self.rng = {k: v for k, v in st["rng"].items() if k != "generators"}
         self.rng["generators"] = {}
         t.step_index = int(st["step_index"])

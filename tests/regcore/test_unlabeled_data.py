@@ -108,7 +108,7 @@ def test_a_cancelled_semi_supervised_run_resumes_to_the_same_end(tmp_path, cache
         data={**SMALL, "n_unlabeled": 300},
         train={"optimizer": "adam", "lr": 0.003, "batch_size": 50, "epochs": 4, "device": "cpu"},
         regularizers=[
-            {"name": "pseudo_label", "threshold": 0.5, "ramp_up": 0.0},
+            {"name": "pseudo_label", "threshold": 0.0, "ramp_up": 0.0},
             {"name": "consistency", "mode": "mean_teacher"},
         ],
     )

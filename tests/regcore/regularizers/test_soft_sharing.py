@@ -56,3 +56,17 @@ def test_the_shared_layers_draw_together_as_the_strength_grows(tmp_path, cache_d
     d = [distance[s] for s in (0.0, 0.01, 0.1, 1.0)]
     assert d == sorted(d, reverse=True), distance
     assert d[-1] < 0.1 * d[0], distance
+
+
+def test_a_jointly_trained_peer_raises_test_accuracy_on_300_labels(tmp_path, cache_dir):
+    """MLP [100, 100], plain SGD, 60 epochs, measured (test accuracy on 1,000 rows, seeds 0, 1,
+    2): alone 0.278 0.261 0.270; soft_sharing λ = 0.1: 0.297 0.279 0.292 (λ = 1: 0.296 0.278
+    0.286). Why is not shown here; one reading: pulled toward a network of another
+    initialization, the run's averages some of its own initialization's variance away."""
+    data = {"name": "mnist1d", "n_train": 300, "n_val": 200, "n_test": 1000}
+    spec = {"data": data, "model": {"name": "mlp", "hidden": [100, 100]}}
+    spec["train"] = {**TRAIN, "epochs": 60}
+    alone = train(make_spec(**spec), tmp_path / "alone", cache_dir)
+    shared = {"name": "soft_sharing", "strength": 0.1}
+    paired = train(make_spec(**spec, regularizers=[shared]), tmp_path / "pair", cache_dir)
+    assert paired.metrics["test_acc"] > alone.metrics["test_acc"] + 0.01
