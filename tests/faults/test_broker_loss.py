@@ -42,7 +42,7 @@ class BlackHole(threading.Thread):
         self.dropped: list[str] = []
         self._closed = threading.Event()
 
-    def _keys(self) -> list[bytes]:
+    def _keys(self) -> list[bytes | str]:
         # kombu's queue list, and its per-priority lists (``<queue>\x06\x16<priority>``)
         return [k for q in self.queues for k in self.client.keys(f"{q}*")
                 if self.client.type(k) == b"list"]  # fmt: skip
