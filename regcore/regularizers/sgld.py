@@ -14,7 +14,9 @@ The step size is the run's lr at each step (a schedule anneals it, as the paper'
    is the MAP estimate:
    ``finalize`` returns it, so the summary's ``test_loss``, ``test_acc`` and ``ece`` are MAP's.
 2. Sampling: from then on every step adds the Langevin noise, and every ``thin``-th iterate is
-   kept (the most recent ``samples`` of them, parameters and buffers).
+   kept (the most recent ``samples`` of them, parameters and buffers). The kept samples and the
+   MAP state are part of every checkpoint, so a resumed run has them: they cost ``samples + 1``
+   times the model's size, in memory and on disk.
 
 The posterior predictive meanₛ softmax(f(x; φₛ)) over the kept samples is scored on val and test
 as ``sgld_val_loss``, ``sgld_val_acc``, ``sgld_test_loss``, ``sgld_test_acc``, ``sgld_ece`` and
