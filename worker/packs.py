@@ -8,8 +8,8 @@ The service sends a sweep's trials that share seed, data, model and epochs as on
    (a pack, or a single ``experiments.run`` for a spec that cannot pack);
 2. claims each member's row as a single run's claim does (``worker.tasks._claim``: the attempt
    counted, its own lease); a member that cannot be claimed (cancelled, ended, or another
-   worker's) is dropped from the pack; one with a checkpoint from an earlier attempt is given
-   back and sent on alone, to resume from it;
+   worker's) is dropped from the pack; one with a lone run's checkpoint from an earlier attempt
+   is given back and sent on alone, to resume from it;
 3. runs ``run_pack`` with one ``DbReporter`` per member (its epochs, checkpoints, cancel and
    lease, exactly as a single run's) and one ``LeaseKeeper`` per member;
 4. settles each member on its own (``worker.tasks._settle``): a member cancelled, stopped by
@@ -18,9 +18,11 @@ The service sends a sweep's trials that share seed, data, model and epochs as on
 
 A pack runs in the worker's own process (not a child per job), and its log lines are kept on
 every member. After a worker is killed, the members' leases expire and the reconciler sends them
-again one by one: each reruns alone from epoch 0 (a pack member's checkpoint holds no optimizer
-state for a lone run to resume from); the epochs already recorded stay, and the rerun's copies of
-them are not written twice (metrics are unique on experiment, key and step).
+again, as a pack (``service.sweeps.packing``): they rerun together from epoch 0, the pack's own
+checkpoint having been on the dead worker's disk (a member's checkpoint holds its weights, not
+the optimizer and generator state to resume from); the epochs already recorded stay, and the
+rerun's copies of them are not written twice (metrics are unique on experiment, key and step).
+A member that ends up alone (``REGLAB_PACK_SIZE=1``) reruns alone from epoch 0 the same way.
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ from worker.tasks import (
     SHUTTING_DOWN,
     Outcome,
     _claim,
+    _fetch_last_checkpoint,
     _settle,
     failure_outcome,
     outcome_of,
@@ -148,7 +151,15 @@ def run_pack_job(experiment_ids: list[str], ctx: WorkerContext) -> str:
             log.info("experiment %s not claimed for the pack (%s)", eid, claimed)
             continue
         data, attempt, resume_keys = claimed
-        if resume_keys is not None:  # an earlier attempt's checkpoint: it resumes alone
+        # an earlier attempt's checkpoint: a lone run's resumes alone; a pack member's (no
+        # state to resume from) is dropped and the member starts over in this pack
+        try:
+            _fetch_last_checkpoint(ctx, ctx.scratch / eid / "checkpoints", resume_keys)
+            lone = (ctx.scratch / eid / "checkpoints" / "last.json").exists()
+        except Exception:  # noqa: BLE001 - the single path meets the same error and says so
+            log.warning("experiment %s: its checkpoint could not be fetched", eid, exc_info=True)
+            lone = True
+        if lone:
 
             def give_back(eid: str = eid) -> bool:
                 with ctx.sessions.begin() as session:

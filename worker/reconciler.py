@@ -34,6 +34,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from service.db import jobs, sweeps, workers
 from service.db.models import Experiment, utcnow
 from service.queue import enqueue
+from service.sweeps import packing
 
 log = logging.getLogger(__name__)
 
@@ -181,11 +182,11 @@ def reconcile_once(
             now - timedelta(seconds=grace_s),
             idle_queues=report.idle_queues,
         )
-        rows = session.execute(
-            select(Experiment.id, Experiment.queue).where(Experiment.id.in_(ids))
-        )
-        queues = {eid: queue for eid, queue in rows}
-    report.enqueued = send(sessions, celery, [(i, queues.get(i, "cpu")) for i in ids])
+        # a sweep's trials go out in packs again (a killed worker's pack: its members rerun
+        # together), other runs one by one
+        rows = session.scalars(select(Experiment).where(Experiment.id.in_(ids))).all()
+        messages = packing.group(rows, pack_size)
+    report.enqueued = send(sessions, celery, messages)
     if report.requeued or report.enqueued:
         log.info("reconciler: requeued %s, enqueued %s", report.requeued, report.enqueued)
     for experiment_id, reason in report.stopped.items():

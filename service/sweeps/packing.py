@@ -1,12 +1,14 @@
-"""Which of a sweep's launched trials go to a worker as one pack (one message, one job).
+"""Which of a sweep's trials go to a worker as one pack (one message, one job).
 
-The service cannot ask regcore whether specs batch (``regcore.ensemble.pack.pack_key`` needs
-torch), so it groups by what every pack shares and a spec says plainly: the queue, the seed (the
-data is built from it: a sweep's ``seeds`` change the data, so packs never cross seeds), the data,
-the model and the epoch count. Trials with equal ``group_key`` go out together, in launch order,
-in messages of up to ``size_for(queue, pack_size)`` trials. The worker (``worker.packs``) has the
-last word: it runs regcore's ``pack_key`` over a message's trials, trains those that share a key
-as one pack and sends the others on as single runs (or smaller packs).
+The rows are a sweep's trials just launched, or trials the reconciler sends again (a killed
+worker's, back in the queue: its pack's members rerun together). The service cannot ask regcore
+whether specs batch (``regcore.ensemble.pack.pack_key`` needs torch), so it groups by what every
+pack shares and a spec says plainly: the sweep, the queue, the seed (the data is built from it:
+a sweep's ``seeds`` change the data, so packs never cross seeds), the data, the model and the
+epoch count. Trials with equal ``group_key`` go out together, in order, in messages of up to
+``size_for(queue, pack_size)`` trials. The worker (``worker.packs``) has the last word: it runs
+regcore's ``pack_key`` over a message's trials, trains those that share a key as one pack and
+sends the others on as single runs (or smaller packs).
 
 ``REGLAB_PACK_SIZE`` (``Settings.pack_size``): None means ``CPU_PACK_SIZE`` on the ``cpu`` queue
 and ``GPU_PACK_SIZE`` on ``gpu``; 1 turns packing off.
@@ -26,11 +28,12 @@ GPU_PACK_SIZE = 64
 
 
 class Launched(Protocol):
-    """An experiment row just launched (``service.db.models.Experiment``)."""
+    """An experiment row to send (``service.db.models.Experiment``)."""
 
     id: str
     queue: str
     spec: dict[str, Any]
+    sweep_id: str | None
 
 
 def size_for(queue: str, pack_size: int | None) -> int:
@@ -40,14 +43,15 @@ def size_for(queue: str, pack_size: int | None) -> int:
     return GPU_PACK_SIZE if queue == "gpu" else CPU_PACK_SIZE
 
 
-def group_key(queue: str, spec: Mapping[str, Any]) -> str | None:
+def group_key(queue: str, spec: Mapping[str, Any], sweep_id: str | None) -> str | None:
     """Trials with equal keys may form one pack; None for a spec that never packs (an
-    ensemble is already batched within itself)."""
+    ensemble is already batched within itself) and for a run outside a sweep."""
     ensemble = spec.get("ensemble") or {}
-    if int(ensemble.get("size", 1) or 1) > 1:
+    if sweep_id is None or int(ensemble.get("size", 1) or 1) > 1:
         return None
     train = spec.get("train") or {}
     shared = {
+        "sweep": sweep_id,
         "queue": queue,
         "seed": spec.get("seed"),
         "data": spec.get("data"),
@@ -63,7 +67,7 @@ def group(rows: Sequence[Launched], pack_size: int | None) -> list[tuple[list[st
     order of each group's first row; a list of one is a single run."""
     slots: dict[str | int, list[Launched]] = {}
     for i, row in enumerate(rows):
-        key = group_key(row.queue, row.spec)
+        key = group_key(row.queue, row.spec, row.sweep_id)
         alone = key is None or size_for(row.queue, pack_size) <= 1
         slots.setdefault(i if alone or key is None else key, []).append(row)
     messages: list[tuple[list[str], str]] = []

@@ -25,6 +25,7 @@ class Row:
     id: str
     queue: str
     spec: dict[str, Any]
+    sweep_id: str | None = "s1"
 
 
 def spec(seed: int = 0, strength: float = 1e-3, **train: Any) -> dict[str, Any]:
@@ -56,17 +57,24 @@ def test_the_default_size_depends_on_the_queue():
     assert sizes == [GPU_PACK_SIZE, 1]
 
 
-def test_what_differs_in_data_model_epochs_or_queue_or_is_an_ensemble_is_not_grouped():
+def test_what_differs_in_sweep_data_model_epochs_or_queue_or_is_an_ensemble_is_not_grouped():
     base = spec()
     other_data = {**base, "data": {**base["data"], "n_train": 300}}
     other_model = {**base, "model": {"name": "mlp", "hidden": [32]}}
     other_epochs = spec(epochs=3)
     ensemble = {**base, "ensemble": {"size": 3}}
-    assert group_key("cpu", ensemble) is None
-    keys = {group_key("cpu", s) for s in (base, other_data, other_model, other_epochs)}
-    assert len(keys) == 4 and group_key("gpu", base) != group_key("cpu", base)
+    assert group_key("cpu", ensemble, "s1") is None and group_key("cpu", base, None) is None
+    keys = {group_key("cpu", s, "s1") for s in (base, other_data, other_model, other_epochs)}
+    assert len(keys) == 4 and group_key("gpu", base, "s1") != group_key("cpu", base, "s1")
+    assert group_key("cpu", base, "s1") != group_key("cpu", base, "s2")
     rows = [Row("a", "cpu", base), Row("b", "cpu", ensemble), Row("c", "cpu", base)]
-    assert group(rows, None) == [(["a", "c"], "cpu"), (["b"], "cpu")]
+    rows += [Row("d", "cpu", base, sweep_id=None), Row("e", "cpu", base, sweep_id="s2")]
+    assert group(rows, None) == [
+        (["a", "c"], "cpu"),
+        (["b"], "cpu"),
+        (["d"], "cpu"),
+        (["e"], "cpu"),
+    ]
 
 
 def test_the_worker_splits_a_message_by_regcores_pack_key():
@@ -127,6 +135,28 @@ def test_a_sweep_submit_sends_one_message_per_pack(pack_size, settings, db_url, 
         stamped = s.scalars(select(Experiment.enqueued_at).where(Experiment.id.in_(ids))).all()
     engine.dispose()
     assert len(stamped) == 6 and all(t is not None for t in stamped)
+
+
+def test_a_killed_workers_pack_members_are_sent_again_as_one_pack(client, sessions, settings):
+    from datetime import timedelta
+
+    from service.db import jobs
+    from service.db.models import utcnow
+    from service.queue import make_celery
+    from worker.reconciler import reconcile_once
+
+    sweep = client.post("/v1/sweeps", json=grid(max_concurrent=4, seeds=1)).json()
+    ids = [e["experiment_id"] for e in sweep["experiments"]]
+    for path in (settings.broker_dir / "queue").iterdir():
+        path.unlink()  # the first pack's message was taken by a worker, which then died
+    with sessions.begin() as s:
+        for eid in ids:
+            assert jobs.claim(s, eid, "dead", 30)
+            s.get(Experiment, eid).lease_expires_at = utcnow() - timedelta(seconds=1)
+    report = reconcile_once(sessions, make_celery(settings), grace_s=0, pack_size=None)
+    assert sorted(report.requeued) == sorted(ids) and sorted(report.enqueued) == sorted(ids)
+    [(task, [members])] = _messages(settings)  # one message, in whatever order
+    assert task == PACK_TASK_NAME and sorted(members) == sorted(ids)
 
 
 # --- the worker's pack task (worker.packs.run_pack_job), in process on a real database --------
