@@ -140,6 +140,11 @@ class ChildRunner:
                     raise _job_error(payload)
                 if why == "lost lease":  # whatever the child made of its stop: the new owner
                     return _stopped(why)  # records the outcome
+                if why == "cancel" and payload.status == "cancelled":
+                    # stopped by our stop event before its own poll read the cancel: the child
+                    # cannot tell that from a shutdown, we can (else the run was released, its
+                    # attempt uncounted, as if the worker were stopping)
+                    payload.cancel_seen = True
                 return payload
             if not proc.is_alive() and not here.poll(0):
                 return self._died(proc, why)
