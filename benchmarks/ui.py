@@ -114,11 +114,13 @@ def load(browser, url: str, main_call: str) -> dict:
 
 
 def measure(browser, bases: list[str], route: str, repeat: int) -> list[list[dict]]:
-    """``repeat`` loads of ``route`` on each server, alternating (one warm-up each first)."""
+    """``repeat`` loads of ``route`` on each server, alternating, each round in the order the
+    round before ended with (A B, B A, ...: neither goes first every time); one warm-up each."""
     main_call = MAIN_CALL["run" if route.startswith("runs/") else "runs"]
     out: list[list[dict]] = [[] for _ in bases]
     for i in range(repeat + 1):
-        for samples, base in zip(out, bases, strict=True):
+        order = list(zip(out, bases, strict=True))
+        for samples, base in order if i % 2 == 0 else order[::-1]:
             got = load(browser, f"{base}/ui/#/{route}", main_call)
             if i:  # the first load warms the server and the browser's compile cache
                 samples.append(got)
