@@ -10,7 +10,8 @@ generalized Gauss-Newton form (exact for softmax cross-entropy in a linear last 
     Σ⁻¹ = Σᵢ (diag(pᵢ) − pᵢpᵢᵀ) ⊗ φᵢφᵢᵀ + I/σ²_prior
 
 with φᵢ the last layer's input and pᵢ the MAP softmax of training example i. ``hessian: full``
-keeps the whole K·H × K·H matrix (refused above 4,096 weights), ``diag`` its diagonal
+keeps the whole K·H × K·H matrix (above 4,096 output-layer weights the fit stops the run with
+an error that names ``hessian: diag``), ``diag`` its diagonal
 Σᵢ pᵢₖ(1 − pᵢₖ)φᵢⱼ² + 1/σ²_prior. The body and the output bias stay at their MAP values.
 
 The predictive of x has logits f ~ N(W_MAP φ + b, Λ), Λ = J Σ Jᵀ with J = I_K ⊗ φᵀ.
