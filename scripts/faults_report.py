@@ -78,6 +78,27 @@ SCENARIOS: dict[str, tuple[str, str, str]] = {
         "upload (the last three stalled 120 s by a hook)",
         "each run `cancelled` within 5 s, its lease cleared; the worker runs the next job",
     ),
+    "clock_skew": (
+        "Worker clocks 10 minutes off",
+        "one worker's wall clock 10 min behind, another's 10 min ahead (a hook offsets "
+        "`time.time` and `utcnow` in their processes); the fast one is handed a second message "
+        "for the slow one's run, then SIGKILLed mid-run",
+        "the slow worker's run is never requeued or taken over; both count as live; the fast "
+        "worker's lease ends one lease after it died; its run resumes on the other",
+    ),
+    "db_read_only": (
+        "PostgreSQL read-only mid-run",
+        "`ALTER DATABASE ... SET default_transaction_read_only = on` and every connection cut "
+        "at epoch 3; writable again after ~6 s (`RESET`, nothing cut)",
+        "503 problem+json for writes while read-only, reads answered; the run pauses and "
+        "succeeds in its first attempt, every metric point once; no restarts",
+    ),
+    "broker_loss": (
+        "Broker losing every message for a while",
+        "for 12 s every message that lands on the private Redis's queues is deleted (the "
+        "reconciler's re-sends too; `REGLAB_STALE_QUEUED_SECONDS` 4); the only worker busy",
+        "every run whose message was lost is re-sent by the reconciler and runs exactly once",
+    ),
 }
 
 FIXES = (
@@ -101,22 +122,40 @@ FIXES = (
     "for over 400 s while the lease kept being renewed; generator settings are bounded now, "
     "and the worker kills a job that has not stopped within `REGLAB_CANCEL_GRACE_SECONDS` of a "
     "cancel, a lost lease or a shutdown, whatever stage it is in.",
+    "Lease times were each worker's wall clock: a worker 10 minutes slow wrote leases already "
+    "expired (the reconciler requeued its run within a second of the claim), one 10 minutes "
+    "fast took over live leases and held dead ones 10 minutes too long. Every lease and "
+    "liveness time is now the database's clock, computed in the statement "
+    "(`service.db.clock.db_now`: `now()` on PostgreSQL, `strftime('now')` in the stored text "
+    "form on SQLite) in `claim`, `heartbeat`, the epoch write's renewal, `requeue_expired`, "
+    "`settle_unclaimable` and `worker_heartbeats`.",
+    "A write to a read-only database (SQLSTATE 25006) read as a bad statement (so the job "
+    "would end with `worker error`, the API answer 500). It is an outage now "
+    "(`service.db.outage`): the engine replaces the connection that met it (a connection "
+    "opened while the database was read-only stays read-only), `retry_db` waits it out, the "
+    "API answers 503 `the database is read-only; retry shortly` with Retry-After.",
+    "A job stopped by its worker for a cancel, before the job's own poll had read the cancel, "
+    "reported what a shutdown reports: the run was released (its attempt uncounted, logged "
+    "`back in the queue: the worker is shutting down`) instead of ended; the supervisor now "
+    "knows it passed a cancel on (`worker/child.py`; seen as attempts 0 in the clock test).",
 )
 
 #: faults named in issue 16 that no test here breaks yet, and what is known about them
 OPEN = (
-    "The database read-only (`ALTER DATABASE ... SET default_transaction_read_only`): not "
-    "tested. A worker's write then fails with a statement error, not as unreachable, so "
-    "`retry_db` does not wait it out: the job ends with `worker error` (or, if that write fails "
-    "too, its lease expires and the reconciler puts it back once the database is writable).",
-    "A broker that loses messages for a minute: not tested beyond the Redis restart above; the "
-    "reconciler re-sends queued rows older than `REGLAB_STALE_QUEUED_SECONDS`.",
-    "A worker clock 10 minutes off: not tested. Lease times are the worker's wall clock "
-    "(`service.db.models.utcnow` in `service/db/jobs.py`) compared with the reconciler's: a "
-    "worker 10 minutes slow writes leases already expired for the reconciler (its runs are "
-    "requeued while they run; the lease guard keeps the writes correct, the work is repeated), "
-    "one 10 minutes fast holds a dead run for 10 minutes longer. The fix is to take lease times "
-    "from the database's clock (`now()` in the UPDATEs).",
+    "A broker that loses messages needed no change: the reconciler re-sends a queued run whose "
+    "message is older than `REGLAB_STALE_QUEUED_SECONDS` (600 s by default, so after a minute "
+    "of loss a run can wait up to 10 minutes; lower it where queues are short), and a second "
+    "copy of a message is refused by the claim.",
+    "Lease times use the database's clock; `created_at` and `enqueued_at` (which "
+    "`stale_queued` compares) are still stamped by the API process that wrote them, and "
+    "compared by the reconciler in `reglab serve`, the same process: an API replica whose clock "
+    "is off would delay or hasten its own re-sends, not touch a lease.",
+    "On SQLite `REGLAB_WORKER_ISOLATION=auto` runs each job in the worker's own process: a "
+    "child would be a second process writing the same database file, and the two contend for "
+    "SQLite's one write lock (a 100-epoch run took over 90 s instead of 53 s). There a job that "
+    "runs out of memory can take the worker down with it; `process` forces children (slower), "
+    "PostgreSQL gets them by default. None of the scenarios above runs on SQLite.",
+    "The database full (no space for the WAL): not tested.",
 )
 
 COLUMNS = ("experiments", "kills", "restarts", "lost", "duplicated")
@@ -154,6 +193,20 @@ def _details(name: str, fig: dict[str, Any]) -> str:
                        "next_job"),
         "cancel_stages": ("seconds_to_cancelled", "slowest_s", "bound_s", "next_job",
                           "worker_replaced", "lease_violations"),
+        "clock_skew": ("clock_offsets_s", "live_consumers_seen", "slow_worker_run_epochs",
+                       "slow_worker_run_claims", "slow_worker_run_requeued_while_running",
+                       "duplicates_refused_by_fast_worker", "fast_worker_killed_lease_ended_s",
+                       "lease_s", "fast_worker_run_status", "fast_worker_run_attempts",
+                       "lease_violations"),
+        "db_read_only": ("read_only_s", "writes_while_read_only", "answered_503",
+                         "server_errors_other_than_503", "reads_answered_200",
+                         "worker_read_only_retry_episodes", "status", "attempts",
+                         "acknowledged_metric_points", "writes_after_until_accepted",
+                         "next_job"),
+        "broker_loss": ("window_s", "stale_queued_s", "messages_dropped", "resends_dropped",
+                        "runs_whose_message_was_lost", "resent_by_reconciler",
+                        "duplicate_messages_refused", "seconds_to_all_finished_after_window",
+                        "succeeded", "runs", "lease_violations"),
     }.get(name, ())  # fmt: skip
     return "; ".join(f"{k.replace('_', ' ')}: {fig[k]}" for k in keys if k in fig)
 
@@ -197,12 +250,12 @@ def build(reports: Path) -> str:
         "",
         "Every fault test runs the real parts: `reglab serve` (API + reconciler), `reglab "
         "worker` subprocesses, PostgreSQL and Redis, with 4 s leases (30 s in the PostgreSQL "
-        "restart) and a 1 s reconciler. Redis is a private `redis-server` per test, PostgreSQL "
-        "a fresh database (a private `initdb` cluster for the restart), so nothing shared is "
-        "disturbed. Who wrote what is taken from the database: triggers in the test databases "
-        "record each write to an experiment, metric or checkpoint row with the writing "
-        "connection's `application_name` (a worker names its connections after its id) and the "
-        "lease owner the writing transaction saw.",
+        "restart and read-only scenarios) and a 1 s reconciler. Redis is a private "
+        "`redis-server` per test, PostgreSQL a fresh database (a private `initdb` cluster for "
+        "the restart), so nothing shared is disturbed. Who wrote what is taken from the "
+        "database: triggers in the test databases record each write to an experiment, metric or"
+        " checkpoint row with the writing connection's `application_name` (a worker names its "
+        "connections after its id) and the lease owner the writing transaction saw.",
         "",
     ]
     totals: Counter[str] = Counter()
