@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Callable
 
 import pytest
 
 from service.sweeps.search import (
     Past,
+    SearchSpace,
     config_spec,
     importances,
     parse_search_space,
@@ -48,17 +50,26 @@ def accuracy(c: dict, rng: random.Random) -> float:
     return acc + rng.gauss(0, 0.002)
 
 
-def found(sampler: str, seed: int, budget: int = 40, batch: int = 4) -> bool:
-    """A sweep's scheduler loop: ask ``batch`` trials, run them, rebuild, until the budget."""
-    rng = random.Random(1000 + seed)
+def search(
+    space: SearchSpace, objective: Callable[[dict], float], sampler: str, seed: int,
+    budget: int, batch: int,
+) -> list[tuple[dict, float]]:  # fmt: skip
+    """A sweep's scheduler loop: ask ``batch`` trials, run them, rebuild, until the budget;
+    each trial's configuration and objective (maximized), in the order asked."""
     past: list[Past] = []
-    configs = []
+    trials = []
     while len(past) < budget:
-        for p in propose(SPACE, past, min(batch, budget - len(past)), "max", sampler, seed):
-            past.append(Past(p.params, "complete", accuracy(p.config, rng)))
-            configs.append(p.config)
-    best = max(range(len(past)), key=lambda i: past[i].value or -1)
-    c = configs[best]
+        for p in propose(space, past, min(batch, budget - len(past)), "max", sampler, seed):
+            value = objective(p.config)
+            past.append(Past(p.params, "complete", value))
+            trials.append((p.config, value))
+    return trials
+
+
+def found(sampler: str, seed: int, budget: int = 40, batch: int = 4) -> bool:
+    rng = random.Random(1000 + seed)
+    trials = search(SPACE, lambda c: accuracy(c, rng), sampler, seed, budget, batch)
+    c, _ = max(trials, key=lambda t: t[1])
     ons = {k[3:] for k, v in c.items() if k.startswith("on.") and v}
     return ons == {"label_smoothing"}
 
