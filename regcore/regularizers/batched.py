@@ -613,6 +613,8 @@ UNBATCHABLE_BECAUSE = {
     "consistency": "it reads an unlabelled batch (data.n_unlabeled) beside each labelled one, "
     "which the batched engine does not draw, and mean_teacher keeps a teacher model per run",
     "soft_sharing": "it trains a second model, with its own optimizer, beside each run's",
+    "entropy_sgd": "its inner Langevin loop moves each model's weights on fresh batches of "
+    "its own between two optimizer steps",
 }
 
 

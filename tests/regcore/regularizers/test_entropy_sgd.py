@@ -76,7 +76,8 @@ def test_the_spec_and_the_batched_engine_refuse_what_they_cannot_do():
         make_spec(regularizers=[{"name": "entropy_sgd"}, {"name": "flooding"}])
     assert "flooding" in err.value.errors[0]["message"]
     spec = make_spec(regularizers=[{"name": "entropy_sgd"}, {"name": "dropout"}])
-    assert "entropy_sgd is not batched" in (why_not_batched_members([spec, spec]) or "")
+    reason = why_not_batched_members([spec, spec]) or ""
+    assert "entropy_sgd is not batched" in reason and "Langevin" in reason
 
 
 def _perturbed_increase(model, split, sigma: float, draws: int = 30) -> float:
