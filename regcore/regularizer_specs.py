@@ -556,6 +556,11 @@ class BayesByBackpropSpec(RegularizerSpec):
     samples: int = Field(20, ge=1, le=1000, description="weight samples in the predictive")
 
 
+#: the most output-layer weights laplace's ``hessian: full`` inverts (a 4,096² float64 matrix is
+#: 128 MiB)
+LAPLACE_MAX_FULL = 4096
+
+
 class LaplaceSpec(RegularizerSpec):
     """Last-layer Laplace approximation (MacKay 1992; Daxberger et al. 2021) around MAP weights."""
 

@@ -868,6 +868,7 @@ class ExperimentSpec(BaseModel):
         _check_averaging(self.regularizers)
         _check_sam(self.regularizers)
         _check_bayes(self.regularizers, self.train)
+        _check_laplace_size(self.regularizers, self.model, features, outputs)
         _check_steps_budget(self, regression)
         _check_measures(self.measure)
         _check_reuse(self, names, regression)
@@ -1134,6 +1135,36 @@ def _check_bayes(regs: Sequence[Any], train: TrainSpec) -> None:
                 f"regularizers[{i}]: bayes_by_backprop's posterior is over the weights, and l0 "
                 f"(regularizers[{names.index('l0')}]) gates them; drop one of the two"
             )
+
+
+def head_width(model: BaseModel, features: int) -> int | None:
+    """The width of the output layer's input, where the model spec alone says it."""
+    if isinstance(model, MLPSpec):
+        return model.hidden[-1] if model.hidden else features
+    if isinstance(model, CNN1DSpec | CNN2DSpec):
+        return model.hidden[-1] if model.hidden else None
+    if isinstance(model, ResMLPSpec):
+        return model.width
+    if isinstance(model, GRUSpec):
+        return model.hidden_size
+    if isinstance(model, TransformerSpec):
+        return model.d_model
+    return features  # linear
+
+
+def _check_laplace_size(
+    regs: Sequence[Any], model: BaseModel, features: int | None, outputs: int | None
+) -> None:
+    """laplace's full Hessian is a (K·H)² matrix: refused over r.LAPLACE_MAX_FULL weights."""
+    i = next((i for i, reg in enumerate(regs) if reg.name == "laplace"), None)
+    if i is None or regs[i].hessian != "full" or features is None or outputs is None:
+        return
+    width = head_width(model, features)
+    if width is not None and width * outputs > r.LAPLACE_MAX_FULL:
+        raise ValueError(
+            f"regularizers[{i}].hessian: full over the output layer's {width * outputs:,} "
+            f"weights ({outputs} x {width}) exceeds {r.LAPLACE_MAX_FULL:,}; use diag"
+        )
 
 
 def _check_sam(regs: Sequence[Any]) -> None:

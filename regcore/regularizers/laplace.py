@@ -10,8 +10,9 @@ generalized Gauss-Newton form (exact for softmax cross-entropy in a linear last 
     Σ⁻¹ = Σᵢ (diag(pᵢ) − pᵢpᵢᵀ) ⊗ φᵢφᵢᵀ + I/σ²_prior
 
 with φᵢ the last layer's input and pᵢ the MAP softmax of training example i. ``hessian: full``
-keeps the whole K·H × K·H matrix (above 4,096 output-layer weights the fit stops the run with
-an error that names ``hessian: diag``), ``diag`` its diagonal
+keeps the whole K·H × K·H matrix (the spec refuses it above 4,096 output-layer weights where the
+model says its width; else the fit stops the run with an error naming ``hessian: diag``), ``diag``
+its diagonal
 Σᵢ pᵢₖ(1 − pᵢₖ)φᵢⱼ² + 1/σ²_prior. The body and the output bias stay at their MAP values.
 
 The predictive of x has logits f ~ N(W_MAP φ + b, Λ), Λ = J Σ Jᵀ with J = I_K ⊗ φᵀ.
@@ -35,10 +36,8 @@ from torch import nn
 
 from regcore.bayes.predictive import mean_probs, predictive_metrics
 from regcore.bayes.prior import PriorRegularizer
+from regcore.regularizer_specs import LAPLACE_MAX_FULL as MAX_FULL
 from regcore.regularizer_specs import LaplaceSpec
-
-#: the most output-layer weights ``hessian: full`` inverts (a 4,096² float64 matrix is 128 MiB)
-MAX_FULL = 4096
 
 
 @torch.no_grad()

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from regcore.regularizers.laplace import fit_last_layer
+from regcore.spec import SpecError
 from scripts.bayes_calibration import EFFECT_RUNS
 from tests.regcore.runs import make_spec, train
 
@@ -72,3 +73,12 @@ def test_the_sampling_predictive_runs_and_is_near_probit(tmp_path, cache_dir):
     sampled = train(make_spec(**{**run, "regularizers": [mc]}), tmp_path / "s", cache_dir).metrics
     assert sampled["test_loss"] == probit["test_loss"]  # the same MAP model
     assert sampled["laplace_test_loss"] == pytest.approx(probit["laplace_test_loss"], abs=0.05)
+
+
+def test_a_full_hessian_over_a_wide_output_layer_is_refused_naming_the_field():
+    wide = {"name": "mlp", "hidden": [500]}  # 10 classes x 500: 5,000 output-layer weights
+    with pytest.raises(SpecError) as err:
+        make_spec(model=wide, regularizers=[{"name": "laplace"}])
+    (e,) = err.value.errors
+    assert e["field"] == "regularizers[0].hessian" and "5,000" in e["message"]
+    make_spec(model=wide, regularizers=[{"name": "laplace", "hessian": "diag"}])
