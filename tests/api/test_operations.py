@@ -168,3 +168,28 @@ def test_lease_renewals_are_counted_and_served_by_the_worker(client, sessions):
     assert sample(after, renewed) == sample(before, renewed) + 2
     assert sample(after, lost) == sample(before, lost) + 1
     assert "reglab_lease_renewals" not in client.get("/metrics").text  # the worker's, not the API's
+
+
+def test_a_worker_serves_its_metrics_only_when_the_port_is_set(monkeypatch):
+    from service.settings import Settings
+    from worker import celery_app
+
+    started = []
+    real = counters.serve_worker_metrics
+
+    def serve(port: int, addr: str):
+        started.append(real(port, addr))
+        return started[-1]
+
+    monkeypatch.setattr(counters, "serve_worker_metrics", serve)
+    monkeypatch.setattr(celery_app, "get_settings", lambda: Settings(worker_metrics_port=None))
+    celery_app._serve_metrics()  # the worker_ready handler
+    assert started == []
+    monkeypatch.setattr(celery_app, "get_settings", lambda: Settings(worker_metrics_port=0))
+    celery_app._serve_metrics()
+    try:
+        text = httpx.get(f"http://127.0.0.1:{started[0].server_port}/metrics").text
+        assert 'reglab_lease_renewals_total{outcome="renewed"}' in text
+    finally:
+        started[0].shutdown()
+        started[0].server_close()
