@@ -38,7 +38,7 @@ from typing import Any
 from celery import Task
 from sqlalchemy import select
 
-from regcore.ensemble.pack import PackMember, pack_key, run_pack
+from regcore.ensemble.pack import PackMember, pack_key, run_pack, why_not_packed
 from regcore.spec import ExperimentSpec, SpecError, parse_spec
 from regcore.system_metrics import collecting
 from regcore.training.device import resolve_device
@@ -71,17 +71,30 @@ def run_pack_task(self: Task, experiment_ids: list[str]) -> str:
 
 
 def regroup(specs: Sequence[tuple[str, str, ExperimentSpec | None]]) -> list[tuple[list[str], str]]:
-    """``(ids, queue)`` messages from ``(id, queue, spec)``: the ids whose specs share a
-    ``pack_key`` (and queue) together, in order; a spec that cannot pack (or was not valid)
-    alone."""
-    slots: dict[Any, list[str]] = {}
+    """``(ids, queue)`` messages from ``(id, queue, spec)``, in order: the ids whose specs
+    share a ``pack_key`` (and queue) together, split where regcore would refuse them as one
+    pack (``why_not_packed``: e.g. members that list their regularizers in different orders);
+    a spec that cannot pack (or was not valid) alone."""
+    slots: dict[Any, list[list[str]]] = {}
+    slot_specs: dict[Any, list[list[ExperimentSpec]]] = {}
     queues: dict[Any, str] = {}
     for i, (eid, queue, spec) in enumerate(specs):
         key = pack_key(spec) if spec is not None else None
-        slot = (queue, key) if key is not None else i
-        slots.setdefault(slot, []).append(eid)
+        if spec is None or key is None:
+            slots[i], queues[i] = [[eid]], queue
+            continue
+        slot = (queue, key)
         queues[slot] = queue
-    return [(ids, queues[slot]) for slot, ids in slots.items()]
+        groups, group_specs = slots.setdefault(slot, []), slot_specs.setdefault(slot, [])
+        for ids, members in zip(groups, group_specs, strict=True):
+            if why_not_packed([*members, spec]) is None:
+                ids.append(eid)
+                members.append(spec)
+                break
+        else:
+            groups.append([eid])
+            group_specs.append([spec])
+    return [(ids, queues[slot]) for slot, groups in slots.items() for ids in groups]
 
 
 def _read(ctx: WorkerContext, ids: list[str]) -> list[tuple[str, str, ExperimentSpec | None]]:

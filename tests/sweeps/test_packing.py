@@ -87,9 +87,14 @@ def test_the_worker_splits_a_message_by_regcores_pack_key():
         ("d", "cpu", parse_spec({**spec(), "regularizers": [{"name": "sam", "rho": 0.05}]})),
         ("e", "cpu", None),  # a stored spec that no longer parses: the single path fails it
         ("f", "cpu", parse_spec(spec(optimizer="adam", strength=0.1))),
-    ]
+        # the same pack_key as a, but regcore refuses the two orders in one pack
+        ("g", "cpu", parse_spec({**spec(), "regularizers": [{"name": "dropout", "p": 0.1},
+                                                            {"name": "l2", "strength": 1e-3}]})),
+        ("h", "cpu", parse_spec({**spec(), "regularizers": [{"name": "dropout", "p": 0.2}]})),
+    ]  # fmt: skip
     assert regroup(specs) == [
-        (["a", "b"], "cpu"),
+        (["a", "b", "h"], "cpu"),
+        (["g"], "cpu"),
         (["c", "f"], "cpu"),
         (["d"], "cpu"),
         (["e"], "cpu"),
