@@ -14,10 +14,14 @@ from pathlib import Path
 
 import httpx
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
+from service.db.migrate import upgrade_to_head
 from service.db.session import make_engine
+from service.main import create_app
+from service.settings import Settings
 from tests.faults.conftest import PrivateRedis, assert_same_as_uninterrupted, tiny_spec
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
@@ -42,6 +46,32 @@ def _set_read_only(admin_url: str, database: str, on: bool) -> None:
                 {"db": database},
             )  # fmt: skip
     engine.dispose()
+
+
+def test_the_api_answers_503_naming_a_read_only_database_for_writes_and_serves_reads(
+    new_postgres_database, postgres_admin_url: str, tmp_path: Path
+):
+    """In process: the handler maps SQLSTATE 25006 to 503, not 500, and says why."""
+    db_url = new_postgres_database()
+    upgrade_to_head(db_url)
+    database = make_url(db_url).database
+    assert database
+    _set_read_only(postgres_admin_url, database, on=True)
+    settings = Settings(database_url=db_url, broker_dir=tmp_path / "broker",
+                        artifacts=str(tmp_path / "store"), auth="off")  # fmt: skip
+    with TestClient(
+        create_app(settings), base_url="http://127.0.0.1", raise_server_exceptions=False
+    ) as client:
+        refused = client.post("/v1/experiments", json=tiny_spec())
+        listed = client.get("/v1/experiments")
+    _set_read_only(postgres_admin_url, database, on=False)
+    assert refused.status_code == 503, refused.text
+    assert refused.headers["content-type"].startswith("application/problem+json")
+    body = refused.json()
+    assert (body["title"], body["status"]) == ("not ready", 503)
+    assert body["detail"] == "the database is read-only; retry shortly"
+    assert refused.headers["retry-after"].isdigit()
+    assert listed.status_code == 200
 
 
 def test_a_database_switched_read_only_mid_run_pauses_the_run_and_loses_nothing(
