@@ -42,6 +42,7 @@ from regcore.spec import (
     MLPSpec,
     ResMLPSpec,
     TransformerSpec,
+    unlabeled_batch_size,
 )
 
 FLOAT = 4  # bytes of a float32
@@ -139,7 +140,7 @@ def _sizes(data: DataSpec) -> tuple[int, int, int]:
 
 
 def _data(data: DataSpec, generator: Mapping[str, Any], prefix: str) -> Part:
-    n = sum(_sizes(data))
+    n = sum(_sizes(data)) + (getattr(data, "n_unlabeled", None) or 0)
     features = DATASET_FEATURES.get(data.name, FALLBACK_FEATURES)
     per_example = features * (8 * 3 + FLOAT * 2)  # raw, standardized, split copies; tensors
     fields = [f"{prefix}.n_train", f"{prefix}.n_test"]
@@ -163,6 +164,8 @@ def estimate(spec: ExperimentSpec) -> Estimate:
     members = ens.members
     opt_state = {"adam": 2, "adamw": 2}.get(spec.train.optimizer, 1 if spec.train.momentum else 0)
     copies = 3 + opt_state + (1 if names & {"swa", "ema"} else 0)
+    copies += 3 + opt_state if "soft_sharing" in names else 0  # the peer and its optimizer
+    copies += 1 if "consistency" in names else 0  # mean teacher's average
     if ens.snapshot is not None:
         copies += ens.snapshot.cycles
     model_fields = _model_fields(spec.model)
@@ -183,7 +186,14 @@ def estimate(spec: ExperimentSpec) -> Estimate:
     n_train, n_val, n_test = _sizes(spec.data)
     together = 1 if ens.batched == "off" else members
     batch = min(spec.train.batch_size, n_train)
-    train_acts = 2 * acts * batch * together * (2 if names & set(SECOND_BACKWARD) else 1)
+    # extra passes: pseudo_label's over the unlabelled batch, consistency's two over the labelled
+    # and the unlabelled one, soft_sharing's peer over the labelled batch
+    n_u = spec.data.n_unlabeled or 0
+    unlabeled = unlabeled_batch_size(spec.train.batch_size, n_train, n_u) if n_u else 0
+    rows = batch + (unlabeled if "pseudo_label" in names else 0)
+    rows += 2 * (batch + unlabeled) if "consistency" in names else 0
+    rows += batch if "soft_sharing" in names else 0
+    train_acts = 2 * acts * rows * together * (2 if names & set(SECOND_BACKWARD) else 1)
     eval_acts = acts * min(EVAL_CHUNK, max(n_train, n_val, n_test)) * together
     act_fields = ["train.batch_size", *model_fields] if train_acts >= eval_acts else model_fields
     if together > 1:

@@ -186,6 +186,17 @@ class DataSpec(BaseModel):
         return self
 
 
+#: the unlabelled batch beside each labelled one is at most this many times the labelled batch
+UNLABELED_BATCH_RATIO = 16
+
+
+def unlabeled_batch_size(batch_size: int, n_train: int, n_unlabeled: int) -> int:
+    """Rows of the unlabelled batch beside each labelled batch: ⌈B·U/N⌉ (an epoch then sees as
+    many unlabelled rows as the pool holds), at most ``UNLABELED_BATCH_RATIO``·B and U."""
+    b = min(batch_size, n_train)
+    return min(n_unlabeled, math.ceil(b * n_unlabeled / n_train), UNLABELED_BATCH_RATIO * b)
+
+
 def _without_defaults(model: BaseModel, out: Any, keys: Sequence[str]) -> Any:
     """A dump with the fields ``keys`` left out while at their defaults: specs written before
     those fields existed keep their hash (resume, caches)."""

@@ -15,13 +15,13 @@ unlabelled batch the training loop sets beside each labelled one (``Step.unlabel
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from regcore.data import sources
+from regcore.spec import unlabeled_batch_size
 
 #: the unlabelled draw of a generated dataset uses seed + this, never the labelled splits' seed
 UNLABELED_SEED_OFFSET = 7919
@@ -44,12 +44,12 @@ def generated_unlabeled(
 class UnlabeledBatches:
     """The unlabelled batch beside each labelled batch: ⌈B·U/N⌉ rows (B the batch size, U the
     unlabelled and N the labelled rows), so that an epoch sees as many unlabelled rows as the
-    pool holds, drawn with replacement from a generator of its own (saved in checkpoints)."""
+    pool holds, at most 16·B (``regcore.spec.unlabeled_batch_size``); drawn with replacement
+    from a generator of its own (saved in checkpoints)."""
 
     def __init__(self, x: torch.Tensor, labelled_rows: int, batch_size: int, seed: int):
         self.x = x
-        rows = len(x)
-        self.size = min(rows, math.ceil(min(batch_size, labelled_rows) * rows / labelled_rows))
+        self.size = unlabeled_batch_size(batch_size, labelled_rows, len(x))
         self.generator = torch.Generator().manual_seed(seed + UNLABELED_SEED_OFFSET)
 
     def draw(self) -> torch.Tensor:

@@ -118,3 +118,24 @@ def test_a_cancelled_semi_supervised_run_resumes_to_the_same_end(tmp_path, cache
     assert cut.status == "cancelled"
     resumed = run_experiment(spec, workdir=tmp_path / "cut", resume=True, **kw)
     assert resumed.status == "succeeded" and resumed.metrics == whole.metrics
+
+
+def test_the_unlabelled_batch_is_at_most_16_labelled_batches():
+    from regcore.spec import unlabeled_batch_size
+
+    assert unlabeled_batch_size(50, 300, 3000) == 500  # one pass over the pool an epoch
+    assert unlabeled_batch_size(50, 10, 200_000) == 160  # 16·B, when B is the whole train split
+    assert unlabeled_batch_size(100, 300, 30) == 10  # a small pool: a small batch
+
+
+def test_the_memory_estimate_counts_the_pool_and_its_extra_passes():
+    from regcore.memory_estimate import estimate
+
+    data = {"name": "mnist1d", "n_train": 300, "n_val": 100, "n_test": 100}
+    plain = estimate(make_spec(data=data))
+    pool = estimate(make_spec(data={**data, "n_unlabeled": 100_000}))
+    semi = estimate(
+        make_spec(data={**data, "n_unlabeled": 100_000}, regularizers=[{"name": "consistency"}])
+    )
+    assert pool.parts["data"].bytes > 100 * plain.parts["data"].bytes
+    assert semi.parts["activations"].bytes > 10 * pool.parts["activations"].bytes
