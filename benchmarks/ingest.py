@@ -14,6 +14,9 @@ epoch for ``--epochs`` epochs, on a fresh SQLite file and a fresh PostgreSQL dat
   bound by the commit, not by the statements); the same ``record_epochs`` as ``pack``.
 
 Every figure is points stored / wall time, checked against the rows actually in ``metrics``.
+For ``pack`` and ``before`` it also prints the CPU time each epoch took here and, on a
+PostgreSQL server on this machine, in the server's backends (``CpuMeter``): what a path costs,
+whatever else the machine is running.
 ``--repeat`` runs the whole set that many times, interleaved (a busy machine slows every path
 alike), and reports the median of each (and the range of ``pack``). Exits non-zero when the
 median ``pack`` misses ``--target`` points/s on a backend. PostgreSQL is the server at
@@ -212,6 +215,49 @@ def stored(sessions: sessionmaker[Session], ids: list[str]) -> int:
         return int(s.scalar(count) or 0)
 
 
+class CpuMeter:
+    """CPU time of the writes: this process's, and on PostgreSQL running on this machine that of
+    the database's backends (``/proc/<pid>/schedstat``; the pool's connections, open before the
+    first write), so a busy machine's waiting is not counted. ``server`` stays None where the
+    server's processes cannot be read (another machine); SQLite runs inside this process."""
+
+    def __init__(self, engine) -> None:
+        self.client = 0.0
+        self.server: float | None = None
+        self.pids: list[int] = []
+        if engine.dialect.name == "postgresql":
+            with engine.connect() as conn:
+                pids = conn.exec_driver_sql(
+                    "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+                ).scalars()
+                self.pids = [int(pid) for pid in pids]
+            if self._server_s() is not None:
+                self.server = 0.0
+
+    def _server_s(self) -> float | None:
+        total = 0.0
+        for pid in self.pids:
+            try:
+                if Path(f"/proc/{pid}/comm").read_text().strip() != "postgres":
+                    return None
+                total += int(Path(f"/proc/{pid}/schedstat").read_text().split()[0]) / 1e9
+            except (OSError, ValueError, IndexError):
+                return None
+        return total
+
+    def measure(self, write: Callable[[int], None]) -> Callable[[int], None]:
+        def measured(epoch: int) -> None:
+            server = self._server_s()
+            client = time.process_time()
+            write(epoch)
+            self.client += time.process_time() - client
+            after = self._server_s()
+            if self.server is not None and server is not None and after is not None:
+                self.server += after - server
+
+        return measured
+
+
 def timed(sessions, ids, epochs, keys, write: Callable[[int], None]) -> float:
     start = time.perf_counter()
     for epoch in range(1, epochs + 1):
@@ -231,7 +277,7 @@ def bench(url: str, members: int, keys: int, epochs: int) -> dict[str, float]:
     out: dict[str, float] = {}
     try:
 
-        def packed(write_points: Callable[[list[jobs.EpochPoints]], set[str]]) -> float:
+        def packed(name: str, write_points: Callable[[list[jobs.EpochPoints]], set[str]]) -> None:
             ids = running_pack(sessions, members)
 
             def write(epoch: int) -> None:
@@ -241,14 +287,18 @@ def bench(url: str, members: int, keys: int, epochs: int) -> dict[str, float]:
                 ]
                 assert write_points(points) == set(ids)
 
-            return timed(sessions, ids, epochs, keys, write)
+            cpu = CpuMeter(engine)
+            out[name] = timed(sessions, ids, epochs, keys, cpu.measure(write))
+            out[f"{name} client ms"] = 1e3 * cpu.client / epochs  # CPU per epoch
+            if cpu.server is not None:
+                out[f"{name} server ms"] = 1e3 * cpu.server / epochs
 
         def before(points: list[jobs.EpochPoints]) -> set[str]:
             with sessions.begin() as s:  # write_epochs' one transaction
                 return before_record_epochs(s, WORKER, points, 3600)
 
-        out["pack"] = packed(lambda points: write_epochs(sessions, WORKER, points, 3600))
-        out["before"] = packed(before)
+        packed("pack", lambda points: write_epochs(sessions, WORKER, points, 3600))
+        packed("before", before)
 
         ids = running_pack(sessions, members)
 
@@ -347,7 +397,11 @@ def main() -> int:
                 held = oldest_other_transaction_s(url) if name == "postgresql" else 0.0
             finally:
                 cleanup()
-            rates = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+            rates = {
+                k: statistics.median(r[k] for r in runs)
+                for k in runs[0]
+                if all(k in r for r in runs)
+            }
             packs = [r["pack"] for r in runs]
             ok = rates["pack"] >= args.target
             failed |= not ok
@@ -358,6 +412,16 @@ def main() -> int:
                 f" {rates['pack'] / rates['old']:.1f}x the old path ({rates['old']:,.0f}) ·"
                 f" single run {rates['single']:,.0f} points/s · {'ok' if ok else 'BELOW TARGET'}"
             )
+            cpu = [
+                f"{path} {rates[f'{path} client ms']:.1f} ms here"
+                + (
+                    f" + {rates[f'{path} server ms']:.1f} ms server"
+                    if f"{path} server ms" in rates
+                    else ""
+                )
+                for path in ("pack", "before")
+            ]
+            print(f"  {'':<10} CPU per epoch: {' · '.join(cpu)}")
             if held > elapsed:
                 print(
                     f"  {'':<10} (another session's transaction, open {held:,.0f} s, spanned"
