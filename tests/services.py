@@ -10,6 +10,8 @@ broken CI environment can never pass by skipping. Import the fixtures into a ``c
   at the end of the session), so tests never see each other's tables.
 - ``postgres_url``: one such fresh, empty database per test.
 - ``redis_url``: Redis DB 15 (``REGLAB_TEST_REDIS_URL``), flushed before each test.
+- ``sessions``: a session factory on a migrated database, once on SQLite, once on PostgreSQL
+  (import ``postgres_url`` beside it).
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -89,3 +93,19 @@ def redis_url() -> str:
     client.flushdb()
     client.close()
     return REDIS_URL
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def sessions(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
+    """A session factory on a migrated database: SQLite, then PostgreSQL."""
+    from service.db.migrate import upgrade_to_head
+    from service.db.session import make_engine, make_sessionmaker
+
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'test.db'}"
+    else:
+        url = request.getfixturevalue("postgres_url")
+    upgrade_to_head(url)
+    engine = make_engine(url)
+    yield make_sessionmaker(engine)
+    engine.dispose()

@@ -1,18 +1,9 @@
-import pytest
+"""Fixtures of the run-log tests: a migrated database on each backend (seq assignment relies on
+UPDATE ... RETURNING), from ``tests.services``."""
 
-from service.db.migrate import upgrade_to_head
-from service.db.session import make_engine, make_sessionmaker
-from tests.services import new_postgres_database, postgres_admin_url, postgres_url  # noqa: F401
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def sessions(request, tmp_path):
-    """A migrated database on each backend (seq assignment relies on UPDATE ... RETURNING)."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'logs.db'}"
-    else:
-        url = request.getfixturevalue("postgres_url")
-    upgrade_to_head(url)
-    engine = make_engine(url)
-    yield make_sessionmaker(engine)
-    engine.dispose()
+from tests.services import (  # noqa: F401
+    new_postgres_database,
+    postgres_admin_url,
+    postgres_url,
+    sessions,
+)
