@@ -27,6 +27,10 @@ class Settings(BaseSettings):
     #: a worker touches this file every few seconds while it is alive (idle, or renewing a run's
     #: lease); the container healthcheck reads its age
     worker_heartbeat_file: Path = Path("/tmp/reglab-worker-alive")
+    #: a worker serves its own Prometheus metrics (its lease renewals) at
+    #: ``http://<worker_metrics_addr>:<port>/metrics``; None: not served
+    worker_metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    worker_metrics_addr: str = "127.0.0.1"
     lease_seconds: int = 60
     heartbeat_seconds: int = 10
     max_attempts: int = 3

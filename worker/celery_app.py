@@ -79,6 +79,17 @@ def _liveness_file(**_: Any) -> None:
     start_idle_heartbeat(get_settings().worker_heartbeat_file)
 
 
+@worker_ready.connect
+def _serve_metrics(**_: Any) -> None:
+    # lease renewals happen in this process: it serves them (service.observability.counters)
+    settings = get_settings()
+    if settings.worker_metrics_port is not None:
+        from service.observability.counters import serve_worker_metrics
+
+        server = serve_worker_metrics(settings.worker_metrics_port, settings.worker_metrics_addr)
+        log.info("worker metrics at http://%s:%d/metrics", *server.server_address[:2])
+
+
 class QueueHeartbeat(threading.Thread):
     """Renews this worker's ``worker_heartbeats`` row (the queues it consumes) every
     ``workers.HEARTBEAT_S`` until ``stop()``, which deletes it: the reconciler counts a queue's

@@ -33,6 +33,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from service.db import jobs, sweeps, workers
 from service.db.models import Experiment, utcnow
+from service.observability import counters
 from service.queue import enqueue
 from service.sweeps import packing
 
@@ -195,6 +196,7 @@ def reconcile_once(
         report.removed_parts = parts.tick()
         if report.removed_parts:
             log.info("reconciler: removed leftover upload files %s", report.removed_parts)
+    counters.reconciled(report.requeued, report.enqueued, report.stopped, report.removed_parts)
     return report
 
 
