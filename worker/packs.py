@@ -64,6 +64,13 @@ from worker.tasks import (
 
 log = logging.getLogger(__name__)
 
+#: a pack writes its members' ``last`` checkpoints every this many epochs and at the end, not
+#: every epoch as a single run does: a single run resumes from its checkpoint, a pack reruns
+#: from epoch 0 (see above), so these serve downloads only. Every epoch, saving the pack's and
+#: its 16 members' checkpoints doubled a 20-epoch pack of the sweep benchmark (23.6 s vs 12.6 s
+#: without, in process, before any upload)
+PACK_CHECKPOINT_EVERY = 5
+
 
 @app.task(name=PACK_TASK_NAME, bind=True)
 def run_pack_task(self: Task, experiment_ids: list[str]) -> str:
@@ -220,6 +227,7 @@ def _run(ctx: WorkerContext, members: list[_Member]) -> str:
                 pack_dir,
                 cache_dir=Path(ctx.settings.cache_dir),
                 threads=ctx.threads,
+                checkpoint_every=PACK_CHECKPOINT_EVERY,
             )
         outcomes = [
             outcome_of(ctx, m.id, r, m.reporter) for m, r in zip(ready, results, strict=True)
