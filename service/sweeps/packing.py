@@ -20,8 +20,9 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
-#: on CPU the batched engine's step is fastest per member near 16 to 32 members of a small MLP
-#: (docs/engine.md); 16 keeps a pack's memory within what admission allows a job by a margin
+#: on CPU the batched engine's step is cheapest per member near 16 to 32 members of a small MLP
+#: (docs/engine.md). A pack holds about this many times a trial's memory, which admission (per
+#: trial) does not check yet: a pack that outgrows its worker fails every member out of memory
 CPU_PACK_SIZE = 16
 #: a GPU's batched step stays compute-light far beyond that (docs/engine.md, 256 members)
 GPU_PACK_SIZE = 64
