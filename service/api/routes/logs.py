@@ -43,7 +43,7 @@ PAGE = 1000
 def line_view(row: RunLog) -> dict[str, Any]:
     return {
         "seq": row.seq,
-        "time": row.created_at.isoformat() if row.created_at else None,
+        "time": row.created_at,  # written as the API writes every time (schemas.LogLine)
         "level": row.level,
         "logger": row.logger,
         "attempt": row.attempt,
@@ -118,7 +118,7 @@ async def _follow(
         lines, status, settled = await run_in_threadpool(_poll, sessions, experiment_id, after)
         for line in lines:
             after = line["seq"]
-            yield _event("log", line, after)
+            yield _event("log", schemas.LogLine(**line).model_dump(mode="json"), after)
         if lines:
             quiet_since = time.monotonic()
             if len(lines) == PAGE:
