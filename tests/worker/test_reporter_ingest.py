@@ -11,24 +11,16 @@ import pytest
 from sqlalchemy import event, select
 
 from service.db import jobs
-from service.db.migrate import upgrade_to_head
 from service.db.models import Experiment, Metric, MetricLatest, utcnow
-from service.db.session import make_engine, make_sessionmaker
 from tests.worker.helpers import add_experiment
 from worker.artifacts import LocalStore
 from worker.reporter import DbReporter, write_epochs
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db(request, tmp_path):
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'ingest.db'}"
-    else:
-        url = request.getfixturevalue("postgres_url")
-    upgrade_to_head(url)
-    engine = make_engine(url)
-    yield engine, make_sessionmaker(engine)
-    engine.dispose()
+@pytest.fixture
+def db(sessions):
+    """The engine beside the session factory (tests.services: SQLite, then PostgreSQL)."""
+    return sessions.kw["bind"], sessions
 
 
 def _pack(sessions, n: int, worker: str = "w1") -> list[str]:
