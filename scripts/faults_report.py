@@ -93,6 +93,13 @@ SCENARIOS: dict[str, tuple[str, str, str]] = {
         "503 problem+json for writes while read-only, reads answered; the run pauses and "
         "succeeds in its first attempt, every metric point once; no restarts",
     ),
+    "db_full": (
+        "PostgreSQL's disk full mid-run",
+        "the test database in a tablespace on a 64 MB tmpfs; at epoch 3 a filler file takes "
+        "every free byte (no table or index can grow: SQLSTATE 53100), deleted after ~8 s",
+        "503 problem+json naming a full database for writes it cannot store; the run pauses and "
+        "succeeds in its first attempt, every metric point once; no restarts",
+    ),
     "broker_loss": (
         "Broker losing every message for a while",
         "for 12 s every message that lands on the private Redis's queues is deleted (the "
@@ -134,6 +141,10 @@ FIXES = (
     "(`service.db.outage`): the engine replaces the connection that met it (a connection "
     "opened while the database was read-only stays read-only), `retry_db` waits it out, the "
     "API answers 503 `the database is read-only; retry shortly` with Retry-After.",
+    "A full database disk (SQLSTATE 53100, which psycopg raises as an `OperationalError`) was "
+    "already waited out like an unreachable database, but every message said `the database is "
+    "unreachable`; they now say what it is (`service.db.outage.describe`: the API's 503 reads "
+    "`the database is full; retry shortly`, the worker logs `database full while ...`).",
     "A job stopped by its worker for a cancel, before the job's own poll had read the cancel, "
     "reported what a shutdown reports: the run was released (its attempt uncounted, logged "
     "`back in the queue: the worker is shutting down`) instead of ended; the supervisor now "
@@ -155,7 +166,9 @@ OPEN = (
     "SQLite's one write lock (a 100-epoch run took over 90 s instead of 53 s). There a job that "
     "runs out of memory can take the worker down with it; `process` forces children (slower), "
     "PostgreSQL gets them by default. None of the scenarios above runs on SQLite.",
-    "The database full (no space for the WAL): not tested.",
+    "The database full is tested for its tables and indexes (a tablespace on a small "
+    "filesystem); a full WAL disk makes PostgreSQL itself stop (a PANIC and a restart), which "
+    "the PostgreSQL restart scenario covers from the client's side.",
 )
 
 COLUMNS = ("experiments", "kills", "restarts", "lost", "duplicated")
@@ -203,6 +216,9 @@ def _details(name: str, fig: dict[str, Any]) -> str:
                          "worker_read_only_retry_episodes", "status", "attempts",
                          "acknowledged_metric_points", "writes_after_until_accepted",
                          "next_job"),
+        "db_full": ("full_s", "writes_while_full", "answered_503", "answered_202",
+                    "server_errors_other_than_503", "worker_full_retry_episodes", "status",
+                    "attempts", "acknowledged_metric_points"),
         "broker_loss": ("window_s", "stale_queued_s", "messages_dropped", "resends_dropped",
                         "runs_whose_message_was_lost", "resent_by_reconciler",
                         "duplicate_messages_refused", "seconds_to_all_finished_after_window",

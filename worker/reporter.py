@@ -3,7 +3,7 @@
 Each call is one short transaction; none is held across training. Every write is guarded by the
 lease (``service.db.jobs``): when the lease is lost (this worker was paused past it and another
 took over) the reporter asks the loop to stop and the task leaves the row alone. While the
-database is unreachable or read-only each transaction is retried (``retry_db``) for up to the
+database is unreachable, read-only or full each transaction is retried (``retry_db``) for up to the
 lease, so an outage shorter than that only pauses the run.
 """
 
@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from regcore.training.checkpoint import CheckpointInfo
 from service.db import jobs
-from service.db.outage import read_only, unreachable
+from service.db.outage import describe, unreachable
 from worker.artifacts import ArtifactStore
 
 log = logging.getLogger(__name__)
@@ -45,7 +45,7 @@ def retry_db(
     sleep: Callable[[float], None] = time.sleep,
 ) -> T:
     """Run a short transaction, running it again with backoff while the database is
-    unreachable or read-only (``service.db.outage``), for up to ``budget_s`` (the lease: past
+    unreachable, read-only or full (``service.db.outage``), for up to ``budget_s`` (the lease: past
     it another worker may own the row, and the lease guard in every write settles who). Each
     transaction here is idempotent, so one whose commit was cut off can be repeated. Other
     errors, and an outage longer than the budget, are raised."""
@@ -60,8 +60,9 @@ def retry_db(
                 raise
             if deadline is None:
                 deadline = now + budget_s
-                state = "read-only" if read_only(exc) else "unreachable"
-                log.warning("database %s while %s; retrying for %.0f s", state, what, budget_s)
+                log.warning(
+                    "database %s while %s; retrying for %.0f s", describe(exc), what, budget_s
+                )
             if now >= deadline:
                 raise
             sleep(min(delay, deadline - now))

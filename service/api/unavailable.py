@@ -1,12 +1,13 @@
-"""503, not 500, while the database is unreachable or read-only: the request may simply be
+"""503, not 500, while the database is unreachable, read-only or full: the request may simply be
 retried.
 
 A connection refused, a server restarting or a connection cut mid-query surface as SQLAlchemy's
 ``OperationalError`` (or a ``DBAPIError`` that invalidated its connection); a write to a
-read-only database as SQLSTATE 25006 (``service.db.outage``). The answer is problem+json with
-``Retry-After``; nothing of the driver's message (host names, ports) is echoed. The pool pings
-connections before use and replaces those that met a read-only database, so the next request
-after the database is back succeeds without a restart of the API.
+read-only database as SQLSTATE 25006, to a full one as 53100 (``service.db.outage``). The
+answer is problem+json with ``Retry-After``; nothing of the driver's message (host names,
+ports) is echoed. The pool pings connections before use and replaces those that met a
+read-only database, so the next request after the database is back succeeds without a
+restart of the API.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from service.api.errors import problem
-from service.db.outage import read_only, unreachable
+from service.db.outage import describe, unreachable
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ def unavailable_response(why: str = "the database is unreachable") -> JSONRespon
 async def _database_error(request: Request, exc: DBAPIError) -> JSONResponse:
     if not unreachable(exc):
         raise exc  # a real bug: the 500 handler logs it and answers JSON
-    why = "the database is read-only" if read_only(exc) else "the database is unreachable"
+    why = f"the database is {describe(exc)}"
     log.warning("%s on %s %s: %s", why, request.method, request.url.path, type(exc.orig))
     return unavailable_response(why)
 

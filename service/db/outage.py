@@ -10,7 +10,13 @@
   and the error arrives with ``connection_invalidated`` set, so the next try opens a fresh
   connection that sees the database as it is now.
 
-The worker waits both out (``worker.reporter.retry_db``); the API answers 503 with Retry-After
+* Full: PostgreSQL cannot extend a table or index file, SQLSTATE 53100 (``DiskFull``, "could
+  not extend file ...: No space left on device"); the transaction is rolled back and the same
+  statement succeeds once space is freed. psycopg raises it as an ``OperationalError`` (class
+  53, insufficient resources), so it is waited out as an unreachable database is; only the
+  messages name it (``describe``).
+
+The worker waits all three out (``worker.reporter.retry_db``); the API answers 503 with Retry-After
 (``service.api.unavailable``).
 """
 
@@ -26,15 +32,30 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 READ_ONLY_SQLSTATE = "25006"
 
 
+#: PostgreSQL's "could not extend file ...: No space left on device"
+DISK_FULL_SQLSTATE = "53100"
+
+
+def _sqlstate(exc: BaseException) -> str | None:
+    orig = exc.orig if isinstance(exc, DBAPIError) else exc
+    return getattr(orig, "sqlstate", None)
+
+
 def read_only(exc: BaseException) -> bool:
     """A write refused because the database is read-only."""
-    orig = exc.orig if isinstance(exc, DBAPIError) else exc
-    return getattr(orig, "sqlstate", None) == READ_ONLY_SQLSTATE
+    return _sqlstate(exc) == READ_ONLY_SQLSTATE
+
+
+def describe(exc: BaseException) -> str:
+    """What the database is, for an outage's messages: read-only, full or unreachable."""
+    return {READ_ONLY_SQLSTATE: "read-only", DISK_FULL_SQLSTATE: "full"}.get(
+        _sqlstate(exc) or "", "unreachable"
+    )
 
 
 def unreachable(exc: BaseException) -> bool:
-    """The database cannot take this statement now (gone away, or read-only); the same
-    statement may succeed later."""
+    """The database cannot take this statement now (gone away, read-only or full: see the
+    module's docstring); the same statement may succeed later."""
     return (
         isinstance(exc, OperationalError)
         or (isinstance(exc, DBAPIError) and exc.connection_invalidated)
