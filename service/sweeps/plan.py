@@ -110,6 +110,15 @@ class SweepRequest(BaseModel):
         rule = self.early_stopping.rule if self.early_stopping else None
         if rule in ("successive_halving", "hyperband") and self.method != "search":
             raise ValueError(f"early_stopping rule {rule} applies to method search (use asha)")
+        train = self.base.get("train")
+        steps = (isinstance(train, dict) and train.get("steps") is not None) or (
+            "train.steps" in self.space
+        )
+        if self.early_stopping is not None and steps:
+            raise ValueError(
+                "early_stopping: its rungs and grace period count epochs, and a train.steps "
+                "budget reports at step numbers; budget the trials in epochs, or drop it"
+            )
         if self.method == "search" and self.seeds != 1:
             raise ValueError("seeds: method search runs each configuration once (seeds 1)")
         if self.method == "factorial":

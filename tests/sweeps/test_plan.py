@@ -90,6 +90,8 @@ def test_too_many_experiments_are_refused():
         {"base": BASE, "metric": "val_loss; drop"},
         {"base": BASE, "early_stopping": {"rule": "asha", "reduction_factor": 1}},
         {"base": BASE, "unknown": 1},
+        {"base": {**BASE, "train": {"steps": 100}}, "early_stopping": {"rule": "asha"}},
+        {"base": BASE, "space": {"train.steps": [50, 100]}, "early_stopping": {"rule": "median"}},
     ],
 )
 def test_inconsistent_requests_are_refused(body):
