@@ -8,7 +8,7 @@ scaling; ``l2.strength`` λ adds λ·Σw² to the mean data loss.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -42,9 +42,35 @@ def _contrastive_views() -> AugmentSpec:
 
 
 class RegularizerSpec(BaseModel):
-    """Base of every regularizer's parameters: unknown fields are errors."""
+    """Base of every regularizer's parameters: unknown fields are errors.
+
+    The ClassVars are each regularizer's constraints, declared once beside its parameters and
+    read by the spec's validators (``regcore/spec.py``) and the batched engine; they are not
+    fields, so no spec or schema shows them.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    if TYPE_CHECKING:  # each subclass's Literal field; mypy reads it on the union's base
+        name: str
+
+    #: the models it applies to; None: any model
+    models: ClassVar[tuple[str, ...] | None] = None
+    #: needs the spatial layout of a 1D signal or a single-channel image
+    needs_layout: ClassVar[bool] = False
+    #: refused on regression data
+    classification_only: ClassVar[bool] = False
+    #: a Bayesian method (regcore/bayes): adds its own prior, so one a run
+    bayesian: ClassVar[bool] = False
+    #: what it does with the unlabelled examples it needs (data.n_unlabeled); None: needs none
+    needs_unlabeled: ClassVar[str | None] = None
+    #: replaces the gradient of the step (one such a run, and no loss transform beside it)
+    replaces_gradient: ClassVar[bool] = False
+    #: ends with averaged weights (refused beside early_stopping's restore_best)
+    averages_weights: ClassVar[bool] = False
+    #: why it can never run in a batched ensemble (regcore/regularizers/batched.py); None:
+    #: batched there, or not batched yet
+    not_batched_because: ClassVar[str | None] = None
 
 
 # --- norm penalties and constraints -----------------------------------------------------------
@@ -101,6 +127,7 @@ class EntropySpec(RegularizerSpec):
     """Entropy of the softmax: confidence_penalty is L − β·H(p), minimization is L + β·H(p)."""
 
     name: Literal["entropy"] = "entropy"
+    classification_only = True
     beta: float = Field(0.1, ge=0.0, description="β")
     mode: Literal["confidence_penalty", "minimization"] = "confidence_penalty"
 
@@ -141,6 +168,7 @@ class LabelSmoothingSpec(RegularizerSpec):
     """Label smoothing. ``epsilon`` spreads ε over all K classes; ``rho`` puts ρ/(K−1) on others."""
 
     name: Literal["label_smoothing"] = "label_smoothing"
+    classification_only = True
     epsilon: float | None = Field(None, ge=0.0, le=1.0, description="ε over all K classes")
     rho: float | None = Field(None, ge=0.0, lt=1.0, description="ρ over the K−1 wrong classes")
 
@@ -157,6 +185,7 @@ class DisturbLabelSpec(RegularizerSpec):
     """DisturbLabel: each label replaced by a uniform random class with probability α."""
 
     name: Literal["disturb_label"] = "disturb_label"
+    classification_only = True
     alpha: float = Field(0.1, ge=0.0, le=1.0, description="α")
 
 
@@ -218,6 +247,7 @@ class CutoutSpec(RegularizerSpec):
     """Zero one random contiguous segment (1D) or square (images) of each input."""
 
     name: Literal["cutout"] = "cutout"
+    needs_layout = True
     size: int = Field(
         8, ge=1, description="segment length in features; images: side of the square in pixels"
     )
@@ -228,6 +258,7 @@ class MixupSpec(RegularizerSpec):
     """mixup: x̃ = λxᵢ + (1−λ)xⱼ, ỹ likewise, λ ~ Beta(α, α); either order with label_smoothing."""
 
     name: Literal["mixup"] = "mixup"
+    classification_only = True
     alpha: float = Field(0.2, gt=0.0, description="α of Beta(α, α)")
 
 
@@ -318,6 +349,7 @@ class TangentPropSpec(RegularizerSpec):
     """Tangent propagation λΣᵢ‖(∂f/∂x)vᵢ‖², vᵢ tangents of known transforms (Simard et al. 1992)."""
 
     name: Literal["tangent_prop"] = "tangent_prop"
+    needs_layout = True
     strength: float = Field(1e-2, ge=0.0, description="λ")
     transforms: list[Literal["shift", "scale", "translate", "rotate"]] | None = Field(
         None, description="1D: shift, scale; 8×8: translate, rotate; None: shift / both 2D ones"
@@ -358,6 +390,7 @@ class VariationalDropoutSpec(RegularizerSpec):
     """One dropout mask per sequence, reused at every time step (Gal & Ghahramani 2016); gru."""
 
     name: Literal["variational_dropout"] = "variational_dropout"
+    models = ("gru",)
     p: float = Field(0.25, ge=0.0, lt=1.0, description="drop probability of recurrent state units")
     input_p: float = Field(0.0, ge=0.0, lt=1.0, description="drop probability of step inputs")
 
@@ -366,6 +399,7 @@ class DropBlockSpec(RegularizerSpec):
     """Drop contiguous runs of block_size positions of conv feature maps (Ghiasi et al. 2018)."""
 
     name: Literal["dropblock"] = "dropblock"
+    models = ("cnn1d",)
     p: float = Field(0.1, ge=0.0, lt=1.0, description="fraction of positions to drop")
     block_size: int = Field(5, ge=1, description="length of each dropped run")
 
@@ -374,6 +408,7 @@ class StochasticDepthSpec(RegularizerSpec):
     """Skip residual block l with probability p·l/L in training (Huang et al. 2016)."""
 
     name: Literal["stochastic_depth"] = "stochastic_depth"
+    models = ("resmlp", "cnn1d")
     p: float = Field(0.2, ge=0.0, lt=1.0, description="skip probability of the last block")
 
 
@@ -381,6 +416,7 @@ class RReLUSpec(RegularizerSpec):
     """Randomized leaky ReLU: slope ~ U(lower, upper) in training, (lower+upper)/2 at eval."""
 
     name: Literal["rrelu"] = "rrelu"
+    models = ("mlp", "cnn1d", "resmlp", "transformer")
     lower: float = Field(1 / 8, ge=0.0, le=1.0, description="lowest negative slope")
     upper: float = Field(1 / 3, ge=0.0, le=1.0, description="highest negative slope")
 
@@ -395,6 +431,7 @@ class StandoutSpec(RegularizerSpec):
     """Adaptive dropout: keep probability σ(α·a + β) from each unit's activation (Ba & Frey)."""
 
     name: Literal["standout"] = "standout"
+    models = ("mlp", "cnn1d", "resmlp", "transformer", "gru")
     alpha: float = Field(1.0, description="α: how strongly a unit's activation sets its keep rate")
     beta: float = Field(0.0, description="β: keep-rate offset; α=0 is dropout with keep σ(β)")
     scaling: Literal["expectation", "inverted"] = Field(
@@ -408,6 +445,7 @@ class AttentionDropoutSpec(RegularizerSpec):
     """Dropout on the attention weights of the transformer model, inverted scaling."""
 
     name: Literal["attention_dropout"] = "attention_dropout"
+    models = ("transformer",)
     p: float = Field(0.1, ge=0.0, lt=1.0, description="drop probability of each attention weight")
 
 
@@ -415,6 +453,7 @@ class EmbeddingDropoutSpec(RegularizerSpec):
     """Drop whole token embeddings of the transformer model, inverted scaling."""
 
     name: Literal["embedding_dropout"] = "embedding_dropout"
+    models = ("transformer",)
     p: float = Field(0.1, ge=0.0, lt=1.0, description="drop probability of each token")
 
 
@@ -422,6 +461,8 @@ class CutMixSpec(RegularizerSpec):
     """CutMix: paste a segment (1D) or box (image) of x_j into x_i; targets mixed by area."""
 
     name: Literal["cutmix"] = "cutmix"
+    needs_layout = True
+    classification_only = True
     alpha: float = Field(1.0, gt=0.0, description="α of Beta(α, α) for the kept fraction λ")
     p: float = Field(1.0, ge=0.0, le=1.0, description="probability that an example is mixed")
 
@@ -430,6 +471,7 @@ class SWASpec(RegularizerSpec):
     """Stochastic weight averaging (Izmailov et al. 2018): average the iterates from ``start``."""
 
     name: Literal["swa"] = "swa"
+    averages_weights = True
     start: float = Field(0.75, ge=0.0, lt=1.0, description="fraction of epochs before averaging")
     swa_lr: float | None = Field(
         None, gt=0.0, description="constant lr while averaging; None keeps the lr"
@@ -442,6 +484,7 @@ class EMASpec(RegularizerSpec):
     """Exponential moving average of the weights, updated after every step."""
 
     name: Literal["ema"] = "ema"
+    averages_weights = True
     decay: float = Field(0.99, ge=0.0, lt=1.0, description="weight of the old average")
 
 
@@ -449,6 +492,7 @@ class SAMSpec(RegularizerSpec):
     """Sharpness-aware minimization (Foret et al. 2021): descend the loss at w + ρ·g/‖g‖."""
 
     name: Literal["sam"] = "sam"
+    replaces_gradient = True
     rho: float = Field(0.05, gt=0.0, description="radius ρ of the ascent step")
 
 
@@ -456,6 +500,11 @@ class EntropySGDSpec(RegularizerSpec):
     """Entropy-SGD (Chaudhari et al. 2017): the local-entropy step γ(w − ⟨w′⟩), L Langevin steps."""
 
     name: Literal["entropy_sgd"] = "entropy_sgd"
+    replaces_gradient = True
+    not_batched_because = (
+        "its inner Langevin loop moves each model's weights on fresh batches of "
+        "its own between two optimizer steps"
+    )
     inner_steps: int = Field(20, ge=1, le=100, description="L: Langevin steps per update")
     gamma: float = Field(0.03, gt=0.0, le=1e4, description="γ₀: the scope, coupling w′ to w")
     scoping: float = Field(
@@ -468,58 +517,6 @@ class EntropySGDSpec(RegularizerSpec):
     )
 
 
-# --- semi-supervised (data.n_unlabeled) and soft sharing ---------------------------------------
-
-RAMP_UP = Field(
-    0.3,
-    ge=0.0,
-    le=1.0,
-    description="fraction of the training steps over which the weight rises as exp(−5(1−t)²)",
-)
-
-
-class PseudoLabelSpec(RegularizerSpec):
-    """Pseudo-labels (Lee 2013): cross-entropy on the unlabelled batch's confident argmax class."""
-
-    name: Literal["pseudo_label"] = "pseudo_label"
-    weight: float = Field(1.0, ge=0.0, description="weight of the unlabelled loss after ramp-up")
-    threshold: float = Field(
-        0.95, ge=0.0, lt=1.0, description="least softmax confidence a pseudo-label needs"
-    )
-    ramp_up: float = RAMP_UP
-    views: AugmentSpec | None = Field(
-        None,
-        description="fit the pseudo-label on an augmented view, labelled from the plain input "
-        "(FixMatch's weak/strong pair); None: label and fit the same pass (Lee)",
-    )
-
-
-class ConsistencySpec(RegularizerSpec):
-    """Agreement between two augmented views: Π-model or mean teacher (Laine & Aila; Tarvainen)."""
-
-    name: Literal["consistency"] = "consistency"
-    mode: Literal["pi", "mean_teacher"] = Field(
-        "pi", description="pi: two student passes; mean_teacher: an EMA teacher's pass"
-    )
-    weight: float = Field(10.0, ge=0.0, description="w of w·mean Σₖ(pₖ − p̃ₖ)² after ramp-up")
-    ramp_up: float = RAMP_UP
-    decay: float = Field(0.99, ge=0.0, lt=1.0, description="mean_teacher: the EMA's decay")
-    views: AugmentSpec = Field(
-        default_factory=_views, description="the augment transforms that make each view"
-    )
-
-
-class SoftSharingSpec(RegularizerSpec):
-    """Soft parameter sharing: a second model trained jointly, λ‖w − w′‖² on the shared layers."""
-
-    name: Literal["soft_sharing"] = "soft_sharing"
-    strength: float = Field(1e-2, ge=0.0, description="λ")
-    share_head: bool = Field(False, description="pull the output layers together too")
-    exclude: list[ParamKind] = Field(
-        default_factory=_bias_and_norm, description="parameter kinds left unshared"
-    )
-
-
 # --- issue 14: Bayesian inference (Prince §9.3.5) ----------------------------------------------
 # Each puts a zero-mean Gaussian prior N(0, prior_var) on the weights; under the mean-loss
 # convention it is l2 with λ = 1/(2·N·prior_var), N the training examples (regcore/bayes/prior.py).
@@ -529,6 +526,8 @@ class SGLDSpec(RegularizerSpec):
     """Stochastic gradient Langevin dynamics (Welling & Teh 2011): posterior samples from SGD."""
 
     name: Literal["sgld"] = "sgld"
+    classification_only = True  # its predictive is scored by ECE
+    bayesian = True
     prior_var: float = Field(1.0, gt=0.0, description="σ²_prior of the N(0, σ²_prior) prior")
     temperature: float = Field(
         1.0, gt=0.0, description="T of the tempered posterior; T < 1 is a cold posterior"
@@ -551,6 +550,8 @@ class BayesByBackpropSpec(RegularizerSpec):
     """Bayes by Backprop (Blundell et al. 2015): a mean-field Gaussian posterior on the weights."""
 
     name: Literal["bayes_by_backprop"] = "bayes_by_backprop"
+    classification_only = True  # its predictive is scored by ECE
+    bayesian = True
     prior_var: float = Field(1.0, gt=0.0, description="σ²_prior of the N(0, σ²_prior) prior")
     init_std: float = Field(0.01, gt=0.0, description="initial posterior standard deviation")
     samples: int = Field(20, ge=1, le=1000, description="weight samples in the predictive")
@@ -565,6 +566,8 @@ class LaplaceSpec(RegularizerSpec):
     """Last-layer Laplace approximation (MacKay 1992; Daxberger et al. 2021) around MAP weights."""
 
     name: Literal["laplace"] = "laplace"
+    classification_only = True  # its predictive is scored by ECE
+    bayesian = True
     prior_var: float = Field(1.0, gt=0.0, description="σ²_prior of the N(0, σ²_prior) prior")
     hessian: Literal["full", "diag"] = Field(
         "full", description="the last layer's generalized Gauss-Newton, whole or its diagonal"
@@ -576,3 +579,80 @@ class LaplaceSpec(RegularizerSpec):
     exclude: list[ParamKind] = Field(
         default_factory=_bias_and_norm, description="parameter kinds under a flat prior"
     )
+
+
+# --- semi-supervised (data.n_unlabeled) and soft sharing ---------------------------------------
+
+RAMP_UP = Field(
+    0.3,
+    ge=0.0,
+    le=1.0,
+    description="fraction of the training steps over which the weight rises as exp(−5(1−t)²)",
+)
+
+
+class PseudoLabelSpec(RegularizerSpec):
+    """Pseudo-labels (Lee 2013): cross-entropy on the unlabelled batch's confident argmax class."""
+
+    name: Literal["pseudo_label"] = "pseudo_label"
+    classification_only = True  # its labels are argmax classes
+    needs_unlabeled = "labels unlabelled examples"
+    not_batched_because = (
+        "it reads an unlabelled batch (data.n_unlabeled) beside each labelled one, "
+        "which the batched engine does not draw"
+    )
+    weight: float = Field(1.0, ge=0.0, description="weight of the unlabelled loss after ramp-up")
+    threshold: float = Field(
+        0.95, ge=0.0, lt=1.0, description="least softmax confidence a pseudo-label needs"
+    )
+    ramp_up: float = RAMP_UP
+    views: AugmentSpec | None = Field(
+        None,
+        description="fit the pseudo-label on an augmented view, labelled from the plain input "
+        "(FixMatch's weak/strong pair); None: label and fit the same pass (Lee)",
+    )
+
+
+class ConsistencySpec(RegularizerSpec):
+    """Agreement between two augmented views: Π-model or mean teacher (Laine & Aila; Tarvainen)."""
+
+    name: Literal["consistency"] = "consistency"
+    not_batched_because = (
+        "it reads an unlabelled batch (data.n_unlabeled) beside each labelled one, "
+        "which the batched engine does not draw, and mean_teacher keeps a teacher model per run"
+    )
+    mode: Literal["pi", "mean_teacher"] = Field(
+        "pi", description="pi: two student passes; mean_teacher: an EMA teacher's pass"
+    )
+    weight: float = Field(10.0, ge=0.0, description="w of w·mean Σₖ(pₖ − p̃ₖ)² after ramp-up")
+    ramp_up: float = RAMP_UP
+    decay: float = Field(0.99, ge=0.0, lt=1.0, description="mean_teacher: the EMA's decay")
+    views: AugmentSpec = Field(
+        default_factory=_views, description="the augment transforms that make each view"
+    )
+
+
+class SoftSharingSpec(RegularizerSpec):
+    """Soft parameter sharing: a second model trained jointly, λ‖w − w′‖² on the shared layers."""
+
+    name: Literal["soft_sharing"] = "soft_sharing"
+    not_batched_because = "it trains a second model, with its own optimizer, beside each run's"
+    strength: float = Field(1e-2, ge=0.0, description="λ")
+    share_head: bool = Field(False, description="pull the output layers together too")
+    exclude: list[ParamKind] = Field(
+        default_factory=_bias_and_norm, description="parameter kinds left unshared"
+    )
+
+
+#: every regularizer's parameter model, in definition (catalog) order: the one list the spec
+#: union (regcore/spec.py), the registry and the catalog derive from
+ALL: tuple[type[RegularizerSpec], ...] = tuple(
+    v
+    for v in list(globals().values())
+    if isinstance(v, type)
+    and issubclass(v, RegularizerSpec)
+    and v is not RegularizerSpec
+    and v.__module__ == __name__
+)
+#: each one by its ``name``
+BY_NAME: dict[str, type[RegularizerSpec]] = {cls.model_fields["name"].default: cls for cls in ALL}

@@ -13,6 +13,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from regcore.catalog import catalog_entries  # noqa: E402
+from regcore.regularizer_specs import ALL  # noqa: E402
 
 HEADER = """# The regularizer catalog
 
@@ -51,8 +52,45 @@ def table() -> str:
     return "\n".join(rows) + "\n"
 
 
+#: how each constraint of ``RegularizerSpec`` reads in the constraints table
+CONSTRAINT_WORDS = {
+    "classification_only": "classification data only",
+    "needs_layout": "1D signals or single-channel images only",
+    "bayesian": "one Bayesian method a run",
+    "needs_unlabeled": "needs data.n_unlabeled",
+    "replaces_gradient": "replaces the step's gradient (one such a run; not beside flooding)",
+    "averages_weights": "ends with averaged weights (early_stopping: restore_best false)",
+}
+
+
+def constraints_table() -> str:
+    """The constraints each spec class declares (its ClassVars), as the validators apply them."""
+    rows = [
+        "## Constraints",
+        "",
+        "Declared once on each spec class (ClassVars of `RegularizerSpec`) and read by the",
+        "spec's validators and the batched engine; one not listed applies to any model and data.",
+        "Which ones batch, and how: [engine.md](engine.md#which-regularizers-batch-and-how).",
+        "",
+        "| name | models | constraints | never batched because |",
+        "| --- | --- | --- | --- |",
+    ]
+    for cls in ALL:
+        said = [w for attr, w in CONSTRAINT_WORDS.items() if getattr(cls, attr)]
+        if cls.models is None and not said and cls.not_batched_because is None:
+            continue
+        cells = (
+            f"`{cls.model_fields['name'].default}`",
+            ", ".join(cls.models) if cls.models else "any",
+            "; ".join(said) or "—",
+            cls.not_batched_because or "—",
+        )
+        rows.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return "\n".join(rows) + "\n"
+
+
 def render() -> str:
-    return HEADER + table()
+    return HEADER + table() + "\n" + constraints_table()
 
 
 def render_readme(readme: str) -> str:

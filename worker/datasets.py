@@ -60,7 +60,7 @@ def _wanted(spec: ExperimentSpec) -> tuple[list[tuple[str, str]], list[tuple[str
     if spec.pretrain is not None and spec.pretrain.source.name == "upload":
         datasets.append(("pretrain.source.id", spec.pretrain.source.id or ""))
     refs = [
-        (f"regularizers[{i}].reference", str(reg.reference))  # type: ignore[union-attr]
+        (f"regularizers[{i}].reference", str(reg.reference))  # type: ignore[attr-defined]
         for i, reg in enumerate(spec.regularizers)
         if reg.name == "tie" and getattr(reg, "reference", None) is not None
     ]

@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 
-from regcore.regularizer_specs import RegularizerSpec
+from regcore.regularizer_specs import BY_NAME, RegularizerSpec
 from regcore.regularizers.base import Regularizer
 from regcore.regularizers.gaussian_dropout import gaussian_dropout_sigma
 
@@ -606,23 +606,12 @@ BATCHED: dict[str, type[BatchedRegularizer]] = {
 }
 
 
-#: why some regularizers that are not in BATCHED cannot be (the others: not batched yet)
-UNBATCHABLE_BECAUSE = {
-    "pseudo_label": "it reads an unlabelled batch (data.n_unlabeled) beside each labelled one, "
-    "which the batched engine does not draw",
-    "consistency": "it reads an unlabelled batch (data.n_unlabeled) beside each labelled one, "
-    "which the batched engine does not draw, and mean_teacher keeps a teacher model per run",
-    "soft_sharing": "it trains a second model, with its own optimizer, beside each run's",
-    "entropy_sgd": "its inner Langevin loop moves each model's weights on fresh batches of "
-    "its own between two optimizer steps",
-}
-
-
 def why_not_batchable(name: str, specs: Sequence[RegularizerSpec | None]) -> str | None:
     """None when members' ``name`` specs (None where absent) can batch, else the reason."""
     cls = BATCHED.get(name)
     if cls is None:
-        because = UNBATCHABLE_BECAUSE.get(name)
+        spec_class = BY_NAME.get(name)
+        because = spec_class.not_batched_because if spec_class else None
         return f"regularizer {name} is not batched" + (f": {because}" if because else "")
     present = [s for s in specs if s is not None]
     if name == "l2" and any(getattr(s, "per_layer", None) for s in present):

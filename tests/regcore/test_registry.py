@@ -36,3 +36,12 @@ def test_building_an_unregistered_spec_fails_naming_it():
     task = TaskInfo("classification", 10, 40, None, 1, 1, device=None)  # type: ignore[arg-type]
     with pytest.raises(NotImplementedError, match="Unknown"):
         build_regularizers([Unknown()], task)
+
+
+def test_every_implementation_is_registered_once_and_lives_in_its_spec_name_s_module():
+    impls = list(REGISTRY.values())
+    assert len(set(impls)) == len(impls) == len(regularizer_spec_classes())
+    for spec_class, impl in REGISTRY.items():
+        name = spec_class.model_fields["name"].default
+        assert impl.__module__ == f"regcore.regularizers.{name}", impl.__qualname__
+    assert list(REGISTRY) == regularizer_spec_classes()  # catalog order
