@@ -26,7 +26,8 @@ from typing import Any
 import torch
 
 from regcore.data import build_dataset
-from regcore.ensemble.batched import BatchedEnsembleRun, BatchedMembers, why_not_batched
+from regcore.ensemble.batched import BatchedMembers, why_not_batched
+from regcore.ensemble.batched_run import BatchedEnsembleRun
 from regcore.ensemble.members import bootstrap_indices, build_trainer, with_train
 from regcore.ensemble.runner import EnsembleRun
 from regcore.spec import parse_spec

@@ -18,7 +18,8 @@ import torch
 from torch import nn
 
 from regcore.data import build_dataset
-from regcore.ensemble.batched import BatchedEnsembleRun, why_not_batched
+from regcore.ensemble.batched import why_not_batched
+from regcore.ensemble.batched_run import BatchedEnsembleRun
 from regcore.ensemble.members import build_trainer, with_train
 from regcore.ensemble.runner import EnsembleRun
 from regcore.inference.mc_dropout import mc_metrics

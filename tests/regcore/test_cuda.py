@@ -9,7 +9,8 @@ import json
 import pytest
 import torch
 
-from regcore.ensemble.batched import BatchedEnsembleRun, why_not_batched
+from regcore.ensemble.batched import why_not_batched
+from regcore.ensemble.batched_run import BatchedEnsembleRun
 from regcore.ensemble.pack import PackMember, run_pack
 from regcore.ensemble.runner import EnsembleRun
 from regcore.training.checkpoint import load_checkpoint

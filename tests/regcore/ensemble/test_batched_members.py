@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from regcore.data import build_dataset
-from regcore.ensemble.batched import BatchedEnsembleRun, why_not_batched
+from regcore.ensemble.batched import why_not_batched
+from regcore.ensemble.batched_run import BatchedEnsembleRun
 from regcore.ensemble.members import build_trainer
 from regcore.ensemble.pack import PackMember, pack_key, run_pack
 from regcore.experiment import kind_of

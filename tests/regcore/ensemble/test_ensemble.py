@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from regcore.data import build_dataset
-from regcore.ensemble.batched import BatchedEnsembleRun, why_not_batched
+from regcore.ensemble.batched import why_not_batched
+from regcore.ensemble.batched_run import BatchedEnsembleRun
 from regcore.ensemble.combine import combine_outputs, error_decomposition
 from regcore.ensemble.members import bootstrap_indices, build_trainer
 from regcore.ensemble.runner import EnsembleRun
