@@ -119,12 +119,14 @@ class MemberStatus:
             "epochs_run": self.epochs_run,
             "reason": self.reason,
             "best": list(self.best) if self.best else None,
+            "metrics": self.metrics,
         }
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> MemberStatus:
         best = (float(d["best"][0]), int(d["best"][1])) if d["best"] else None
-        return cls(d["status"], int(d["epochs_run"]), d["reason"], best)
+        metrics = {k: float(v) for k, v in d.get("metrics", {}).items()}
+        return cls(d["status"], int(d["epochs_run"]), d["reason"], best, metrics)
 
 
 class _MemberView:
@@ -422,54 +424,94 @@ class BatchedMembers:
         return self.stack.unstack([m.trainer.model for m in self.members])
 
     # --- checkpoints ----------------------------------------------------------------------
+    def member_train_state(self, i: int) -> dict[str, Any]:
+        """Member i's whole slice of the engine's state beside its weights (``member_weights``):
+        the epoch, its status, its slice of the optimizer state, its schedule, its shuffle and
+        noise generators and its early stopping. Tensors and JSON only (a checkpoint's
+        ``train_state``); ``load_members`` takes it back."""
+        st, t, es = self.status[i], self.members[i].trainer, self.early[i]
+        return {
+            "epoch": self.epoch,
+            **st.to_json(),
+            "optimizer": self.optimizer.member_state_dict(i),
+            "lr": [float(g["lr"]) for g in t.optimizer.param_groups],  # the schedule's, now
+            "scheduler": t.scheduler.state_dict() if t.scheduler else None,
+            "shuffle": t.shuffle.get_state(),
+            "noise": self.generators[i].get_state(),
+            "early_stopping": es.state_dict() if es is not None else None,
+        }
+
+    def member_weights(self, i: int) -> dict[str, torch.Tensor]:
+        return self.stack.member_state(i)
+
     def weights(self) -> dict[str, torch.Tensor]:
         return {
-            f"member{i}.{k}": v
-            for i in range(self.k)
-            for k, v in self.stack.member_state(i).items()
+            f"member{i}.{k}": v for i in range(self.k) for k, v in self.member_weights(i).items()
         }
 
     def train_state(self) -> dict[str, Any]:
+        """Every member's ``member_train_state`` (with ``weights()``, what ``load`` takes)."""
         return {
             "batched": True,
             "epoch": self.epoch,
-            "optimizer": self.optimizer.state_dict(),
-            "members": [
-                {
-                    **st.to_json(),
-                    "scheduler": m.trainer.scheduler.state_dict() if m.trainer.scheduler else None,
-                    "shuffle": m.trainer.shuffle.get_state(),
-                    "noise": g.get_state(),
-                    "early_stopping": es.state_dict() if es is not None else None,
-                }
-                for st, m, g, es in zip(
-                    self.status, self.members, self.generators, self.early, strict=True
-                )
-            ],
+            "members": [self.member_train_state(i) for i in range(self.k)],
         }
 
     def load(self, weights: dict[str, torch.Tensor], state: dict[str, Any]) -> None:
-        for i in range(self.k):
+        """Load what ``weights()`` and ``train_state()`` saved (through ``load_members``)."""
+        members = state["members"]
+        if "optimizer" in state:  # written before the optimizer state was kept per member
+            split = StackedOptimizer.split_state_dict(state["optimizer"], self.k)
+            members = [
+                {"epoch": state["epoch"], **ms, "optimizer": o}
+                for ms, o in zip(members, split, strict=True)
+            ]
+        parts = []
+        for i, ms in enumerate(members):
             prefix = f"member{i}."
-            self.stack.load_member(
-                i,
-                {
-                    k[len(prefix) :]: v.to(self.device)
-                    for k, v in weights.items()
-                    if k.startswith(prefix)
-                },
+            parts.append(
+                ({k[len(prefix) :]: v for k, v in weights.items() if k.startswith(prefix)}, ms)
             )
-        self.optimizer.load_state_dict(state["optimizer"])
-        for i, ms in enumerate(state["members"]):
+        self.load_members(parts)
+
+    def load_members(self, members: list[tuple[dict[str, torch.Tensor], dict[str, Any]]]) -> None:
+        """Load each member from its own ``(member_weights, member_train_state)``, which may
+        come from different checkpoints. They must fit together: one per member, every member
+        still running at one epoch E (the engine goes on from E), and every member that had
+        ended (stopped, cancelled, failed) saved at E or before; else ValueError, and nothing
+        is changed."""
+        if len(members) != self.k:
+            raise ValueError(f"{len(members)} member states for {self.k} members")
+        states = [ms for _, ms in members]
+        epoch = max(int(ms["epoch"]) for ms in states)
+        running = [ms for ms in states if ms["status"] == "running"]
+        behind = sorted({int(ms["epoch"]) for ms in running} - {epoch})
+        if behind:
+            raise ValueError(f"members' checkpoints are at different epochs ({behind} and {epoch})")
+        steps = {int(ms["optimizer"]["steps"]) for ms in running}
+        if len(steps) > 1:
+            raise ValueError(f"members' optimizers are at different steps {sorted(steps)}")
+        step = steps.pop() if steps else max(int(ms["optimizer"]["steps"]) for ms in states)
+        for w, _ in members:
+            missing = set(self.stack.member_state(0)) - set(w)
+            if missing:
+                raise ValueError(f"a member's weights lack {sorted(missing)}")
+        self.optimizer.load_member_state_dicts([ms["optimizer"] for ms in states], step)
+        for i, (w, ms) in enumerate(members):
+            self.stack.load_member(i, {k: v.to(self.device) for k, v in w.items()})
             self.status[i] = MemberStatus.from_json(ms)
             t = self.members[i].trainer
             if t.scheduler is not None and ms["scheduler"] is not None:
                 t.scheduler.load_state_dict(ms["scheduler"])
+                # the scheduler's state leaves its optimizer's rate as it was: set it
+                lrs = ms.get("lr") or t.scheduler.get_last_lr()
+                for group, lr in zip(t.optimizer.param_groups, lrs, strict=True):
+                    group["lr"] = float(lr)
             t.shuffle.set_state(ms["shuffle"])
             self.generators[i].set_state(ms["noise"])
             if self.early[i] is not None and ms["early_stopping"] is not None:
                 self.early[i].load_state_dict(ms["early_stopping"])  # type: ignore[union-attr]
-        self.epoch = int(state["epoch"])
+        self.epoch = epoch
         self.ctx.lr = self.current_lr()
 
 

@@ -13,15 +13,25 @@ and a ``RunResult``. Per member:
   stopped), as median or ASHA stopping would;
 * a member whose loss becomes NaN/inf fails alone (status ``failed``).
 
-The pack's own checkpoint (all members and the optimizer, ``pack_dir/checkpoints``) is what a
-resumed pack continues from; each member's ``metrics.jsonl`` is then cut back to that epoch, so
-no point is written twice.
+Each member's ``last`` checkpoint (``workdir/checkpoints``, every ``checkpoint_every`` epochs
+and at the end, sent through its ``on_checkpoint`` as a lone run's) holds its whole slice of the
+engine: its weights, and as training state (``BatchedMembers.member_train_state``, tagged
+``{"pack": pack_dir.name}``) the pack's epoch, its status, its slice of the optimizer state,
+its schedule, its shuffle and noise generators and its early stopping. A member that has ended
+(stopped, cancelled, diverged) is saved once more after it ends and then left as it is. There is
+no pack-wide checkpoint: ``run_pack(resume=True)`` loads the members' own checkpoints
+(``resume_pack``) when every member has one and those of the members still running are of one
+epoch E, and goes on from E (each member's ``metrics.jsonl`` cut back to E, so no point is
+written twice); otherwise every member starts over from epoch 0 and ``on_start`` says why
+(``not_resumed``). The members need not be the pack that wrote them: each member's state is its
+own, so a pack that lost a member (cancelled meanwhile) resumes the others.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +45,8 @@ from regcore.training.checkpoint import load_checkpoint, save_checkpoint
 from regcore.training.device import resolve_device
 from regcore.training.loop import MetricsLog, RunResult, write_summary
 from regcore.training.reporter import NullReporter, Reporter
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -77,7 +89,12 @@ def run_pack(
     resume: bool = False,
     checkpoint_every: int = 1,
 ) -> list[RunResult]:
-    """Train ``members`` as one batched run; one ``RunResult`` per member, in order."""
+    """Train ``members`` as one batched run; one ``RunResult`` per member, in order.
+
+    ``resume``: go on from the members' own ``last`` checkpoints (``workdir/checkpoints``)
+    when they fit together (``resume_pack``), else start every member over from epoch 0 (the
+    reason is logged and given to each ``on_start`` as ``not_resumed``). ``pack_dir``'s name
+    marks the members' checkpoints as this pack's; nothing is written under it."""
     specs = [m.spec for m in members]
     reason = why_not_packed(specs)
     if reason is not None:
@@ -88,28 +105,27 @@ def run_pack(
     eng = BatchedMembers(specs, data, device=dev, threads=threads or specs[0].train.threads)
     torch.set_num_threads(eng.threads)
     pack_dir = Path(pack_dir)
-    pack_dir.mkdir(parents=True, exist_ok=True)
-    pack_hash = hashlib.sha256("".join(s.spec_hash() for s in specs).encode()).hexdigest()
-    resumed = False
-    if resume:
-        ckpt = load_checkpoint(pack_dir / "checkpoints", "last", pack_hash)
-        if ckpt is not None:
-            eng.load(ckpt.model_state, ckpt.train_state)
-            resumed = True
+    not_resumed = resume_pack(eng, members) if resume else None
+    resumed = resume and not_resumed is None
+    if not_resumed is not None:
+        log.info("pack of %d starts over from epoch 0: %s", len(members), not_resumed)
+    # a member that had ended when its checkpoint was written has the checkpoint it ends with
+    saved_ended = [resumed and st.status != "running" for st in eng.status]
     logs = []
     for m, rep in zip(members, reporters, strict=True):
         Path(m.workdir).mkdir(parents=True, exist_ok=True)
         logs.append(MetricsLog(Path(m.workdir) / "metrics.jsonl", eng.epoch if resumed else 0))
-        rep.on_start(
-            {
-                "epochs": m.spec.train.epochs,
-                "start_epoch": eng.epoch,
-                "device": str(dev),
-                "threads": eng.threads,
-                "resumed": resumed,
-                "pack": len(members),
-            }
-        )
+        start: dict[str, Any] = {
+            "epochs": m.spec.train.epochs,
+            "start_epoch": eng.epoch,
+            "device": str(dev),
+            "threads": eng.threads,
+            "resumed": resumed,
+            "pack": len(members),
+        }
+        if not_resumed is not None:
+            start["not_resumed"] = not_resumed
+        rep.on_start(start)
     while not eng.done:
         if eng.train_epoch(cancel=lambda i: reporters[i].should_cancel()):
             break  # every member was cancelled
@@ -124,29 +140,24 @@ def run_pack(
                 eng.status[i].status = "stopped"
                 eng.status[i].reason = f"stopped by its scheduler after epoch {eng.epoch}"
         if checkpoint_every and (eng.done or eng.epoch % checkpoint_every == 0):
-            save_checkpoint(
-                pack_dir / "checkpoints",
-                "last",
-                eng.epoch,
-                eng.weights(),
-                eng.train_state(),
-                {},
-                pack_hash,
-            )
+            # every member still running, and once each member that has ended (stopped,
+            # cancelled, diverged): together they resume the pack (``resume_pack``)
             for i, (m, st) in enumerate(zip(members, eng.status, strict=True)):
-                if st.epochs_run == eng.epoch and st.status != "failed":
-                    info = save_checkpoint(
-                        Path(m.workdir) / "checkpoints",
-                        "last",
-                        eng.epoch,
-                        eng.stack.member_state(i),
-                        {"pack": pack_dir.name},
-                        st.metrics,
-                        m.spec.spec_hash(),
-                    )
-                    reporters[i].on_checkpoint(info)
-    for log in logs:
-        log.close()
+                if st.status != "running" and saved_ended[i]:
+                    continue
+                saved_ended[i] = st.status != "running"
+                info = save_checkpoint(
+                    Path(m.workdir) / "checkpoints",
+                    "last",
+                    st.epochs_run,
+                    eng.member_weights(i),
+                    {"pack": pack_dir.name, **eng.member_train_state(i)},
+                    st.metrics,
+                    m.spec.spec_hash(),
+                )
+                reporters[i].on_checkpoint(info)
+    for mlog in logs:
+        mlog.close()
     finals = eng.finish()
     results = []
     for i, (m, st) in enumerate(zip(members, eng.status, strict=True)):
@@ -159,3 +170,22 @@ def run_pack(
         write_summary(m.workdir, r.summary())
         results.append(r)
     return results
+
+
+def resume_pack(eng: BatchedMembers, members: list[PackMember]) -> str | None:
+    """Load each member's ``last`` checkpoint of its spec into ``eng``; None when loaded, else
+    why not (a member without one, one that is not a pack member's, or checkpoints that do not
+    fit together: members still running at different epochs), ``eng`` left as built."""
+    loaded = []
+    for i, m in enumerate(members):
+        ckpt = load_checkpoint(Path(m.workdir) / "checkpoints", "last", m.spec.spec_hash())
+        if ckpt is None:
+            return f"member {i} has no checkpoint of its spec"
+        if "pack" not in ckpt.train_state:
+            return f"member {i}'s checkpoint is a lone run's"
+        loaded.append((ckpt.model_state, ckpt.train_state))
+    try:
+        eng.load_members(loaded)
+    except (ValueError, KeyError, TypeError) as err:
+        return f"the members' checkpoints do not fit together: {err}"
+    return None

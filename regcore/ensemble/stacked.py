@@ -250,3 +250,49 @@ class StackedOptimizer:
         dev = next(iter(self.params.values())).device
         self.state = {n: {k: v.to(dev) for k, v in s.items()} for n, s in state["state"].items()}
         self.steps = int(state["steps"])
+
+    def member_state_dict(self, i: int) -> dict[str, Any]:
+        """Member i's slice of the state (its momentum buffers or Adam moments) and the step
+        count: what ``load_member_state_dicts`` stacks back."""
+        return {
+            "state": {
+                n: {k: v[i].detach().clone() for k, v in s.items()} for n, s in self.state.items()
+            },
+            "steps": self.steps,
+        }
+
+    @staticmethod
+    def split_state_dict(state: dict[str, Any], k: int) -> list[dict[str, Any]]:
+        """``state_dict()``'s output as the k members' ``member_state_dict``s."""
+        return [
+            {
+                "state": {
+                    n: {key: v[i] for key, v in s.items()} for n, s in state["state"].items()
+                },
+                "steps": int(state["steps"]),
+            }
+            for i in range(k)
+        ]
+
+    def load_member_state_dicts(self, states: list[dict[str, Any]], steps: int) -> None:
+        """Stack the k members' slices (``member_state_dict``) back into the state; ``steps``
+        the step count to go on from (Adam's bias correction is one for all members). Raises
+        ValueError, changing nothing, when the slices do not fit together."""
+        dev = next(iter(self.params.values())).device
+        if len(states) != len(self.momentum):
+            raise ValueError(f"{len(states)} optimizer states for {len(self.momentum)} members")
+        layout = {n: sorted(s) for n, s in states[0]["state"].items()}
+        if any({n: sorted(s) for n, s in st["state"].items()} != layout for st in states):
+            raise ValueError("the members' optimizer states hold different buffers")
+        stacked: dict[str, dict[str, torch.Tensor]] = {}
+        for n, keys in layout.items():
+            if n not in self.params:
+                raise ValueError(f"an optimizer state for an unknown parameter {n}")
+            stacked[n] = {}
+            for key in keys:
+                v = torch.stack([st["state"][n][key].to(dev) for st in states])
+                if v.shape != self.params[n].shape:
+                    raise ValueError(f"an optimizer state {n}.{key} of shape {tuple(v.shape)}")
+                stacked[n][key] = v
+        self.state = stacked
+        self.steps = int(steps)
