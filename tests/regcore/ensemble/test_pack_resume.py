@@ -175,3 +175,44 @@ def test_a_member_without_a_checkpoint_starts_the_pack_over(tmp_path, cache_dir)
         reps[0].info["start_epoch"] == 0
         and "member 1 has no checkpoint" in reps[0].info["not_resumed"]
     )
+
+
+def test_an_engine_checkpoint_with_one_stacked_optimizer_state_still_loads(cache_dir):
+    """Batched ensembles' checkpoints written before the optimizer state was kept per member."""
+    import torch
+
+    from regcore.data import build_dataset
+    from regcore.ensemble.batched import BatchedMembers
+
+    ss = specs()[:2]
+    data = build_dataset(ss[0].data, ss[0].seed, cache_dir)
+
+    def engine():
+        return BatchedMembers(ss, data, device=torch.device("cpu"), threads=1)
+
+    def epoch(eng):
+        eng.train_epoch()
+        per, _ = eng.evaluate()
+        return eng.end_epoch(per)
+
+    a = engine()
+    for _ in range(2):
+        epoch(a)
+    old = {
+        "batched": True,
+        "epoch": a.epoch,
+        "optimizer": a.optimizer.state_dict(),
+        "members": [
+            {
+                k: v
+                for k, v in a.member_train_state(i).items()
+                if k not in ("epoch", "optimizer", "lr", "metrics")
+            }
+            for i in range(2)
+        ],
+    }
+    b = engine()
+    b.load(a.weights(), old)
+    assert b.epoch == 2 and b.optimizer.steps == a.optimizer.steps
+    for x, y in zip(epoch(a), epoch(b), strict=True):
+        assert x["val_loss"] == pytest.approx(y["val_loss"], abs=1e-7) and x["lr"] == y["lr"]
