@@ -7,22 +7,31 @@ The service sends a sweep's trials that share seed, data, model and epochs as on
    group of two or more is the pack run here, every other group is sent on as its own message
    (a pack, or a single ``experiments.run`` for a spec that cannot pack);
 2. claims each member's row as a single run's claim does (``worker.tasks._claim``: the attempt
-   counted, its own lease); a member that cannot be claimed (cancelled, ended, or another
-   worker's) is dropped from the pack; one with a lone run's checkpoint from an earlier attempt
-   is given back and sent on alone, to resume from it;
+   counted, its own lease) and fetches its recorded ``last`` checkpoint; a member that cannot be
+   claimed (cancelled, ended, or another worker's) is dropped from the pack; one with a lone
+   run's checkpoint from an earlier attempt is given back and sent on alone, to resume from it;
 3. runs ``run_pack`` with one ``DbReporter`` per member (its epochs, checkpoints, cancel and
-   lease, exactly as a single run's) and one ``LeaseKeeper`` per member;
+   lease, exactly as a single run's) and one ``LeaseKeeper`` per member, resuming from the
+   members' checkpoints when one of them has a pack member's;
 4. settles each member on its own (``worker.tasks._settle``): a member cancelled, stopped by
    the sweep's early stopping (a cancel request with the trial's ``stop_reason``) or diverged
    ends alone while the others go on.
 
 A pack runs in the worker's own process (not a child per job), and its log lines are kept on
-every member. After a worker is killed, the members' leases expire and the reconciler sends them
-again, as a pack (``service.sweeps.packing``): they rerun together from epoch 0, the pack's own
-checkpoint having been on the dead worker's disk (a member's checkpoint holds its weights, not
-the optimizer and generator state to resume from); the epochs already recorded stay, and the
-rerun's copies of them are not written twice (metrics are unique on experiment, key and step).
-A member that ends up alone (``REGLAB_PACK_SIZE=1``) reruns alone from epoch 0 the same way.
+every member. Each member's ``last`` checkpoint, written every ``PACK_CHECKPOINT_EVERY`` epochs
+and uploaded as a single run's, holds its whole share of the pack's state (its weights, its
+slice of the optimizer state, its schedule, generators, early stopping and status: see
+``regcore.ensemble.pack``), so after a worker is killed, the members' leases expire, the
+reconciler sends them again as a pack (``service.sweeps.packing``), and the worker that claims
+them fetches each member's checkpoint and the pack goes on from their epoch (``resumed`` and
+``start_epoch`` in each member's log: "resuming from epoch N"); each member's epochs after it
+are written once, as a single run's after its resume. When the members' checkpoints do not fit
+together (one without a checkpoint, e.g. a trial new to this pack, or members running at
+different epochs) the pack starts over from epoch 0 and says why in the log; the epochs already
+recorded stay, and the rerun's copies of them are not written twice (metrics are unique on
+experiment, key and step). A member that ends up alone (``REGLAB_PACK_SIZE=1``) cannot resume
+from a pack member's checkpoint (``worker.tasks._fetch_last_checkpoint`` drops it) and reruns
+alone from epoch 0 the same way.
 """
 
 from __future__ import annotations
@@ -56,7 +65,7 @@ from worker.tasks import (
     SHUTTING_DOWN,
     Outcome,
     _claim,
-    _fetch_last_checkpoint,
+    _is_pack_member,
     _settle,
     failure_outcome,
     outcome_of,
@@ -64,11 +73,16 @@ from worker.tasks import (
 
 log = logging.getLogger(__name__)
 
+#: a ``last`` checkpoint's files, in ``worker.reporter.checkpoint_keys``' order
+CHECKPOINT_FILES = ("last.safetensors", "last.state.safetensors", "last.json")
+
 #: a pack writes its members' ``last`` checkpoints every this many epochs and at the end, not
-#: every epoch as a single run does: a single run resumes from its checkpoint, a pack reruns
-#: from epoch 0 (see above), so these serve downloads only. Every epoch, saving the pack's and
-#: its 16 members' checkpoints doubled a 20-epoch pack of the sweep benchmark (23.6 s vs 12.6 s
-#: without, in process, before any upload)
+#: every epoch as a single run does: a killed pack resumes from them, so it redoes at most this
+#: many epochs. Saving the 16 members' checkpoints of the sweep benchmark's pack takes
+#: 34-100 ms in process (no pack-wide checkpoint any more) against an epoch of 0.30 s, and each
+#: member's upload is then three store writes and one database write: every epoch would cost
+#: about as much as the epochs themselves (with the pack's own checkpoint, every epoch took a
+#: 20-epoch pack from 12.6 s to 23.6 s in process, before any upload)
 PACK_CHECKPOINT_EVERY = 5
 
 
@@ -132,9 +146,11 @@ def _read(ctx: WorkerContext, ids: list[str]) -> list[tuple[str, str, Experiment
 class _Member:
     """One claimed member: its reporter, lease keeper and log lines."""
 
-    def __init__(self, ctx: WorkerContext, eid: str, attempt: int, spec: ExperimentSpec):
+    def __init__(
+        self, ctx: WorkerContext, eid: str, attempt: int, spec: ExperimentSpec, resume: bool
+    ):
         s = ctx.settings
-        self.id, self.spec = eid, spec
+        self.id, self.spec, self.resume = eid, spec, resume
         self.workdir = ctx.scratch / eid
         self.reporter = DbReporter(
             ctx.sessions, ctx.store, eid, ctx.worker_id,
@@ -171,15 +187,14 @@ def run_pack_job(experiment_ids: list[str], ctx: WorkerContext) -> str:
             log.info("experiment %s not claimed for the pack (%s)", eid, claimed)
             continue
         data, attempt, resume_keys = claimed
-        # an earlier attempt's checkpoint: a lone run's resumes alone; a pack member's (no
-        # state to resume from) is dropped and the member starts over in this pack
+        # an earlier attempt's checkpoint: a lone run's resumes alone; a pack member's resumes
+        # this pack (with the others', run_pack's to judge)
         try:
-            _fetch_last_checkpoint(ctx, ctx.scratch / eid / "checkpoints", resume_keys)
-            lone = (ctx.scratch / eid / "checkpoints" / "last.json").exists()
+            kind = _fetch_checkpoint(ctx, ctx.scratch / eid / "checkpoints", resume_keys)
         except Exception:  # noqa: BLE001 - the single path meets the same error and says so
             log.warning("experiment %s: its checkpoint could not be fetched", eid, exc_info=True)
-            lone = True
-        if lone:
+            kind = "lone"
+        if kind == "lone":
 
             def give_back(eid: str = eid) -> bool:
                 with ctx.sessions.begin() as session:
@@ -188,7 +203,7 @@ def run_pack_job(experiment_ids: list[str], ctx: WorkerContext) -> str:
             if retry_db(give_back, ctx.settings.lease_seconds, "releasing the run"):
                 alone.append((eid, queue))
             continue
-        members.append(_Member(ctx, eid, attempt, parse_spec(data)))
+        members.append(_Member(ctx, eid, attempt, parse_spec(data), resume=kind == "pack"))
     if alone:
         send(ctx.sessions, app, alone)
     if not members:
@@ -199,6 +214,19 @@ def run_pack_job(experiment_ids: list[str], ctx: WorkerContext) -> str:
         for m in members:
             m.keeper.stop()
             m.lines.close()
+
+
+def _fetch_checkpoint(ctx: WorkerContext, ckpt_dir: Path, keys: tuple[str, str, str] | None) -> str:
+    """Put a member's recorded ``last`` checkpoint in ``ckpt_dir`` (emptied first: the
+    database says which checkpoint is current, not the scratch folder); says whose it is:
+    ``"pack"`` (a pack member's, to resume the pack from), ``"lone"`` (a lone run's) or
+    ``"none"``. ``worker.tasks._fetch_last_checkpoint`` without its dropping a pack member's."""
+    shutil.rmtree(ckpt_dir, ignore_errors=True)
+    if keys is None:
+        return "none"
+    for key, name in zip(keys, CHECKPOINT_FILES, strict=True):
+        ctx.store.get(key, ckpt_dir / name)
+    return "pack" if _is_pack_member(ckpt_dir / "last.json") else "lone"
 
 
 def _run(ctx: WorkerContext, members: list[_Member]) -> str:
@@ -213,7 +241,6 @@ def _run(ctx: WorkerContext, members: list[_Member]) -> str:
             m.keeper.stop()
             said.append(_settle(ctx, m.id, Outcome("failed", error=refused)))
             continue
-        shutil.rmtree(m.workdir / "checkpoints", ignore_errors=True)  # a fresh start
         ready.append(m)
     if not ready:
         return ", ".join(said)
@@ -228,6 +255,7 @@ def _run(ctx: WorkerContext, members: list[_Member]) -> str:
                 cache_dir=Path(ctx.settings.cache_dir),
                 threads=ctx.threads,
                 checkpoint_every=PACK_CHECKPOINT_EVERY,
+                resume=any(m.resume for m in ready),  # else there is nothing to resume
             )
         outcomes = [
             outcome_of(ctx, m.id, r, m.reporter) for m, r in zip(ready, results, strict=True)

@@ -4,6 +4,7 @@ has (its row, status, epochs, metrics, checkpoint); cancelling one member stops 
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -143,8 +144,15 @@ def test_asha_stops_members_of_a_running_pack_alone_on_a_rigged_metric(service):
     assert any("pack of 4" in line["message"] for line in api.logs(first["experiment_id"])["items"])
 
 
+def resumed_from(api: RegLabClient, eid: str) -> list[int]:
+    """The epochs a run's log says it resumed from (``worker.reporter``'s on_start line)."""
+    said = re.compile(rf"experiment {eid}: resuming from epoch (\d+)")  # a pack's log: all
+    found = (said.search(x["message"]) for x in api.logs(eid)["items"])
+    return [int(m.group(1)) for m in found if m]
+
+
 @pytest.mark.slow
-def test_after_the_worker_is_killed_mid_pack_its_members_rerun_as_a_pack_losing_no_epoch(
+def test_after_the_worker_is_killed_mid_pack_its_members_resume_as_a_pack_from_their_checkpoints(
     tmp_path: Path,
 ):
     env = {"REGLAB_LEASE_SECONDS": "4", "REGLAB_HEARTBEAT_SECONDS": "1",
@@ -159,6 +167,7 @@ def test_after_the_worker_is_killed_mid_pack_its_members_rerun_as_a_pack_losing_
         while min(api.get(i)["progress"]["epoch"] for i in ids) < 6:  # a checkpoint at 5
             assert time.monotonic() < deadline, proc.tail()
             time.sleep(0.1)
+        at_kill = max(api.get(i)["progress"]["epoch"] for i in ids)
         proc.kill()  # the whole group: the API and the embedded worker, mid-pack
         proc = serve(tmp_path, port, env=env)
         try:
@@ -167,9 +176,14 @@ def test_after_the_worker_is_killed_mid_pack_its_members_rerun_as_a_pack_losing_
             for eid in ids:
                 exp: Any = api.get(eid)
                 assert exp["summary"]["epochs_run"] == epochs and exp["attempts"] == 2, exp
-                assert shape(api, eid)["val_loss"] == list(range(1, epochs + 1))
+                # the second attempt went on from the members' checkpoint, not from epoch 0
+                (start,) = resumed_from(api, eid)
+                assert 5 <= start <= at_kill and start % 5 == 0, (start, at_kill)
+                # every key at every epoch, once
+                for key, steps in shape(api, eid).items():
+                    assert steps == list(range(1, epochs + 1)), (eid, key, steps)
             out = proc.output()  # both starts' (one log file)
-            assert "the last checkpoint is a pack member's" in out
+            assert "starts over" not in out and "pack member's: the run starts" not in out
             assert out.count("pack of ") >= 2, "the requeued members went out as a pack again"
         finally:
             proc.stop()
