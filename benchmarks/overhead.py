@@ -29,6 +29,7 @@ from torch import nn
 
 from regcore.data import Dataset, build_dataset
 from regcore.spec import ExperimentSpec, parse_spec
+from regcore.training.context import RunContext
 from regcore.training.loop import Trainer
 from regcore.training.rng import seed_all
 
@@ -126,7 +127,11 @@ def plain_run(spec: ExperimentSpec) -> float:
 
 
 def regcore_run(spec: ExperimentSpec, workdir: Path) -> float:
-    trainer = Trainer(spec, workdir, device="cpu", cache_dir=CACHE, threads=1, checkpoint_every=0)
+    trainer = Trainer(
+        RunContext.build(
+            spec, workdir, device="cpu", cache_dir=CACHE, threads=1, checkpoint_every=0
+        )
+    )
     result = trainer.run()
     assert result.status == "succeeded", result.reason
     return result.metrics["train_loss"]

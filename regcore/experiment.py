@@ -4,8 +4,10 @@
 when it can be, else member by member), a pretrain → fine-tune pipeline (source data, masked
 reconstruction or contrastive), a multi-task run, or early stopping's retrain-on-train+val
 recipe; then the inference extras (MC dropout) on the returned model. It writes
-``summary.json`` in ``workdir`` beside ``metrics.jsonl`` and ``checkpoints/``, as
-``regcore.training.loop.run_experiment`` does.
+``summary.json`` in ``workdir`` beside ``metrics.jsonl`` and ``checkpoints/``.
+
+The run's context (device, dataset, reporter; ``regcore.training.context``) is built once here;
+every engine and stage takes it, or a stage of it, and ``regcore.training.driver`` drives each.
 """
 
 from __future__ import annotations
@@ -17,18 +19,19 @@ from typing import Any
 import torch
 from torch import nn
 
-from regcore.data import build_dataset
 from regcore.ensemble.batched import why_not_batched
 from regcore.ensemble.batched_run import BatchedEnsembleRun
-from regcore.ensemble.members import build_trainer, with_train
+from regcore.ensemble.members import with_train
 from regcore.ensemble.runner import EnsembleRun
 from regcore.inference.mc_dropout import mc_metrics
 from regcore.provenance import environment
 from regcore.spec import ExperimentSpec
 from regcore.system_metrics import collecting
+from regcore.training.context import RunContext
 from regcore.training.device import resolve_device
-from regcore.training.loop import RunResult, Trainer, write_summary
-from regcore.training.reporter import NullReporter, Reporter
+from regcore.training.loop import Trainer
+from regcore.training.reporter import Reporter
+from regcore.training.result import RunResult, write_summary
 from regcore.transfer.finetune import PrefixReporter, load_body, regroup
 from regcore.transfer.multitask import MultiTaskTrainer
 from regcore.transfer.pretrain import source_dataset, source_spec
@@ -74,96 +77,87 @@ def run(
         }  # fmt: skip
         with collecting(resolve_device(device or spec.train.device)):
             return run(spec, workdir, resume=resume, checkpoint_every=checkpoint_every, **same)
-    workdir = Path(workdir)
-    reporter = reporter or NullReporter()
-    kw: dict[str, Any] = {"device": device, "cache_dir": cache_dir, "threads": threads}
+    ctx = RunContext.build(
+        spec,
+        workdir,
+        device=device,
+        reporter=reporter,
+        cache_dir=cache_dir,
+        threads=threads,
+        checkpoint_every=checkpoint_every,
+    )
     kind = kind_of(spec)
     model: nn.Module
     if kind in ("ensemble", "batched_ensemble"):
         cls = BatchedEnsembleRun if kind == "batched_ensemble" else EnsembleRun
-        runner = cls(spec, workdir, reporter=reporter, checkpoint_every=checkpoint_every, **kw)
+        runner = cls(ctx)
         result = runner.run(resume=resume)
-        model, data = runner.model, runner.data
+        model = runner.model
     elif kind in ("pretrain", "self_supervised"):
-        result, model, data = _pretrain_finetune(
-            spec, workdir, reporter, resume, checkpoint_every, kw
-        )
+        result, model = _pretrain_finetune(ctx, resume)
     elif kind == "retrain_on_train_val":
-        result, model, data = _retrain(spec, workdir, reporter, resume, checkpoint_every, kw)
+        result, model = _retrain(ctx, resume)
     else:
-        cls_t = MultiTaskTrainer if kind == "multitask" else Trainer
-        trainer = cls_t(spec, workdir, reporter=reporter, checkpoint_every=checkpoint_every, **kw)
+        trainer = (MultiTaskTrainer if kind == "multitask" else Trainer)(ctx)
         result = trainer.run(resume=resume)
-        model, data = trainer.model, trainer.data
-        if kind == "multitask" and result.metrics:
-            for split in ("train", "val", "test"):
-                s = getattr(data, split)
-                result.metrics[f"aux_{split}_loss"] = trainer.aux.split_loss(  # type: ignore[attr-defined]
-                    model,
-                    s.x,
-                    trainer.aux.targets[split],  # type: ignore[attr-defined]
-                )
+        model = trainer.model
+        if isinstance(trainer, MultiTaskTrainer) and result.metrics:
+            result.metrics.update(trainer.aux_split_losses())
+    data = ctx.data
     if spec.mc_dropout is not None and result.metrics:
         mc = spec.mc_dropout
         result.metrics.update(mc_metrics(model, data, mc.passes, mc.rule))
     result.model = model  # type: ignore[attr-defined]
-    result.environment = environment(spec, device=data.train.x.device, data=data)
-    write_summary(workdir, result.summary())
+    result.environment = environment(spec, device=ctx.device, data=data)
+    write_summary(ctx.workdir, result.summary())
     return result
 
 
-def _pretrain_finetune(
-    spec: ExperimentSpec,
-    workdir: Path,
-    reporter: Reporter,
-    resume: bool,
-    every: int,
-    kw: dict[str, Any],
-) -> tuple[RunResult, nn.Module, Any]:
-    """Stage 1 (reported as ``pretrain_<key>``), then fine-tuning under the usual keys."""
-    dev = resolve_device(kw["device"] or spec.train.device)
-    stage = PrefixReporter(reporter, "pretrain_")
-    target = build_dataset(spec.data, spec.seed, kw["cache_dir"]).to(dev)
+def _pretrain_finetune(ctx: RunContext, resume: bool) -> tuple[RunResult, nn.Module]:
+    """Stage 1 (reported as ``pretrain_<key>``, in ``pretrain/``, no checkpoints), then
+    fine-tuning under the usual keys."""
+    spec = ctx.spec
+    stage = ctx.stage(
+        reporter=PrefixReporter(ctx.reporter, "pretrain_"),
+        workdir=ctx.workdir / "pretrain",
+        checkpoint_every=0,
+    )
     if spec.pretrain is not None:
         src_spec = source_spec(spec)
-        src_data = source_dataset(spec.pretrain, src_spec.seed, kw["cache_dir"]).to(dev)
-        pre = build_trainer(
-            src_spec, workdir / "pretrain", src_data, stage, **{**kw, "device": dev}
-        )
+        src_data = source_dataset(spec.pretrain, src_spec.seed, ctx.cache_dir).to(ctx.device)
+        pre = Trainer(stage.stage(spec=src_spec, data=src_data))
         pre_result = pre.run()
-        source_model, pre_metrics = pre.model, pre_result.metrics
+        source_model = pre.model
         freeze, scale = spec.pretrain.freeze, spec.pretrain.body_lr_scale
         keep_head = not spec.pretrain.reset_head
     else:
-        source_model, pre_metrics = pretrain_self_supervised(
-            spec, target, stage, dev, workdir / "pretrain"
-        )
+        source_model, pre_result = pretrain_self_supervised(stage)
         assert spec.self_supervised is not None
         freeze, scale, keep_head = spec.self_supervised.freeze, 1.0, False
-    fine = build_trainer(spec, workdir, target, reporter, **{**kw, "device": dev})
-    fine.checkpoint_every = every
+    pre_metrics = pre_result.metrics
+    if pre_result.status == "failed":  # a diverged body cannot be fine-tuned
+        failed = RunResult("failed", 0, None, {}, f"pretraining failed: {pre_result.reason}")
+        return failed, source_model
+    fine = Trainer(ctx)
     load_body(fine.model, source_model, keep_head)
     regroup(fine, freeze, scale)
     result = fine.run(resume=resume)
     result.metrics.update({f"pretrain_{k}": v for k, v in pre_metrics.items()})
-    _append_stage_log(workdir, workdir / "pretrain" / "metrics.jsonl", "pretrain_")
-    return result, fine.model, fine.data
+    _append_stage_log(ctx.workdir, stage.workdir / "metrics.jsonl", "pretrain_")
+    return result, fine.model
 
 
-def _retrain(
-    spec: ExperimentSpec,
-    workdir: Path,
-    reporter: Reporter,
-    resume: bool,
-    every: int,
-    kw: dict[str, Any],
-) -> tuple[RunResult, nn.Module, Any]:
-    """Find the epoch count with early stopping on train/val (reported as ``search_<key>``),
-    then train a fresh model on train+val for that many epochs (TU Graz slides, 2nd recipe)."""
-    dev = resolve_device(kw["device"] or spec.train.device)
-    data = build_dataset(spec.data, spec.seed, kw["cache_dir"]).to(dev)
-    search = build_trainer(
-        spec, workdir / "search", data, PrefixReporter(reporter, "search_"), **{**kw, "device": dev}
+def _retrain(ctx: RunContext, resume: bool) -> tuple[RunResult, nn.Module]:
+    """Find the epoch count with early stopping on train/val (reported as ``search_<key>``,
+    in ``search/``), then train a fresh model on train+val for that many epochs (TU Graz
+    slides, 2nd recipe)."""
+    spec, data = ctx.spec, ctx.data
+    search = Trainer(
+        ctx.stage(
+            reporter=PrefixReporter(ctx.reporter, "search_"),
+            workdir=ctx.workdir / "search",
+            checkpoint_every=0,
+        )
     )
     found = search.run()
     epochs = found.best_epoch or found.epochs_run
@@ -174,17 +168,14 @@ def _retrain(
     merged = type(data.train)(
         torch.cat([data.train.x, data.val.x]), torch.cat([data.train.y, data.val.y])
     )
-    rows = torch.arange(len(merged), device=dev)  # train rows, then val rows, of the pool
-    trainer = build_trainer(
-        retrain_spec, workdir, with_train(data, merged, rows), reporter, **{**kw, "device": dev}
-    )
-    trainer.checkpoint_every = every
+    rows = torch.arange(len(merged), device=ctx.device)  # train rows, then val rows, of the pool
+    trainer = Trainer(ctx.stage(spec=retrain_spec, data=with_train(data, merged, rows)))
     result = trainer.run(resume=resume)
     result.metrics.update({f"search_{k}": v for k, v in found.metrics.items()})
     result.metrics.update(retrain_epochs=float(epochs), train_examples=float(len(merged)))
     result.best_epoch = epochs
-    _append_stage_log(workdir, workdir / "search" / "metrics.jsonl", "search_")
-    return result, trainer.model, data
+    _append_stage_log(ctx.workdir, ctx.workdir / "search" / "metrics.jsonl", "search_")
+    return result, trainer.model
 
 
 def _append_stage_log(workdir: Path, stage_log: Path, prefix: str) -> None:

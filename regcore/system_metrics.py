@@ -10,8 +10,8 @@
   the ``gpu`` extra; imported only when a run uses CUDA, and left out when it is not installed).
 
 ``regcore.experiment.run(..., system_metrics=True)`` turns them on for the run: it enters
-``collecting(device)``, and each epoch's metrics log (``regcore.training.loop.MetricsLog``, which
-every training loop writes before it reports the epoch) adds ``SystemMetrics.sample()`` to the
+``collecting(device)``, and each epoch's metrics log (``regcore.training.metrics_log.MetricsLog``,
+which the driver writes before it reports the epoch) adds ``SystemMetrics.sample()`` to the
 epoch's metrics, so ``metrics.jsonl`` and the reporter (the worker's database) both get them.
 Off by default: they are measurements of the machine, not results, and differ run to run.
 """

@@ -4,21 +4,19 @@ metrics and the combined ensemble's under one reporter, the same results as ``En
 from __future__ import annotations
 
 import time
-from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from regcore.data import Dataset, build_dataset
+from regcore.data import Dataset
 from regcore.ensemble.batched import BatchedMembers
 from regcore.ensemble.combine import Ensemble, combine_outputs, error_decomposition
 from regcore.ensemble.runner import MEMBER_EPOCH_KEYS, member_columns
-from regcore.spec import ExperimentSpec
-from regcore.training.checkpoint import load_checkpoint, save_checkpoint
-from regcore.training.device import resolve_device
-from regcore.training.loop import MetricsLog, RunResult
+from regcore.training.context import RunContext
+from regcore.training.driver import drive
 from regcore.training.metrics import SPARSITY_THRESHOLD, expected_calibration_error
-from regcore.training.reporter import NullReporter, Reporter
+from regcore.training.result import Divergence, RunResult
 
 
 @torch.no_grad()
@@ -57,108 +55,94 @@ def combined_metrics(
 
 
 class BatchedEnsembleRun:
-    """An ensemble trained as one batched model; the same results as ``EnsembleRun``."""
+    """An ensemble trained as one batched model, the same results as ``EnsembleRun``: an
+    engine of ``regcore.training.driver`` (``run()`` drives it)."""
 
-    def __init__(
-        self,
-        spec: ExperimentSpec,
-        workdir: Path,
-        *,
-        device: str | torch.device | None = None,
-        reporter: Reporter | None = None,
-        cache_dir: Path | None = None,
-        threads: int | None = None,
-        checkpoint_every: int = 1,
-    ):
-        self.spec = spec
-        self.workdir = Path(workdir)
-        self.reporter = reporter or NullReporter()
-        self.checkpoint_every = checkpoint_every
-        self.spec_hash = spec.spec_hash()
-        self.device = resolve_device(device or spec.train.device)
-        self.data = build_dataset(spec.data, spec.seed, cache_dir).to(self.device)
+    monitor: str | None = "val_loss"
+
+    def __init__(self, ctx: RunContext):
+        self.ctx = ctx
+        self.spec = ctx.spec
+        self.data = ctx.data
         self.engine = BatchedMembers(
-            spec.member_specs(),
+            ctx.spec.member_specs(),
             self.data,
-            bagging=spec.ensemble.bagging,
-            device=self.device,
-            threads=threads or spec.train.threads,
+            bagging=ctx.spec.ensemble.bagging,
+            device=ctx.device,
+            threads=ctx.threads or ctx.spec.train.threads,
         )
         self.threads = self.engine.threads
+        self.timings = self.engine.timings
         self.best: tuple[float, int] | None = None
 
-    def save(self, kind: str, metrics: dict[str, float]) -> None:
-        t0 = time.perf_counter()
-        state = {**self.engine.train_state(), "best": list(self.best) if self.best else None}
-        info = save_checkpoint(
-            self.workdir / "checkpoints",
-            kind,
-            self.engine.epoch,
-            self.engine.weights(),
-            state,
-            metrics,
-            self.spec_hash,
-        )
-        self.engine.timings["checkpoint_s"] += time.perf_counter() - t0
-        self.reporter.on_checkpoint(info)
+    @property
+    def epoch(self) -> int:
+        return self.engine.epoch
 
-    def resume(self) -> bool:
-        ckpt = load_checkpoint(self.workdir / "checkpoints", "last", self.spec_hash)
-        if ckpt is None or not ckpt.train_state.get("batched"):
+    # --- checkpoints ----------------------------------------------------------------------
+    def weights(self) -> dict[str, torch.Tensor]:
+        return self.engine.weights()
+
+    def train_state(self) -> dict[str, Any]:
+        return {**self.engine.train_state(), "best": list(self.best) if self.best else None}
+
+    def load(self, weights: dict[str, torch.Tensor], state: dict[str, Any]) -> bool:
+        if not state.get("batched"):  # a member-by-member ensemble's checkpoint
             return False
-        self.engine.load(ckpt.model_state, ckpt.train_state)
-        best = ckpt.train_state.get("best")
+        self.engine.load(weights, state)
+        best = state.get("best")
         self.best = (float(best[0]), int(best[1])) if best else None
         return True
 
-    def run(self, resume: bool = False) -> RunResult:
+    # --- the engine the driver runs -------------------------------------------------------
+    def start_info(self) -> dict[str, Any]:
+        return {"epochs": self.spec.train.epochs, "members": self.engine.k, "batched": True}
+
+    def point(self) -> int:
+        return self.engine.epoch
+
+    def rounds(self) -> int:
+        return self.engine.epoch
+
+    def budget_left(self) -> bool:
+        return self.engine.epoch < self.spec.train.epochs
+
+    def advance(self) -> dict[str, float] | None:
+        """Every running member's epoch, then the members' and the combined metrics from one
+        evaluation; a member that diverged fails the ensemble, as one by one."""
         eng = self.engine
-        torch.set_num_threads(self.threads)
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        resumed = resume and self.resume()
-        log = MetricsLog(self.workdir / "metrics.jsonl", keep_until=eng.epoch if resumed else 0)
-        epochs = self.spec.train.epochs
-        self.reporter.on_start(
-            {
-                "epochs": epochs,
-                "start_epoch": eng.epoch,
-                "device": str(self.device),
-                "threads": self.threads,
-                "resumed": resumed,
-                "members": eng.k,
-                "batched": True,
-            }
-        )
-        status, reason = "succeeded", None
-        metrics: dict[str, float] = {}
-        while not eng.done:
-            t0 = time.perf_counter()
-            if eng.train_epoch(cancel_all=self.reporter.should_cancel):
-                status, reason = "cancelled", f"cancelled during epoch {eng.epoch + 1}"
-                break
-            eng.timings["train_s"] += time.perf_counter() - t0
-            t0 = time.perf_counter()
-            per, outs = eng.evaluate()
-            member_metrics = eng.end_epoch(per)
-            failed = next((s for s in eng.status if s.status == "failed"), None)
-            if failed is not None:  # as one by one: a diverged member fails the ensemble
-                log.close()
-                return RunResult("failed", eng.epoch, None, metrics, failed.reason, self._timings())
-            metrics = combined_metrics(outs, eng._weights(), self.data, self.spec.ensemble.combine)
-            metrics.update(member_columns([st.metrics for st in eng.status], MEMBER_EPOCH_KEYS))
-            ran = [m for m in member_metrics if m]
-            metrics["train_batch_loss"] = sum(m["train_batch_loss"] for m in ran) / len(ran)
-            metrics["lr"] = ran[0]["lr"]
-            eng.timings["eval_s"] += time.perf_counter() - t0
-            log.write(eng.epoch, metrics)
-            self.reporter.on_epoch(eng.epoch, metrics)
-            if self.best is None or metrics["val_loss"] < self.best[0]:
-                self.best = (metrics["val_loss"], eng.epoch)
-                if self.checkpoint_every:
-                    self.save("best", metrics)
-            if self.checkpoint_every and (eng.done or eng.epoch % self.checkpoint_every == 0):
-                self.save("last", metrics)
-        log.close()
+        t0 = time.perf_counter()
+        if eng.train_epoch(cancel_all=self.ctx.reporter.should_cancel):
+            return None
+        eng.timings["train_s"] += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        per, outs = eng.evaluate()
+        member_metrics = eng.end_epoch(per)
+        failed = next((s for s in eng.status if s.status == "failed"), None)
+        if failed is not None:
+            raise Divergence(failed.reason or "a member diverged")
+        metrics = combined_metrics(outs, eng._weights(), self.data, self.spec.ensemble.combine)
+        metrics.update(member_columns([st.metrics for st in eng.status], MEMBER_EPOCH_KEYS))
+        ran = [m for m in member_metrics if m]
+        metrics["train_batch_loss"] = sum(m["train_batch_loss"] for m in ran) / len(ran)
+        metrics["lr"] = ran[0]["lr"]
+        eng.timings["eval_s"] += time.perf_counter() - t0
+        return metrics
+
+    def cancel_reason(self) -> str:
+        return f"cancelled during epoch {self.engine.epoch + 1}"
+
+    def after_epoch(self, point: int, metrics: dict[str, float]) -> None:
+        pass
+
+    def should_stop(self) -> bool:
+        return not any(self.engine.active)
+
+    def run(self, resume: bool = False) -> RunResult:
+        return drive(self, resume)
+
+    def finish(self, status: str) -> tuple[dict[str, float], int | None]:
+        eng = self.engine
         per_member = eng.finish()
         self.model = Ensemble(eng.models(), self.spec.ensemble.combine, self.data.task)
         final: dict[str, float] = {}
@@ -167,8 +151,4 @@ class BatchedEnsembleRun:
                 eng.final_outputs, eng._weights(), self.data, self.spec.ensemble.combine
             )
         final.update(member_columns(per_member))
-        best_epoch = self.best[1] if self.best else None
-        return RunResult(status, eng.epoch, best_epoch, final, reason, self._timings())
-
-    def _timings(self) -> dict[str, float]:
-        return {k: round(v, 4) for k, v in self.engine.timings.items()}
+        return final, self.best[1] if self.best else None

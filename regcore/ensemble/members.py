@@ -15,6 +15,7 @@ import torch
 
 from regcore.data import Dataset, Split
 from regcore.spec import ExperimentSpec
+from regcore.training.context import RunContext
 from regcore.training.loop import Trainer
 from regcore.training.reporter import Reporter
 from regcore.training.rng import rng_state, set_rng_state
@@ -48,10 +49,21 @@ def with_train(data: Dataset, train: Split, index: torch.Tensor) -> Dataset:
 
 
 def build_trainer(
-    spec: ExperimentSpec, workdir: Path, data: Dataset, reporter: Reporter | None, **kwargs: Any
+    spec: ExperimentSpec,
+    workdir: Path,
+    data: Dataset,
+    reporter: Reporter | None,
+    *,
+    checkpoint_every: int = 0,
+    **kwargs: Any,
 ) -> Trainer:
-    """A single-run Trainer for ``spec`` on ``data`` (no checkpoints of its own)."""
-    return Trainer(spec, workdir, reporter=reporter, checkpoint_every=0, data=data, **kwargs)
+    """A single-run Trainer for ``spec`` on ``data`` (a member, or a stage of a pipeline; no
+    checkpoints of its own unless asked); ``kwargs``: ``RunContext.build``'s device,
+    cache_dir and threads."""
+    ctx = RunContext.build(
+        spec, workdir, data=data, reporter=reporter, checkpoint_every=checkpoint_every, **kwargs
+    )
+    return Trainer(ctx)
 
 
 class CancelOnly:
@@ -97,25 +109,13 @@ class Member:
         st = self.trainer.train_state()
         streams = {k: g.get_state() for k, g in self.trainer.generators().items()}
         st["rng"] = {**self.rng, "generators": streams}
-        st["epoch"] = self.trainer.epoch
         st["done"] = self.done
         return st
 
     def load(self, model_state: dict[str, torch.Tensor], st: dict[str, Any]) -> None:
-        """Restore what ``train_state`` saved (as ``Trainer.resume`` does for a single run)."""
-        t = self.trainer
-        t.model.load_state_dict(model_state)
-        t.optimizer.load_state_dict(st["optimizer"])
-        if t.scheduler is not None and st["scheduler"] is not None:
-            t.scheduler.load_state_dict(st["scheduler"])
-        for reg, reg_state in zip(t.regs, st["regularizers"], strict=True):
-            reg.load_state_dict(reg_state)
-        for key, gen in t.generators().items():  # shuffle, and unlabeled when a reg reads it
-            gen.set_state(st["rng"]["generators"][key])
-        self.rng = {k: v for k, v in st["rng"].items() if k != "generators"}
-        self.rng["generators"] = {}
-        t.step_index = int(st["step_index"])
-        t.lr_sum = float(st.get("lr_sum", 0.0))
-        t.best = (float(st["best"][0]), int(st["best"][1])) if st["best"] else None
-        t.epoch = int(st["epoch"])
+        """Restore what ``train_state`` saved: the member's Trainer loads its part (as a single
+        run resumes), which sets the global RNG to the member's; that state is kept for
+        ``enter``."""
+        self.trainer.load(model_state, st)
+        self.leave()
         self.done = bool(st["done"])

@@ -38,13 +38,12 @@ from typing import Any
 
 import torch
 
-from regcore.data import build_dataset
 from regcore.ensemble.batched import SHARED_TRAIN, BatchedMembers, why_not_batched_members
 from regcore.spec import ExperimentSpec
-from regcore.training.checkpoint import load_checkpoint, save_checkpoint
-from regcore.training.device import resolve_device
-from regcore.training.loop import MetricsLog, RunResult, write_summary
+from regcore.training.context import RunContext
+from regcore.training.driver import Outlet
 from regcore.training.reporter import NullReporter, Reporter
+from regcore.training.result import RunResult, write_summary
 
 log = logging.getLogger(__name__)
 
@@ -99,33 +98,42 @@ def run_pack(
     reason = why_not_packed(specs)
     if reason is not None:
         raise ValueError(f"cannot run these specs as one pack: {reason}")
-    reporters = [m.reporter or NullReporter() for m in members]
-    dev = resolve_device(device or specs[0].train.device)
-    data = build_dataset(specs[0].data, specs[0].seed, cache_dir).to(dev)
-    eng = BatchedMembers(specs, data, device=dev, threads=threads or specs[0].train.threads)
+    ctx = RunContext.build(
+        specs[0], Path(pack_dir), device=device, cache_dir=cache_dir, threads=threads
+    )
+    eng = BatchedMembers(
+        specs, ctx.data, device=ctx.device, threads=threads or specs[0].train.threads
+    )
     torch.set_num_threads(eng.threads)
-    pack_dir = Path(pack_dir)
-    not_resumed = resume_pack(eng, members) if resume else None
+    # each member's identity: its log, reporter and checkpoints, as a lone run's
+    outlets = [
+        Outlet(
+            ctx.stage(
+                spec=m.spec,
+                workdir=Path(m.workdir),
+                reporter=m.reporter or NullReporter(),
+                checkpoint_every=checkpoint_every,
+            )
+        )
+        for m in members
+    ]
+    reporters = [o.ctx.reporter for o in outlets]
+    pack_name = Path(pack_dir).name
+    not_resumed = resume_pack(eng, outlets) if resume else None
     resumed = resume and not_resumed is None
     if not_resumed is not None:
         log.info("pack of %d starts over from epoch 0: %s", len(members), not_resumed)
     # a member that had ended when its checkpoint was written has the checkpoint it ends with
     saved_ended = [resumed and st.status != "running" for st in eng.status]
-    logs = []
-    for m, rep in zip(members, reporters, strict=True):
-        Path(m.workdir).mkdir(parents=True, exist_ok=True)
-        logs.append(MetricsLog(Path(m.workdir) / "metrics.jsonl", eng.epoch if resumed else 0))
+    for m, out in zip(members, outlets, strict=True):
         start: dict[str, Any] = {
             "epochs": m.spec.train.epochs,
-            "start_epoch": eng.epoch,
-            "device": str(dev),
             "threads": eng.threads,
-            "resumed": resumed,
             "pack": len(members),
         }
         if not_resumed is not None:
             start["not_resumed"] = not_resumed
-        rep.on_start(start)
+        out.open(eng.epoch, resumed, start)
     while not eng.done:
         if eng.train_epoch(cancel=lambda i: reporters[i].should_cancel()):
             break  # every member was cancelled
@@ -133,8 +141,7 @@ def run_pack(
         for i, em in enumerate(eng.end_epoch(per)):
             if not em or eng.status[i].status == "failed":
                 continue
-            logs[i].write(eng.epoch, em)
-            reporters[i].on_epoch(eng.epoch, em)
+            outlets[i].report(eng.epoch, em)
             stop = getattr(reporters[i], "should_stop", None)
             if eng.status[i].status == "running" and stop is not None and stop():
                 eng.status[i].status = "stopped"
@@ -142,22 +149,19 @@ def run_pack(
         if checkpoint_every and (eng.done or eng.epoch % checkpoint_every == 0):
             # every member still running, and once each member that has ended (stopped,
             # cancelled, diverged): together they resume the pack (``resume_pack``)
-            for i, (m, st) in enumerate(zip(members, eng.status, strict=True)):
+            for i, (out, st) in enumerate(zip(outlets, eng.status, strict=True)):
                 if st.status != "running" and saved_ended[i]:
                     continue
                 saved_ended[i] = st.status != "running"
-                info = save_checkpoint(
-                    Path(m.workdir) / "checkpoints",
+                out.save(
                     "last",
                     st.epochs_run,
                     eng.member_weights(i),
-                    {"pack": pack_dir.name, **eng.member_train_state(i)},
+                    {"pack": pack_name, **eng.member_train_state(i)},
                     st.metrics,
-                    m.spec.spec_hash(),
                 )
-                reporters[i].on_checkpoint(info)
-    for mlog in logs:
-        mlog.close()
+    for out in outlets:
+        out.close()
     finals = eng.finish()
     results = []
     for i, (m, st) in enumerate(zip(members, eng.status, strict=True)):
@@ -172,13 +176,13 @@ def run_pack(
     return results
 
 
-def resume_pack(eng: BatchedMembers, members: list[PackMember]) -> str | None:
+def resume_pack(eng: BatchedMembers, outlets: list[Outlet]) -> str | None:
     """Load each member's ``last`` checkpoint of its spec into ``eng``; None when loaded, else
     why not (a member without one, one that is not a pack member's, or checkpoints that do not
     fit together: members still running at different epochs), ``eng`` left as built."""
     loaded = []
-    for i, m in enumerate(members):
-        ckpt = load_checkpoint(Path(m.workdir) / "checkpoints", "last", m.spec.spec_hash())
+    for i, out in enumerate(outlets):
+        ckpt = out.last_checkpoint()
         if ckpt is None:
             return f"member {i} has no checkpoint of its spec"
         if "pack" not in ckpt.train_state:

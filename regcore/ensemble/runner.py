@@ -15,13 +15,11 @@ from __future__ import annotations
 
 import copy
 import time
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from regcore.data import build_dataset
 from regcore.ensemble.combine import Ensemble, error_decomposition
 from regcore.ensemble.members import (
     CancelOnly,
@@ -31,12 +29,10 @@ from regcore.ensemble.members import (
     with_train,
 )
 from regcore.measures.attack_accuracy import attack_metrics
-from regcore.spec import ExperimentSpec
-from regcore.training.checkpoint import load_checkpoint, save_checkpoint
-from regcore.training.device import resolve_device
-from regcore.training.loop import Divergence, MetricsLog, RunResult
+from regcore.training.context import RunContext
+from regcore.training.driver import drive, improves
 from regcore.training.metrics import evaluate, predict
-from regcore.training.reporter import NullReporter, Reporter
+from regcore.training.result import RunResult
 
 #: the member metrics recorded every epoch (the summary has all of each member's keys)
 MEMBER_EPOCH_KEYS = ("train_loss", "val_loss", "test_loss", "train_acc", "val_acc", "test_acc")
@@ -67,29 +63,16 @@ def ensemble_metrics(ensemble: Ensemble, data: Any) -> dict[str, float]:
 
 
 class EnsembleRun:
-    """Holds the members of one ensemble experiment; ``run()`` trains them and returns a result."""
+    """The members of one ensemble experiment, trained one after another each epoch: an engine
+    of ``regcore.training.driver`` (``run()`` drives it)."""
 
-    def __init__(
-        self,
-        spec: ExperimentSpec,
-        workdir: Path,
-        *,
-        device: str | torch.device | None = None,
-        reporter: Reporter | None = None,
-        cache_dir: Path | None = None,
-        threads: int | None = None,
-        checkpoint_every: int = 1,
-    ):
-        self.spec = spec
+    monitor: str | None = "val_loss"
+
+    def __init__(self, ctx: RunContext):
+        self.ctx = ctx
+        spec = self.spec = ctx.spec
         self.ens = spec.ensemble
-        self.workdir = Path(workdir)
-        self.ckpt_dir = self.workdir / "checkpoints"
-        self.reporter = reporter or NullReporter()
-        self.checkpoint_every = checkpoint_every
-        self.spec_hash = spec.spec_hash()
-        self.device = resolve_device(device or spec.train.device)
-        self.data = build_dataset(spec.data, spec.seed, cache_dir).to(self.device)
-        kw = {"device": self.device, "cache_dir": cache_dir, "threads": threads}
+        self.data = ctx.data
         member_specs = (
             [spec.model_copy(update={"ensemble": type(self.ens)()})]
             if self.ens.snapshot
@@ -100,11 +83,17 @@ class EnsembleRun:
         for i, ms in enumerate(member_specs):
             data = self.data
             if self.ens.bagging:
-                idx = bootstrap_indices(len(data.train), ms.seed, self.device)
+                idx = bootstrap_indices(len(data.train), ms.seed, ctx.device)
                 self.bootstrap.append(idx)
                 data = with_train(data, type(data.train)(data.train.x[idx], data.train.y[idx]), idx)
             t = build_trainer(
-                ms, self.workdir / f"member{i}", data, CancelOnly(self.reporter), **kw
+                ms,
+                ctx.workdir / f"member{i}",
+                data,
+                CancelOnly(ctx.reporter),
+                device=ctx.device,
+                cache_dir=ctx.cache_dir,
+                threads=ctx.threads,
             )
             self.members.append(Member(t))
             self.members[-1].leave()  # its RNG right after its own seeding and initialization
@@ -117,6 +106,7 @@ class EnsembleRun:
                 t.optimizer, T_0=self.cycle
             )
         self.threads = self.members[0].trainer.threads
+        self.epochs = max(m.trainer.spec.train.epochs for m in self.members)
         self.epoch = 0
         self.best: tuple[float, int] | None = None
         self.timings = {"train_s": 0.0, "eval_s": 0.0, "checkpoint_s": 0.0}
@@ -132,35 +122,25 @@ class EnsembleRun:
         return Ensemble([m.trainer.model for m in self.members], self.ens.combine, self.data.task)
 
     # --- checkpoints ----------------------------------------------------------------------
-    def save(self, kind: str, metrics: dict[str, float]) -> None:
-        t0 = time.perf_counter()
-        ens = self.current()
-        state = {
-            "members": [m.train_state() for m in self.members],
-            "snapshots": len(self.snapshots),
-            "best": list(self.best) if self.best else None,
-        }
-        weights = ens.member_state_dict()
+    def weights(self) -> dict[str, torch.Tensor]:
+        weights = self.current().member_state_dict()
         if self.ens.snapshot:  # the running model too, so that training can continue
             weights.update(
                 {f"running.{k}": v for k, v in self.members[0].trainer.model.state_dict().items()}
             )
-        info = save_checkpoint(
-            self.ckpt_dir, kind, self.epoch, weights, state, metrics, self.spec_hash
-        )
-        self.timings["checkpoint_s"] += time.perf_counter() - t0
-        self.reporter.on_checkpoint(info)
+        return weights
 
-    def resume(self) -> bool:
-        ckpt = load_checkpoint(self.ckpt_dir, "last", self.spec_hash)
-        if ckpt is None:
-            return False
-        st = ckpt.train_state
+    def train_state(self) -> dict[str, Any]:
+        return {
+            "members": [m.train_state() for m in self.members],
+            "snapshots": len(self.snapshots),
+            "best": list(self.best) if self.best else None,
+            "epoch": self.epoch,
+        }
 
+    def load(self, weights: dict[str, torch.Tensor], st: dict[str, Any]) -> bool:
         def part(prefix: str) -> dict[str, torch.Tensor]:
-            return {
-                k[len(prefix) :]: v for k, v in ckpt.model_state.items() if k.startswith(prefix)
-            }
+            return {k[len(prefix) :]: v for k, v in weights.items() if k.startswith(prefix)}
 
         if self.ens.snapshot:
             self.members[0].load(part("running."), st["members"][0])
@@ -172,37 +152,49 @@ class EnsembleRun:
             for i, (m, mst) in enumerate(zip(self.members, st["members"], strict=True)):
                 m.load(part(f"member{i}."), mst)
         self.best = (float(st["best"][0]), int(st["best"][1])) if st["best"] else None
-        self.epoch = ckpt.epoch
+        self.epoch = int(st["epoch"])
         return True
 
-    # --- one epoch of every member ----------------------------------------------------------
-    def train_epoch(self) -> bool:
-        """Train each unfinished member one epoch; True when a cancel was seen."""
+    # --- the engine the driver runs -------------------------------------------------------
+    def start_info(self) -> dict[str, Any]:
+        return {"epochs": self.epochs, "members": self.ens.size}
+
+    def point(self) -> int:
+        return self.epoch
+
+    def rounds(self) -> int:
+        return self.epoch
+
+    def budget_left(self) -> bool:
+        return self.epoch < self.epochs
+
+    def advance(self) -> dict[str, float] | None:
+        """Train each unfinished member one epoch (each member's own epoch, as its lone run
+        has it: ``Trainer.advance`` and ``after_epoch``); then the ensemble's metrics."""
         for m in self.members:
             t = m.trainer
-            if m.done or t.epoch >= t.spec.train.epochs:
+            if m.done or not t.budget_left():
                 m.done = True
                 continue
             m.enter()
             t0 = time.perf_counter()
-            batch_metrics, cancelled = t.train_epoch()
+            metrics = t.advance()
             self.timings["train_s"] += time.perf_counter() - t0
-            if cancelled:
+            if metrics is None:
                 m.leave()
-                return True
-            t.epoch += 1
+                return None
             t0 = time.perf_counter()
-            m.metrics = t.end_epoch(batch_metrics)
-            for reg in t.regs:
-                reg.on_epoch_end(t.epoch, m.metrics, t.model)
-            if t.best is None or m.metrics["val_loss"] < t.best[0]:
-                t.best = (m.metrics["val_loss"], t.epoch)
-            m.done = any(reg.should_stop() for reg in t.regs)
+            m.metrics = metrics
+            t.after_epoch(t.epoch, metrics)
+            if improves(t.best, metrics["val_loss"]):
+                t.best = (metrics["val_loss"], t.epoch)
+            m.done = t.should_stop()
             self.timings["eval_s"] += time.perf_counter() - t0
             m.leave()
         if self.ens.snapshot and self.members[0].trainer.epoch % self.cycle == 0:
             self.snapshots.append(copy.deepcopy(self.members[0].trainer.model))
-        return False
+        self.epoch += 1
+        return self.epoch_metrics()
 
     def epoch_metrics(self) -> dict[str, float]:
         t0 = time.perf_counter()
@@ -218,50 +210,19 @@ class EnsembleRun:
         self.timings["eval_s"] += time.perf_counter() - t0
         return metrics
 
-    # --- the run ----------------------------------------------------------------------------
-    def run(self, resume: bool = False) -> RunResult:
-        torch.set_num_threads(self.threads)
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        resumed = resume and self.resume()
-        log = MetricsLog(self.workdir / "metrics.jsonl", keep_until=self.epoch if resumed else 0)
-        epochs = max(m.trainer.spec.train.epochs for m in self.members)
-        self.reporter.on_start(
-            {
-                "epochs": epochs,
-                "start_epoch": self.epoch,
-                "device": str(self.device),
-                "threads": self.threads,
-                "resumed": resumed,
-                "members": self.ens.size,
-            }
-        )
-        status, reason, metrics = "succeeded", None, {}
-        try:
-            while not all(m.done for m in self.members) and self.epoch < epochs:
-                if self.train_epoch():
-                    status, reason = "cancelled", f"cancelled during epoch {self.epoch + 1}"
-                    break
-                self.epoch += 1
-                metrics = self.epoch_metrics()
-                log.write(self.epoch, metrics)
-                self.reporter.on_epoch(self.epoch, metrics)
-                if self.best is None or metrics["val_loss"] < self.best[0]:
-                    self.best = (metrics["val_loss"], self.epoch)
-                    if self.checkpoint_every:
-                        self.save("best", metrics)
-                last = all(m.done for m in self.members) or self.epoch >= epochs
-                if self.checkpoint_every and (last or self.epoch % self.checkpoint_every == 0):
-                    self.save("last", metrics)
-        except Divergence as err:
-            log.close()
-            return RunResult("failed", self.epoch, None, metrics, str(err), self._timings())
-        log.close()
-        final, model = self.finish()
-        best_epoch = self.best[1] if self.best else None
-        self.model = model
-        return RunResult(status, self.epoch, best_epoch, final, reason, self._timings())
+    def cancel_reason(self) -> str:
+        return f"cancelled during epoch {self.epoch + 1}"
 
-    def finish(self) -> tuple[dict[str, float], Ensemble]:
+    def after_epoch(self, point: int, metrics: dict[str, float]) -> None:
+        pass
+
+    def should_stop(self) -> bool:
+        return all(m.done for m in self.members)
+
+    def run(self, resume: bool = False) -> RunResult:
+        return drive(self, resume)
+
+    def finish(self, status: str) -> tuple[dict[str, float], int | None]:
         """Finalize every member (early stopping restores its best) and measure everything."""
         per_member: list[dict[str, float]] = []
         for m in self.members:
@@ -275,14 +236,11 @@ class EnsembleRun:
                     best = t.best[1]
                 mm.update(epochs_run=float(t.epoch), best_epoch=float(best or 0))
                 per_member.append(mm)
-        ens = self.current()
+        ens = self.model = self.current()
         if self.ens.snapshot:
             per_member = [evaluate(s, self.data) for s in ens.members]
         final = ensemble_metrics(ens, self.data) if self.epoch else {}
         final.update(member_columns(per_member))
         if self.epoch:
             final.update(attack_metrics(ens, self.data, self.spec.measure))
-        return final, ens
-
-    def _timings(self) -> dict[str, float]:
-        return {k: round(v, 4) for k, v in self.timings.items()}
+        return final, self.best[1] if self.best else None

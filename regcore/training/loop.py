@@ -1,35 +1,33 @@
-"""The training loop: one experiment, start to finish (or resumed from its last checkpoint).
+"""The single run: one model trained on one spec, the engine ``regcore.training.driver`` drives.
 
-It reads top to bottom. The regularizers' hooks are called in spec order; only the regularizers
-that override a hook are visited for it, so an unused hook costs nothing in the hot path.
+``Trainer`` holds the run's objects and trains to each evaluation (``advance``); the driver does
+resume, the metrics log, reporting, checkpoints, cancel and divergence. The step reads top to
+bottom. The regularizers' hooks are called in spec order; only the regularizers that override a
+hook are visited for it, so an unused hook costs nothing in the hot path.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from regcore import system_metrics
-from regcore.data import Dataset, build_dataset
+from regcore.data import Dataset
 from regcore.data.unlabeled import UnlabeledBatches
 from regcore.measures import Measures
 from regcore.models import build_model
 from regcore.regularizers.base import Regularizer, Step, TaskInfo
 from regcore.regularizers.registry import build_regularizers
-from regcore.spec import ExperimentSpec
-from regcore.training.checkpoint import CheckpointInfo, load_checkpoint, save_checkpoint
-from regcore.training.device import choose_threads, resolve_device
+from regcore.training.context import RunContext
+from regcore.training.device import choose_threads
+from regcore.training.driver import drive
 from regcore.training.metrics import data_loss, evaluate
 from regcore.training.optim import build_optimizer, build_scheduler, current_lr
-from regcore.training.reporter import NullReporter, Reporter
+from regcore.training.result import Divergence, RunResult
 from regcore.training.rng import rng_state, seed_all, set_rng_state
 
 HOOKS = (
@@ -42,74 +40,26 @@ HOOKS = (
 )
 
 
-@dataclass
-class RunResult:
-    status: str  # succeeded, failed, cancelled
-    epochs_run: int  # full passes over the training set
-    best_epoch: int | None
-    metrics: dict[str, float]
-    reason: str | None = None
-    timings: dict[str, float] = field(default_factory=dict)
-    #: what ran (``regcore.provenance.environment``), set by ``regcore.experiment.run``
-    environment: dict[str, Any] | None = None
-    #: optimizer steps taken, set under a ``train.steps`` budget (its points are step numbers)
-    steps_run: int | None = None
-
-    def summary(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "status": self.status,
-            "epochs_run": self.epochs_run,
-            "best_epoch": self.best_epoch,
-            "metrics": self.metrics,
-            "timings": self.timings,
-        }
-        if self.steps_run is not None:
-            out["steps_run"] = self.steps_run
-        if self.reason:
-            out["reason"] = self.reason
-        if self.environment is not None:
-            out["environment"] = self.environment
-        return out
-
-
-class Divergence(RuntimeError):
-    """The loss became NaN or infinite; retrying cannot help."""
-
-
 def _overrides(reg: Regularizer, hook: str) -> bool:
     return getattr(type(reg), hook) is not getattr(Regularizer, hook)
 
 
 class Trainer:
-    """Holds one run's objects; ``run()`` trains and returns a ``RunResult``."""
+    """Holds one run's objects; ``run()`` drives it and returns a ``RunResult``."""
 
-    def __init__(
-        self,
-        spec: ExperimentSpec,
-        workdir: Path,
-        *,
-        device: str | torch.device | None = None,
-        reporter: Reporter | None = None,
-        cache_dir: Path | None = None,
-        threads: int | None = None,
-        checkpoint_every: int = 1,
-        data: Dataset | None = None,
-    ):
-        """``data``: train on this dataset instead of building the spec's (ensemble members
-        share the ensemble's data, bagged or not)."""
-        self.spec = spec
-        self.workdir = Path(workdir)
-        self.ckpt_dir = self.workdir / "checkpoints"
-        self.reporter = reporter or NullReporter()
-        self.checkpoint_every = checkpoint_every
-        self.spec_hash = spec.spec_hash()
-        self.device = resolve_device(device or spec.train.device)
+    #: the best point is the lowest of this metric (``regcore.training.driver``)
+    monitor: str | None = "val_loss"
 
-        if data is None:
-            data = build_dataset(spec.data, spec.seed, cache_dir)
-        self.data: Dataset = data.to(self.device)
-        if cache_dir is not None:  # where a worker put fetched references (tie)
-            self.data.extras.setdefault("cache_dir", Path(cache_dir))
+    def __init__(self, ctx: RunContext):
+        """A run of ``ctx.spec`` on ``ctx.data`` (ensemble members: the ensemble's data, bagged
+        or not)."""
+        self.ctx = ctx
+        spec = self.spec = ctx.spec
+        self.reporter = ctx.reporter
+        self.device = ctx.device
+        self.data: Dataset = ctx.data
+        if ctx.cache_dir is not None:  # where a worker put fetched references (tie)
+            self.data.extras.setdefault("cache_dir", Path(ctx.cache_dir))
         seed_all(spec.seed)  # after the data: mnist1d's generator reseeds the global RNGs
         self.shuffle = torch.Generator().manual_seed(spec.seed)
         steps = math.ceil(len(self.data.train) / spec.train.batch_size)
@@ -138,7 +88,7 @@ class Trainer:
             reg.bind_data(self.data)
             model = reg.configure_model(model)
         self.model = model.to(self.device)
-        self.threads = threads or spec.train.threads or choose_threads(self.model, self.device)
+        self.threads = ctx.threads or spec.train.threads or choose_threads(self.model, self.device)
         self.optimizer = build_optimizer(self.model, spec.train)
         self.scheduler = build_scheduler(self.optimizer, spec.train)
         for reg in self.regs:
@@ -310,28 +260,12 @@ class Trainer:
             out["unlabeled"] = self.unlabeled.generator
         return out
 
-    def save(self, kind: str, metrics: dict[str, float]) -> CheckpointInfo:
-        t0 = time.perf_counter()
-        info = save_checkpoint(
-            self.ckpt_dir,
-            kind,
-            self.point(),
-            self.model.state_dict(),
-            self.train_state(),
-            metrics,
-            self.spec_hash,
-        )
-        self.timings["checkpoint_s"] += time.perf_counter() - t0
-        self.reporter.on_checkpoint(info)
-        return info
+    def weights(self) -> dict[str, torch.Tensor]:
+        return self.model.state_dict()
 
-    def resume(self) -> bool:
-        """Load ``last`` if a complete one of this spec exists; True when it did."""
-        ckpt = load_checkpoint(self.ckpt_dir, "last", self.spec_hash)
-        if ckpt is None:
-            return False
-        self.model.load_state_dict(ckpt.model_state)
-        st = ckpt.train_state
+    def load(self, weights: dict[str, torch.Tensor], st: dict[str, Any]) -> bool:
+        """Continue from a checkpoint's weights and ``train_state``."""
+        self.model.load_state_dict(weights)
         self.optimizer.load_state_dict(st["optimizer"])
         if self.scheduler is not None and st["scheduler"] is not None:
             self.scheduler.load_state_dict(st["scheduler"])
@@ -341,71 +275,50 @@ class Trainer:
         self.step_index = int(st["step_index"])
         self.lr_sum = float(st.get("lr_sum", 0.0))
         self.best = (float(st["best"][0]), int(st["best"][1])) if st["best"] else None
-        self.epoch = ckpt.epoch
-        if self.budget_steps is not None:
-            here = st["pass"]
-            self.epoch, self.pos, self.order = int(here["epoch"]), int(here["pos"]), here["order"]
-            if self.order is not None:
-                self.order = self.order.to(self.device)
+        here = st["pass"]  # a steps budget's pass runs on across evaluations: where it stands
+        self.epoch, self.pos, self.order = int(here["epoch"]), int(here["pos"]), here["order"]
+        if self.order is not None:
+            self.order = self.order.to(self.device)
         self.memorised_at = st.get("memorised_at")
         return True
 
-    # --- the run ------------------------------------------------------------------------------
-    def run(self, resume: bool = False) -> RunResult:
-        torch.set_num_threads(self.threads)
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        resumed = resume and self.resume()
-        log = MetricsLog(self.workdir / "metrics.jsonl", keep_until=self.point() if resumed else 0)
-        self.reporter.on_start(
-            {  # under a steps budget the points are steps: "epochs" is then the steps budget
-                "epochs": self.spec.train.last_point,
-                "start_epoch": self.point(),
-                "device": str(self.device),
-                "threads": self.threads,
-                "resumed": resumed,
-            }
-        )
-        status, reason = "succeeded", None
-        metrics: dict[str, float] = {}
-        # a run resumed after it stopped early (its last checkpoint is the stopping epoch) is done
-        done = resumed and (
-            self.memorised_at is not None or any(reg.should_stop() for reg in self.regs)
-        )
-        try:
-            while self.budget_left() and not done:
-                t0 = time.perf_counter()
-                batch_metrics, cancelled = self.train_epoch()
-                self.timings["train_s"] += time.perf_counter() - t0
-                if cancelled:
-                    status, reason = "cancelled", f"cancelled during epoch {self.epoch + 1}"
-                    if self.budget_steps is not None:
-                        reason = f"cancelled after step {self.step_index}"
-                    break
-                if self.budget_steps is None:
-                    self.epoch += 1
-                metrics = self.end_epoch(batch_metrics)
-                point = self.point()
-                log.write(point, metrics)
-                self.reporter.on_epoch(point, metrics)
-                for reg in self.regs:
-                    reg.on_epoch_end(point, metrics, self.model)
-                if self.best is None or metrics["val_loss"] < self.best[0]:
-                    self.best = (metrics["val_loss"], point)
-                    if self.checkpoint_every:
-                        self.save("best", metrics)
-                if self.spec.train.stop_when_memorised and metrics.get("train_acc", 0.0) >= 1.0:
-                    self.memorised_at = point
-                stop = self.memorised_at is not None or any(reg.should_stop() for reg in self.regs)
-                if self.checkpoint_every and (stop or self.rounds() % self.checkpoint_every == 0):
-                    self.save("last", metrics)
-                if stop:
-                    break
-        except Divergence as err:
-            log.close()
-            return RunResult("failed", self.epoch, None, metrics, str(err), self._timings())
-        if self.checkpoint_every and metrics and self.rounds() % self.checkpoint_every:
-            self.save("last", metrics)
-        log.close()
+    # --- the engine the driver runs (``regcore.training.driver``) -----------------------------
+    def start_info(self) -> dict[str, Any]:
+        # under a steps budget the points are steps: "epochs" is then the steps budget
+        return {"epochs": self.spec.train.last_point}
+
+    def advance(self) -> dict[str, float] | None:
+        """Train to the next evaluation and evaluate; None when a cancel was seen."""
+        t0 = time.perf_counter()
+        batch_metrics, cancelled = self.train_epoch()
+        self.timings["train_s"] += time.perf_counter() - t0
+        if cancelled:
+            return None
+        if self.budget_steps is None:
+            self.epoch += 1
+        return self.end_epoch(batch_metrics)
+
+    def cancel_reason(self) -> str:
+        if self.budget_steps is not None:
+            return f"cancelled after step {self.step_index}"
+        return f"cancelled during epoch {self.epoch + 1}"
+
+    def after_epoch(self, point: int, metrics: dict[str, float]) -> None:
+        for reg in self.regs:
+            reg.on_epoch_end(point, metrics, self.model)
+        if self.spec.train.stop_when_memorised and metrics.get("train_acc", 0.0) >= 1.0:
+            self.memorised_at = point
+
+    def should_stop(self) -> bool:
+        return self.memorised_at is not None or any(reg.should_stop() for reg in self.regs)
+
+    @property
+    def steps_run(self) -> int | None:
+        """Optimizer steps taken, under a steps budget (the result reports them)."""
+        return self.step_index if self.budget_steps is not None else None
+
+    def finish(self, status: str) -> tuple[dict[str, float], int | None]:
+        """Finalize the regularizers (early stopping restores its best) and measure the run."""
         for reg in self.regs:
             self.model = reg.finalize(self.model)
         best_epoch = next((e for r in self.regs if (e := r.best_epoch()) is not None), None)
@@ -425,42 +338,11 @@ class Trainer:
             final.update(reg.final_metrics(self.model))
         if self.memorised_at is not None:
             final["memorised_at"] = float(self.memorised_at)
-        result = RunResult(status, self.epoch, best_epoch, final, reason, self._timings())
-        if self.budget_steps is not None:
-            result.steps_run = self.step_index
-        return result
+        return final, best_epoch
 
-    def _timings(self) -> dict[str, float]:
-        return {k: round(v, 4) for k, v in self.timings.items()}
-
-
-class MetricsLog:
-    """``metrics.jsonl``: one ``{"step", "key", "value"}`` a line; on resume, lines past the
-    checkpoint's epoch are dropped so that no point is written twice."""
-
-    def __init__(self, path: Path, keep_until: int):
-        lines: list[str] = []
-        if keep_until and path.exists():
-            lines = [
-                ln
-                for ln in path.read_text().splitlines()
-                if ln and json.loads(ln)["step"] <= keep_until
-            ]
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text("".join(ln + "\n" for ln in lines))
-        os.replace(tmp, path)
-        self.file = open(path, "a")  # noqa: SIM115 - held for the whole run
-        self.system = system_metrics.monitor()  # None unless the run collects sys_* series
-
-    def write(self, step: int, metrics: dict[str, float]) -> None:
-        if self.system is not None:  # into the caller's dict: its reporter sends them too
-            metrics.update(self.system.sample())
-        for key, value in metrics.items():
-            self.file.write(json.dumps({"step": step, "key": key, "value": value}) + "\n")
-        self.file.flush()
-
-    def close(self) -> None:
-        self.file.close()
+    def run(self, resume: bool = False) -> RunResult:
+        """Train (continuing from ``checkpoints/last`` with ``resume``) and return the result."""
+        return drive(self, resume)
 
 
 def _unique_keys(names: list[str]) -> list[str]:
@@ -471,38 +353,3 @@ def _unique_keys(names: list[str]) -> list[str]:
         seen[n] = seen.get(n, 0) + 1
         out.append(n if seen[n] == 1 else f"{n}_{seen[n]}")
     return out
-
-
-def run_experiment(
-    spec: ExperimentSpec,
-    *,
-    workdir: Path,
-    device: str | torch.device | None = None,
-    reporter: Reporter | None = None,
-    cache_dir: Path | None = None,
-    threads: int | None = None,
-    resume: bool = False,
-    checkpoint_every: int = 1,
-) -> RunResult:
-    """Train ``spec``, writing ``metrics.jsonl``, ``summary.json`` and ``checkpoints/`` in
-    ``workdir``. With ``resume``, continue from ``checkpoints/last`` when it exists."""
-    trainer = Trainer(
-        spec,
-        workdir,
-        device=device,
-        reporter=reporter,
-        cache_dir=cache_dir,
-        threads=threads,
-        checkpoint_every=checkpoint_every,
-    )
-    result = trainer.run(resume=resume)
-    write_summary(workdir, result.summary())
-    return result
-
-
-def write_summary(workdir: Path, summary: dict[str, Any]) -> None:
-    """``summary.json``, written under a temporary name and renamed: never half a file."""
-    path = Path(workdir) / "summary.json"
-    tmp = path.with_name(".summary.json.tmp")
-    tmp.write_text(json.dumps(summary, indent=2))
-    os.replace(tmp, path)

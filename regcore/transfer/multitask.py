@@ -19,6 +19,7 @@ from torch import nn
 from regcore.data import Dataset, split_sizes
 from regcore.regularizers.base import Regularizer, Step
 from regcore.spec import ExperimentSpec, MultitaskSpec
+from regcore.training.context import RunContext
 from regcore.training.loop import Trainer
 from regcore.training.optim import build_scheduler
 
@@ -102,8 +103,9 @@ class AuxiliaryTask(Regularizer):
 class MultiTaskTrainer(Trainer):
     """A Trainer whose model carries an auxiliary head fed by the main head's input features."""
 
-    def __init__(self, spec: ExperimentSpec, *args: Any, **kwargs: Any):
-        super().__init__(spec, *args, **kwargs)
+    def __init__(self, ctx: RunContext):
+        super().__init__(ctx)
+        spec = ctx.spec
         assert spec.multitask is not None
         main_head = self.model.head()  # type: ignore[operator]
         head = nn.Linear(main_head.in_features, 1).to(self.device)
@@ -118,10 +120,13 @@ class MultiTaskTrainer(Trainer):
         self.reuse_last_eval = False
 
     def end_epoch(self, batch_metrics: dict[str, float]) -> dict[str, float]:
-        metrics = super().end_epoch(batch_metrics)
-        for split in ("train", "val", "test"):
-            s = getattr(self.data, split)
-            metrics[f"aux_{split}_loss"] = self.aux.split_loss(
-                self.model, s.x, self.aux.targets[split]
+        return {**super().end_epoch(batch_metrics), **self.aux_split_losses()}
+
+    def aux_split_losses(self) -> dict[str, float]:
+        """``aux_<split>_loss``: the auxiliary task's loss on each split."""
+        return {
+            f"aux_{split}_loss": self.aux.split_loss(
+                self.model, getattr(self.data, split).x, self.aux.targets[split]
             )
-        return metrics
+            for split in ("train", "val", "test")
+        }

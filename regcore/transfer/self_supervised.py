@@ -17,7 +17,7 @@ them (``data.n_unlabeled``), the unlabelled ones:
 from __future__ import annotations
 
 import math
-from pathlib import Path
+import time
 from typing import Any
 
 import torch
@@ -28,8 +28,11 @@ from regcore.data import Dataset
 from regcore.models import build_model
 from regcore.regularizers.augment import augment_view
 from regcore.spec import ExperimentSpec, SelfSupervisedSpec
-from regcore.training.loop import MetricsLog
+from regcore.training.context import RunContext
+from regcore.training.device import choose_threads
+from regcore.training.driver import drive
 from regcore.training.optim import build_optimizer
+from regcore.training.result import Divergence, RunResult
 from regcore.training.rng import seed_all
 
 
@@ -86,64 +89,111 @@ def pretraining_inputs(data: Dataset) -> torch.Tensor:
     return torch.cat([data.train.x, data.unlabeled])
 
 
-def pretrain_self_supervised(
-    spec: ExperimentSpec, data: Dataset, reporter: Any, device: torch.device, workdir: Path
-) -> tuple[nn.Module, dict[str, float]]:
-    """Train a model of the spec's architecture on the self-supervised task of
-    ``self_supervised.mode`` (its head: input-sized for masked, ``projection`` units for
-    contrastive); returns it and its last epoch's metrics."""
-    ssl = spec.self_supervised
-    assert ssl is not None
-    seed_all(spec.seed + 1)
-    contrastive = ssl.mode == "contrastive"
-    outputs = ssl.projection if contrastive else data.in_features
-    model = build_model(spec.model, data.in_features, outputs, data.extras.get("input_shape"))
-    model = model.to(device)
-    train = spec.train if ssl.lr is None else spec.train.model_copy(update={"lr": ssl.lr})
-    opt = build_optimizer(model, train)
-    shuffle = torch.Generator().manual_seed(spec.seed + 1)
-    x = pretraining_inputs(data)
-    n, bs = len(x), ssl.batch_size or spec.train.batch_size
-    image = data.image_shape
+class SelfSupervisedStage:
+    """The pretraining on the self-supervised task of ``self_supervised.mode``: a model of the
+    spec's architecture (its head: input-sized for masked, ``projection`` units for
+    contrastive), an engine of ``regcore.training.driver``. The stage keeps no checkpoints
+    (a resumed pipeline pretrains again: a stage is short beside the run it feeds)."""
 
-    def loss_of(batch: torch.Tensor) -> torch.Tensor:
-        if contrastive:
-            return contrastive_loss(model, batch, ssl, image)[0]
-        return masked_reconstruction_loss(model, batch, ssl.mask)
+    monitor: str | None = None  # no best point: the last epoch's body is what transfers
 
-    reporter.on_start(
-        {
-            "epochs": ssl.epochs,
-            "start_epoch": 0,
-            "device": str(device),
-            "resumed": False,
-            "stage": "pretrain",
-        }
-    )
-    key = "contrastive_loss" if contrastive else "recon_loss"
-    metrics: dict[str, float] = {}
-    workdir.mkdir(parents=True, exist_ok=True)
-    log = MetricsLog(workdir / "metrics.jsonl", keep_until=0)
-    for epoch in range(1, ssl.epochs + 1):
-        model.train()
-        total = torch.zeros((), device=device)
-        order = torch.randperm(n, generator=shuffle).to(device)
+    def __init__(self, ctx: RunContext):
+        self.ctx = ctx
+        spec, data = ctx.spec, ctx.data
+        assert spec.self_supervised is not None
+        ssl: SelfSupervisedSpec = spec.self_supervised
+        self.ssl = ssl
+        seed_all(spec.seed + 1)
+        self.contrastive = ssl.mode == "contrastive"
+        outputs = ssl.projection if self.contrastive else data.in_features
+        model = build_model(spec.model, data.in_features, outputs, data.extras.get("input_shape"))
+        self.model = model.to(ctx.device)
+        train = spec.train if ssl.lr is None else spec.train.model_copy(update={"lr": ssl.lr})
+        self.optimizer = build_optimizer(self.model, train)
+        self.shuffle = torch.Generator().manual_seed(spec.seed + 1)
+        self.x = pretraining_inputs(data)
+        self.batch_size = ssl.batch_size or spec.train.batch_size
+        self.key = "contrastive_loss" if self.contrastive else "recon_loss"
+        self.threads = ctx.threads or spec.train.threads or choose_threads(self.model, ctx.device)
+        self.best: tuple[float, int] | None = None
+        self.epoch = 0
+        self.metrics: dict[str, float] = {}
+        self.timings = {"train_s": 0.0, "eval_s": 0.0}
+
+    def loss_of(self, batch: torch.Tensor) -> torch.Tensor:
+        if self.contrastive:
+            return contrastive_loss(self.model, batch, self.ssl, self.ctx.data.image_shape)[0]
+        return masked_reconstruction_loss(self.model, batch, self.ssl.mask)
+
+    def start_info(self) -> dict[str, Any]:
+        return {"epochs": self.ssl.epochs}
+
+    def point(self) -> int:
+        return self.epoch
+
+    def rounds(self) -> int:
+        return self.epoch
+
+    def budget_left(self) -> bool:
+        return self.epoch < self.ssl.epochs
+
+    def advance(self) -> dict[str, float] | None:
+        t0 = time.perf_counter()
+        self.model.train()
+        total = torch.zeros((), device=self.ctx.device)
+        n, bs = len(self.x), self.batch_size
+        order = torch.randperm(n, generator=self.shuffle).to(self.ctx.device)
         for start in range(0, n, bs):
-            batch = x[order[start : start + bs]]
-            if contrastive and len(batch) < 2:  # a lone view has no negatives
+            if self.ctx.reporter.should_cancel():
+                return None
+            batch = self.x[order[start : start + bs]]
+            if self.contrastive and len(batch) < 2:  # a lone view has no negatives
                 continue
-            loss = loss_of(batch)
-            opt.zero_grad(set_to_none=True)
+            loss = self.loss_of(batch)
+            self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            opt.step()
+            self.optimizer.step()
             total += loss.detach()
-        metrics = {key: float(total) / math.ceil(n / bs), **_validation(model, data, ssl, spec)}
-        log.write(epoch, metrics)
-        reporter.on_epoch(epoch, metrics)
-        if reporter.should_cancel():
-            break
-    log.close()
-    return model, metrics
+        self.epoch += 1
+        mean = float(total) / math.ceil(n / bs)
+        if not math.isfinite(mean):
+            raise Divergence(f"{self.key} became {mean} in pretraining epoch {self.epoch}")
+        self.timings["train_s"] += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        self.metrics = {
+            self.key: mean,
+            **_validation(self.model, self.ctx.data, self.ssl, self.ctx.spec),
+        }
+        self.timings["eval_s"] += time.perf_counter() - t0
+        return self.metrics
+
+    def cancel_reason(self) -> str:
+        return f"cancelled during pretraining epoch {self.epoch + 1}"
+
+    def after_epoch(self, point: int, metrics: dict[str, float]) -> None:
+        pass
+
+    def should_stop(self) -> bool:
+        return False
+
+    def weights(self) -> dict[str, torch.Tensor]:
+        return self.model.state_dict()
+
+    def train_state(self) -> dict[str, Any]:
+        return {"epoch": self.epoch}
+
+    def load(self, weights: dict[str, torch.Tensor], state: dict[str, Any]) -> bool:
+        return False  # not checkpointed (see the class docstring)
+
+    def finish(self, status: str) -> tuple[dict[str, float], int | None]:
+        return dict(self.metrics), None
+
+
+def pretrain_self_supervised(ctx: RunContext) -> tuple[nn.Module, RunResult]:
+    """Pretrain on ``ctx`` (a stage of the run: its reporter prefixes ``pretrain_``); returns
+    the model and the stage's result (its metrics: the last epoch's)."""
+    stage = SelfSupervisedStage(ctx)
+    return stage.model, drive(stage)
 
 
 def _validation(

@@ -493,8 +493,8 @@ def stack_factory(tmp_path: Path, cache_dir: Path) -> Iterator[Callable[..., Fau
 
 def reference_run(spec: dict[str, Any], workdir: Path, cache_dir: Path) -> tuple[Any, dict]:
     """The same spec run in this process, uninterrupted: its result and its metric series."""
+    from regcore.experiment import run as run_experiment
     from regcore.spec import parse_spec
-    from regcore.training.loop import run_experiment
 
     result = run_experiment(parse_spec(spec), workdir=workdir, cache_dir=cache_dir, threads=1)
     series: dict[str, list[tuple[int, float]]] = defaultdict(list)

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from safetensors.torch import load_file
 
+from regcore.experiment import run as run_experiment
 from regcore.spec import parse_spec
-from regcore.training.loop import run_experiment
 from tests.integration.conftest import LEASE_S, Stack
 from tests.worker.helpers import diverging_spec
 

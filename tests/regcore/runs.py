@@ -6,8 +6,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+from regcore.experiment import run as run_experiment
 from regcore.spec import ExperimentSpec, parse_spec
-from regcore.training.loop import RunResult, Trainer, run_experiment
+from regcore.training.context import RunContext
+from regcore.training.loop import Trainer
+from regcore.training.result import RunResult
 
 
 def make_spec(*, local: bool = False, **overrides: Any) -> ExperimentSpec:
@@ -35,7 +38,9 @@ def train(spec: ExperimentSpec, tmp_path: Path, cache_dir: Path, **kwargs: Any) 
 
 def trainer(spec: ExperimentSpec, tmp_path: Path, cache_dir: Path) -> Trainer:
     """A Trainer built but not run, to inspect its model, data and regularizers."""
-    return Trainer(spec, tmp_path, cache_dir=cache_dir, threads=1, checkpoint_every=0)
+    return Trainer(
+        RunContext.build(spec, tmp_path, cache_dir=cache_dir, threads=1, checkpoint_every=0)
+    )
 
 
 def history(workdir: Path) -> dict[str, list[float]]:

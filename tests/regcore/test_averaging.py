@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from regcore.experiment import run as run_experiment
 from regcore.spec import SpecError
-from regcore.training.loop import run_experiment
 from regcore.training.metrics import evaluate
 from tests.regcore.runs import history, make_spec, trainer
 from tests.regcore.test_resume import CancelAfter

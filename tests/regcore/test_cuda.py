@@ -14,6 +14,7 @@ from regcore.ensemble.batched_run import BatchedEnsembleRun
 from regcore.ensemble.pack import PackMember, run_pack
 from regcore.ensemble.runner import EnsembleRun
 from regcore.training.checkpoint import load_checkpoint
+from regcore.training.context import RunContext
 from regcore.training.loop import Trainer
 from tests.regcore.runs import make_spec, train
 
@@ -43,8 +44,8 @@ def test_a_batched_ensemble_on_the_gpu_matches_one_by_one(tmp_path, cache_dir):
     )
     assert why_not_batched(spec) is None
     kw = {"cache_dir": cache_dir, "threads": 1, "checkpoint_every": 0}
-    a = BatchedEnsembleRun(spec, tmp_path / "a", **kw).run()
-    b = EnsembleRun(spec, tmp_path / "b", **kw).run().metrics
+    a = BatchedEnsembleRun(RunContext.build(spec, tmp_path / "a", **kw)).run()
+    b = EnsembleRun(RunContext.build(spec, tmp_path / "b", **kw)).run().metrics
     assert a.status == "succeeded"
     for i in range(3):  # deterministic regularizers: the same trajectory up to rounding
         assert a.metrics[f"member{i}_test_loss"] == pytest.approx(
@@ -58,7 +59,10 @@ def test_a_batched_ensemble_on_the_gpu_matches_one_by_one(tmp_path, cache_dir):
             ]
         }
     )
-    assert BatchedEnsembleRun(dropout, tmp_path / "d", **kw).run().status == "succeeded"
+    assert (
+        BatchedEnsembleRun(RunContext.build(dropout, tmp_path / "d", **kw)).run().status
+        == "succeeded"
+    )
 
 
 def test_a_pack_runs_on_the_gpu(tmp_path, cache_dir):
@@ -97,7 +101,7 @@ def test_out_of_memory_fails_the_run_and_leaves_the_device_usable(tmp_path, cach
             except torch.OutOfMemoryError:
                 chunk //= 2
         with pytest.raises(torch.OutOfMemoryError):
-            Trainer(spec, tmp_path / "oom", cache_dir=cache_dir, threads=1).run()
+            Trainer(RunContext.build(spec, tmp_path / "oom", cache_dir=cache_dir, threads=1)).run()
     finally:
         hog.clear()
         torch.cuda.empty_cache()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from regcore.training.loop import run_experiment
+from regcore.experiment import run as run_experiment
 from regcore.training.reporter import NullReporter
 from tests.regcore.runs import make_spec
 

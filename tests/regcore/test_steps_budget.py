@@ -7,8 +7,10 @@ import json
 import pytest
 
 from regcore.ensemble.batched import why_not_batched_members
+from regcore.experiment import run as run_experiment
 from regcore.spec import ExperimentSpec, SpecError
-from regcore.training.loop import Trainer, run_experiment
+from regcore.training.context import RunContext
+from regcore.training.loop import Trainer
 from regcore.training.reporter import NullReporter
 from tests.regcore.runs import make_spec
 
@@ -30,7 +32,9 @@ def _points(workdir) -> list[int]:
 
 def test_a_steps_budget_takes_exactly_that_many_optimizer_steps(tmp_path, cache_dir):
     spec = _steps_spec(steps=23, eval_every=5)
-    trainer = Trainer(spec, tmp_path, cache_dir=cache_dir, threads=1, checkpoint_every=0)
+    trainer = Trainer(
+        RunContext.build(spec, tmp_path, cache_dir=cache_dir, threads=1, checkpoint_every=0)
+    )
     taken = []
     trainer.optimizer.register_step_post_hook(lambda *a: taken.append(1))
     result = trainer.run()
@@ -54,7 +58,9 @@ def test_an_epochs_budget_records_epochs_as_before(tmp_path, cache_dir):
 def test_passes_run_on_across_evaluations_each_example_once_a_pass(tmp_path, cache_dir):
     """eval_every 3 does not divide the 5 steps of a pass: the pass is not restarted."""
     spec = _steps_spec(steps=10, eval_every=3)
-    trainer = Trainer(spec, tmp_path, cache_dir=cache_dir, threads=1, checkpoint_every=0)
+    trainer = Trainer(
+        RunContext.build(spec, tmp_path, cache_dir=cache_dir, threads=1, checkpoint_every=0)
+    )
     seen: list[int] = []
     step = trainer.train_step
 

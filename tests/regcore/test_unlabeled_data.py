@@ -8,8 +8,8 @@ import torch
 
 from regcore.data import build_dataset
 from regcore.data.unlabeled import UnlabeledBatches
+from regcore.experiment import run as run_experiment
 from regcore.spec import SpecError, parse_spec
-from regcore.training.loop import run_experiment
 from tests.regcore.runs import make_spec, trainer
 from tests.regcore.test_resume import CancelAfter
 

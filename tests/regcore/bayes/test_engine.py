@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from regcore.ensemble.batched import why_not_batched
-from regcore.training.loop import run_experiment
+from regcore.experiment import run as run_experiment
 from tests.regcore.runs import make_spec
 from tests.regcore.test_resume import CancelAfter
 

@@ -13,6 +13,7 @@ from regcore.ensemble.batched_run import BatchedEnsembleRun
 from regcore.ensemble.members import build_trainer
 from regcore.ensemble.pack import PackMember, pack_key, run_pack
 from regcore.experiment import kind_of
+from regcore.training.context import RunContext
 from tests.regcore.runs import make_spec
 
 TRAIN = {"optimizer": "sgd", "lr": 0.1, "momentum": 0.9, "batch_size": 50, "epochs": 3}
@@ -79,7 +80,7 @@ def test_each_member_ends_as_it_would_alone(case, tmp_path, cache_dir):
     assert why_not_batched(spec) is None
     assert kind_of(spec) == "batched_ensemble"
     kw = {"cache_dir": cache_dir, "threads": 1, "checkpoint_every": 0}
-    batched = BatchedEnsembleRun(spec, tmp_path / "b", **kw).run()
+    batched = BatchedEnsembleRun(RunContext.build(spec, tmp_path / "b", **kw)).run()
     assert batched.status == "succeeded"
     lone = lone_metrics(spec, cache_dir, tmp_path)
     for i, r in enumerate(lone):
@@ -106,8 +107,8 @@ def test_adam_members_with_their_own_lr_and_schedule_and_bagging(tmp_path, cache
     from regcore.ensemble.runner import EnsembleRun
 
     kw = {"cache_dir": cache_dir, "threads": 1, "checkpoint_every": 0}
-    a = BatchedEnsembleRun(spec, tmp_path / "a", **kw).run().metrics
-    b = EnsembleRun(spec, tmp_path / "b", **kw).run().metrics
+    a = BatchedEnsembleRun(RunContext.build(spec, tmp_path / "a", **kw)).run().metrics
+    b = EnsembleRun(RunContext.build(spec, tmp_path / "b", **kw)).run().metrics
     for i in range(3):
         for key in KEYS:
             assert a[f"member{i}_{key}"] == pytest.approx(b[f"member{i}_{key}"], abs=1e-4)
@@ -138,17 +139,21 @@ def test_a_batched_run_resumes_where_it_stopped(tmp_path, cache_dir):
         regularizers=regs,
         train=TRAIN,
     )
-    full = BatchedEnsembleRun(spec, tmp_path / "full", cache_dir=cache_dir, threads=1).run()
+    full = BatchedEnsembleRun(
+        RunContext.build(spec, tmp_path / "full", cache_dir=cache_dir, threads=1)
+    ).run()
     short = spec.model_copy(update={"train": spec.train.model_copy(update={"epochs": 2})})
     # the same members, two epochs: only the epoch count differs, so the hash is patched
-    BatchedEnsembleRun(short, tmp_path / "r", cache_dir=cache_dir, threads=1).run()
+    BatchedEnsembleRun(
+        RunContext.build(short, tmp_path / "r", cache_dir=cache_dir, threads=1)
+    ).run()
     ckdir = tmp_path / "r" / "checkpoints"
     side = json.loads((ckdir / "last.json").read_text())
     side["spec_hash"] = spec.spec_hash()
     (ckdir / "last.json").write_text(json.dumps(side))
-    resumed = BatchedEnsembleRun(spec, tmp_path / "r", cache_dir=cache_dir, threads=1).run(
-        resume=True
-    )
+    resumed = BatchedEnsembleRun(
+        RunContext.build(spec, tmp_path / "r", cache_dir=cache_dir, threads=1)
+    ).run(resume=True)
     assert resumed.epochs_run == 3
     for key in ("test_loss", "member0_test_loss", "member1_test_loss"):
         assert resumed.metrics[key] == pytest.approx(full.metrics[key], abs=1e-6)
@@ -251,7 +256,7 @@ def test_vmapped_and_linear_models_batch_too(model, tmp_path, cache_dir):
     )
     assert why_not_batched(spec) is None
     kw = {"cache_dir": cache_dir, "threads": 1, "checkpoint_every": 0}
-    batched = BatchedEnsembleRun(spec, tmp_path / "b", **kw).run().metrics
+    batched = BatchedEnsembleRun(RunContext.build(spec, tmp_path / "b", **kw)).run().metrics
     for i, r in enumerate(lone_metrics(spec, cache_dir, tmp_path)):
         for key in KEYS:
             assert batched[f"member{i}_{key}"] == pytest.approx(r.metrics[key], abs=1e-4)
@@ -281,7 +286,7 @@ def test_members_with_different_regularizer_sets_batch_and_match(tmp_path, cache
     )
     assert why_not_batched(spec) is None
     kw = {"cache_dir": cache_dir, "threads": 1, "checkpoint_every": 0}
-    batched = BatchedEnsembleRun(spec, tmp_path / "b", **kw).run().metrics
+    batched = BatchedEnsembleRun(RunContext.build(spec, tmp_path / "b", **kw)).run().metrics
     for i, r in enumerate(lone_metrics(spec, cache_dir, tmp_path)):
         for key in KEYS:
             assert batched[f"member{i}_{key}"] == pytest.approx(r.metrics[key], abs=1e-4)
@@ -299,7 +304,10 @@ def test_batch_norm_members_keep_their_own_statistics(tmp_path, cache_dir):
     kw = {"cache_dir": cache_dir, "threads": 1, "checkpoint_every": 0}
     from regcore.ensemble.runner import EnsembleRun
 
-    ra, rb = BatchedEnsembleRun(spec, tmp_path / "a", **kw), EnsembleRun(spec, tmp_path / "b", **kw)
+    ra, rb = (
+        BatchedEnsembleRun(RunContext.build(spec, tmp_path / "a", **kw)),
+        EnsembleRun(RunContext.build(spec, tmp_path / "b", **kw)),
+    )
     a, b = ra.run(), rb.run()
     for i in range(2):
         for key in KEYS:

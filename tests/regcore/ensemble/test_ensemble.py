@@ -17,6 +17,7 @@ from regcore.experiment import kind_of, run
 from regcore.inference.mc_dropout import mc_outputs, predictive_entropy
 from regcore.spec import SpecError, parse_spec
 from regcore.training.checkpoint import load_checkpoint
+from regcore.training.context import RunContext
 from tests.regcore.runs import make_spec
 
 TRAIN = {"optimizer": "sgd", "lr": 0.1, "batch_size": 50, "epochs": 5, "device": "cpu"}
@@ -57,7 +58,9 @@ def test_bootstrap_draws_the_same_number_with_replacement_and_differs_by_seed():
 
 def test_bagging_members_train_on_different_bootstrap_samples(tmp_path, cache_dir):
     spec = make_spec(ensemble={"members": 3, "bagging": True, "batched": "off"}, train=TRAIN)
-    ens = EnsembleRun(spec, tmp_path, cache_dir=cache_dir, threads=1, checkpoint_every=0)
+    ens = EnsembleRun(
+        RunContext.build(spec, tmp_path, cache_dir=cache_dir, threads=1, checkpoint_every=0)
+    )
     xs = [m.trainer.data.train.x for m in ens.members]
     assert all(x.shape == ens.data.train.x.shape for x in xs)
     assert not torch.equal(xs[0], xs[1]) and not torch.equal(xs[1], xs[2])
@@ -102,8 +105,8 @@ def test_batched_members_match_their_one_by_one_runs(tmp_path, cache_dir):
     )
     assert kind_of(spec) == "batched_ensemble"
     kw = {"cache_dir": cache_dir, "threads": 1, "checkpoint_every": 0}
-    a = BatchedEnsembleRun(spec, tmp_path / "a", **kw).run().metrics
-    b = EnsembleRun(spec, tmp_path / "b", **kw).run().metrics
+    a = BatchedEnsembleRun(RunContext.build(spec, tmp_path / "a", **kw)).run().metrics
+    b = EnsembleRun(RunContext.build(spec, tmp_path / "b", **kw)).run().metrics
     for i in range(3):
         for key in ("train_loss", "val_loss", "test_loss", "test_acc", "weight_l2"):
             assert a[f"member{i}_{key}"] == pytest.approx(b[f"member{i}_{key}"], abs=1e-4)
@@ -139,7 +142,7 @@ def test_checkpoint_holds_every_member_and_a_run_resumes(tmp_path, cache_dir):
     assert ck is not None and ck.epoch == 3
     assert {k.split(".")[0] for k in ck.model_state} == {"member0", "member1"}
     short = spec.model_copy(update={"train": spec.train.model_copy(update={"epochs": 2})})
-    EnsembleRun(short, tmp_path / "r", cache_dir=cache_dir, threads=1).run()
+    EnsembleRun(RunContext.build(short, tmp_path / "r", cache_dir=cache_dir, threads=1)).run()
     # continue the 2-epoch checkpoint under the 3-epoch spec (same hash needs same spec: copy)
     ckdir = tmp_path / "r" / "checkpoints"
     side = json.loads((ckdir / "last.json").read_text())

@@ -11,6 +11,8 @@ import math
 import pytest
 import torch
 
+from regcore.training.context import RunContext
+from regcore.training.driver import Outlet, load_last
 from regcore.training.loop import Trainer
 from tests.regcore.runs import history, make_spec, train
 
@@ -88,9 +90,13 @@ def test_the_sum_of_rates_survives_a_resume(tmp_path, cache_dir):
         train={"optimizer": "sgd", "lr": 0.1, "batch_size": 50, "epochs": 2, "device": "cpu"},
         measure=["effective_l2"],
     )
-    first = Trainer(spec, tmp_path, cache_dir=cache_dir, threads=1, checkpoint_every=1)
+    first = Trainer(
+        RunContext.build(spec, tmp_path, cache_dir=cache_dir, threads=1, checkpoint_every=1)
+    )
     first.run()
     assert first.lr_sum == pytest.approx(2 * STEPS * 0.1)
-    again = Trainer(spec, tmp_path, cache_dir=cache_dir, threads=1, checkpoint_every=1)
-    assert again.lr_sum == 0.0 and again.resume()
+    again = Trainer(
+        RunContext.build(spec, tmp_path, cache_dir=cache_dir, threads=1, checkpoint_every=1)
+    )
+    assert again.lr_sum == 0.0 and load_last(again, Outlet(again.ctx))
     assert again.lr_sum == pytest.approx(first.lr_sum)

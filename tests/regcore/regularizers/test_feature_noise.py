@@ -13,6 +13,7 @@ from regcore.regularizers.feature_noise import (
     perturb_latents,
 )
 from regcore.spec import DataSpec
+from regcore.training.context import RunContext
 from tests.regcore.runs import make_spec, trainer
 
 
@@ -143,7 +144,9 @@ def test_bagged_members_re_render_their_own_resampled_rows(tmp_path, cache_dir):
         ensemble={"members": 2, "bagging": True, "batched": "off"},
         regularizers=[{"name": "feature_noise", "sigma": 0.0}],
     )
-    ens = EnsembleRun(spec, tmp_path, cache_dir=cache_dir, threads=1, checkpoint_every=0)
+    ens = EnsembleRun(
+        RunContext.build(spec, tmp_path, cache_dir=cache_dir, threads=1, checkpoint_every=0)
+    )
     for m in ens.members:
         reg = m.trainer.regs[0]
         assert isinstance(reg, FeatureNoise)
