@@ -87,6 +87,30 @@ def write_epochs(
     return retry_db(write, lease_s, f"recording epoch {', '.join(map(str, steps))}")
 
 
+class PackEpoch:
+    """A pack's epoch written once: its members' ``DbReporter``s hold their points here
+    (``on_epoch``), and ``flush`` (regcore's ``run_pack(epoch_reported=...)``, after every
+    member's ``on_epoch`` and before any checkpoint of the epoch) writes them all in one
+    transaction (``write_epochs``: per step one renewal of every lease and one write of the
+    points). A member whose lease turned out lost has its points dropped and stops, as a lone
+    reporter's would."""
+
+    def __init__(self, sessions: sessionmaker[Session], worker_id: str, lease_s: float):
+        self.sessions, self.worker_id, self.lease_s = sessions, worker_id, lease_s
+        self.held: list[tuple[DbReporter, jobs.EpochPoints]] = []
+
+    def hold(self, reporter: DbReporter, epoch: int, metrics: dict[str, float]) -> None:
+        self.held.append((reporter, jobs.EpochPoints(reporter.id, epoch, dict(metrics))))
+
+    def flush(self, epoch: int | None = None) -> None:
+        held, self.held = self.held, []
+        if not held:
+            return
+        owned = write_epochs(self.sessions, self.worker_id, [p for _, p in held], self.lease_s)
+        for reporter, points in held:
+            reporter.written(points.step, points.experiment_id in owned)
+
+
 class LeaseLost(RuntimeError):
     """Another worker owns the experiment now; this one must stop without writing."""
 
@@ -104,7 +128,10 @@ class DbReporter:
         poll_s: float = 1.0,
         clock: Any = time.monotonic,
         stop: threading.Event | None = None,
+        pack_epoch: PackEpoch | None = None,
     ):
+        """``pack_epoch``: a pack member's reporter holds its points there, for the pack's
+        one write of the epoch."""
         self.sessions = sessions
         self.store = store
         self.id = experiment_id
@@ -120,6 +147,7 @@ class DbReporter:
         self._last_poll = now
         self._last_beat = now  # claim() just set the lease
         self.start_info: dict[str, Any] = {}
+        self.pack_epoch = pack_epoch
 
     def on_start(self, info: dict[str, Any]) -> None:
         self.start_info = info
@@ -130,9 +158,16 @@ class DbReporter:
     def on_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
         if self.lease_lost:
             return
-
+        if self.pack_epoch is not None:
+            self.pack_epoch.hold(self, epoch, metrics)
+            return
         points = [jobs.EpochPoints(self.id, epoch, metrics)]
-        ok = self.id in write_epochs(self.sessions, self.worker_id, points, self.lease_s)
+        self.written(
+            epoch, self.id in write_epochs(self.sessions, self.worker_id, points, self.lease_s)
+        )
+
+    def written(self, epoch: int, ok: bool) -> None:
+        """The epoch's points were stored (the write renewed the lease), or the lease is lost."""
         if ok:
             self._last_beat = self.clock()
         else:

@@ -13,6 +13,11 @@ and a ``RunResult``. Per member:
   stopped), as median or ASHA stopping would;
 * a member whose loss becomes NaN/inf fails alone (status ``failed``).
 
+``epoch_reported(epoch)``, when given, is called once an epoch after every member's
+``on_epoch`` and before any checkpoint of that epoch: a reporter may hold its member's points
+until then, so that the whole pack's epoch is one write (the worker's is one transaction), and
+stored before any checkpoint that a resume would continue from.
+
 Each member's ``last`` checkpoint (``workdir/checkpoints``, every ``checkpoint_every`` epochs
 and at the end, sent through its ``on_checkpoint`` as a lone run's) holds its whole slice of the
 engine: its weights, and as training state (``BatchedMembers.member_train_state``, tagged
@@ -32,6 +37,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -87,8 +93,10 @@ def run_pack(
     threads: int | None = None,
     resume: bool = False,
     checkpoint_every: int = 1,
+    epoch_reported: Callable[[int], None] | None = None,
 ) -> list[RunResult]:
     """Train ``members`` as one batched run; one ``RunResult`` per member, in order.
+    ``epoch_reported``: see the module docstring.
 
     ``resume``: go on from the members' own ``last`` checkpoints (``workdir/checkpoints``)
     when they fit together (``resume_pack``), else start every member over from epoch 0 (the
@@ -146,6 +154,8 @@ def run_pack(
             if eng.status[i].status == "running" and stop is not None and stop():
                 eng.status[i].status = "stopped"
                 eng.status[i].reason = f"stopped by its scheduler after epoch {eng.epoch}"
+        if epoch_reported is not None:
+            epoch_reported(eng.epoch)
         if checkpoint_every and (eng.done or eng.epoch % checkpoint_every == 0):
             # every member still running, and once each member that has ended (stopped,
             # cancelled, diverged): together they resume the pack (``resume_pack``)
