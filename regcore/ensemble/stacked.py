@@ -6,7 +6,10 @@ forward runs every member on its own batch: for ``linear`` and ``mlp`` an explic
 forward whose hidden and input units the batched regularizers act on (dropout, noise), for the
 other batchable models ``torch.func.vmap`` over ``functional_call``. The loss is the sum of the
 members' losses, so each member's gradient is its own; the optimizer applies each member's own
-lr and momentum elementwise, so each member follows its lone trajectory up to rounding.
+lr and momentum elementwise. Each linear layer's gradients are the products the lone
+``F.linear`` backward forms (``_StackedLinear``), so on CPU a member's weights follow its lone
+run bit for bit, epoch after epoch (only the reported losses' reductions round differently,
+~1e-7); evaluation takes the first layer of every member in one matmul on the shared rows.
 """
 
 from __future__ import annotations
@@ -28,6 +31,33 @@ EXPLICIT_MODELS = {"linear", "mlp"}
 VMAP_MODELS = {"cnn1d", "resmlp"}
 #: activations per evaluation chunk (k · rows · widest layer), about 4 MB of float32
 EVAL_ELEMENTS = 1 << 20
+
+
+class _StackedLinear(torch.autograd.Function):
+    """``h @ wᵀ + b`` per member (``[k, B, in] → [k, B, out]``), with the gradients computed
+    as the lone ``F.linear``'s backward computes them, operand for operand: autograd's
+    ``addmm`` backward takes ``wᵀ``'s column-major layout into account and forms the weight
+    gradient as ``gᵀ @ h``, while ``baddbmm``'s backward forms ``(hᵀ @ g)ᵀ``, which MKL rounds
+    differently for the 100→10 output layer (a few ulps; the benchmark's members drifted from
+    their lone runs by 1.3e-4 in 5 epochs). The same products here, so on CPU each member's
+    gradient is bit for bit its lone run's. (It computes the weight gradient whenever the
+    weights require one, also for the adversarial attack's input gradients.)"""
+
+    @staticmethod
+    def forward(ctx: Any, h: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
+        ctx.save_for_backward(h, w)
+        ctx.has_bias = b is not None
+        if b is None:
+            return torch.bmm(h, w.transpose(1, 2))
+        return torch.baddbmm(b.unsqueeze(1), h, w.transpose(1, 2))
+
+    @staticmethod
+    def backward(ctx: Any, g: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        h, w = ctx.saved_tensors
+        gh = torch.bmm(g, w) if ctx.needs_input_grad[0] else None
+        gw = torch.bmm(g.transpose(1, 2), h) if ctx.needs_input_grad[1] else None
+        gb = g.sum(1) if ctx.has_bias and ctx.needs_input_grad[2] else None
+        return gh, gw, gb
 
 
 class StackedModel:
@@ -60,6 +90,13 @@ class StackedModel:
 
     def _linear(self, prefix: str, h: torch.Tensor) -> torch.Tensor:
         w, b = self.params[f"{prefix}.weight"], self.params.get(f"{prefix}.bias")
+        if h.dim() == 2:  # inputs [B, in] shared by every member: one matmul for all of them
+            k, n_out, n_in = w.shape
+            wt = w.reshape(k * n_out, n_in).t()
+            out = h @ wt if b is None else torch.addmm(b.reshape(-1), h, wt)
+            return out.view(h.shape[0], k, n_out).transpose(0, 1)  # [k, B, out], a view
+        if torch.is_grad_enabled() and (w.requires_grad or h.requires_grad):
+            return _StackedLinear.apply(h, w, b)
         if b is None:
             return torch.bmm(h, w.transpose(1, 2))
         return torch.baddbmm(b.unsqueeze(1), h, w.transpose(1, 2))
@@ -112,17 +149,27 @@ class StackedModel:
             in_x = None if shared_x else 0
             return vmap(one, in_dims=(0, 0, in_x))(self.params, self.buffers, x)
         self.training_forward = train
-        if shared_x:
-            x = x.expand(self.k, *x.shape)
-        h = self._slot("input", x.flatten(2), train)
+        if shared_x and not train:
+            # evaluation: the first linear layer takes the shared rows [B, in] in one matmul
+            # (the same products as each member's own, bit for bit); no slot acts here
+            h = x.flatten(1)
+        else:
+            if shared_x:
+                x = x.expand(self.k, *x.shape)
+            h = self._slot("input", x.flatten(2), train)
+        own = False  # whether h is this forward's own tensor (not the input): in place is safe
         if isinstance(self.base, MLP):
             for name, mod in self.base.body.named_children():
+                if h.dim() == 2 and not isinstance(mod, nn.Linear):
+                    h = h.expand(self.k, *h.shape)
                 if isinstance(mod, nn.Linear):
-                    h = self._linear(f"body.{name}", h)
+                    h, own = self._linear(f"body.{name}", h), True
                 elif isinstance(mod, Slot):
                     h = self._slot(mod.kind, h, train)
                 elif isinstance(mod, nn.BatchNorm1d):
                     h = self._batch_norm(f"body.{name}", mod, h, train and update_stats)
+                elif own and not train and isinstance(mod, nn.ReLU):  # evaluation
+                    h = h.relu_()
                 else:  # the activation: elementwise
                     h = mod(h)
         return self._linear("out", h)
@@ -196,20 +243,34 @@ class StackedOptimizer:
         return v.view(-1, *([1] * (like.dim() - 1))).to(like.dtype)
 
     @staticmethod
-    def _axpy(p: torch.Tensor, g: torch.Tensor, alphas: list[float], active: list[bool]) -> None:
-        """p ← p + αᵢ·gᵢ for each active member i, by torch's own ``add(alpha=)`` for each
-        distinct α (the lone optimizer's very operation); inactive members stay as they are."""
+    def _axpy(
+        p: torch.Tensor,
+        g: torch.Tensor,
+        alphas: list[float],
+        active: list[bool],
+        denom: torch.Tensor | None = None,
+    ) -> None:
+        """p ← p + αᵢ·gᵢ (with ``denom``: p + αᵢ·gᵢ/dᵢ) for each active member i, by torch's
+        own ``add(alpha=)`` (``addcdiv(value=)``, as torch's Adam) for each distinct α, the
+        lone optimizer's very operation; inactive members stay as they are."""
         groups: dict[float, list[int]] = {}
         for i, a in enumerate(alphas):
             if active[i]:
                 groups.setdefault(a, []).append(i)
         if len(groups) == 1 and all(active):
-            p.add_(g, alpha=next(iter(groups)))
+            a = next(iter(groups))
+            if denom is None:
+                p.add_(g, alpha=a)
+            else:
+                p.addcdiv_(g, denom, value=a)
             return
         new = p.clone()
         for a, idx in groups.items():
             rows = torch.tensor(idx, device=p.device)
-            new[rows] = torch.add(p[rows], g[rows], alpha=a)
+            if denom is None:
+                new[rows] = torch.add(p[rows], g[rows], alpha=a)
+            else:
+                new[rows] = torch.addcdiv(p[rows], g[rows], denom[rows], value=a)
         p.copy_(new)
 
     @torch.no_grad()
@@ -241,7 +302,7 @@ class StackedOptimizer:
                 bc1 = 1 - b1**self.steps
                 bc2_sqrt = (1 - b2**self.steps) ** 0.5
                 denom = (v.sqrt() / bc2_sqrt).add_(self.eps)
-                self._axpy(p, m / denom, [-x / bc1 for x in lr], active)
+                self._axpy(p, m, [-x / bc1 for x in lr], active, denom)
 
     def state_dict(self) -> dict[str, Any]:
         return {"state": self.state, "steps": self.steps}

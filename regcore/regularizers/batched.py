@@ -15,6 +15,7 @@ explicit MLP forward exposes.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -120,15 +121,40 @@ def _sum_per_member(ctx: BatchContext, names: list[str], fn: Callable) -> torch.
     return torch.stack(terms).sum(0) if terms else torch.zeros(ctx.k, device=ctx.device)
 
 
+class _L2Terms(torch.autograd.Function):
+    """λᵢΣw² of each member ``[k]`` over the stacked weights ``ws``, whose gradient is formed
+    as the lone run's autograd forms it, bit for bit, in one op per tensor: ``pow``'s backward
+    there is ``g · (2·w¹)`` with ``g = 1·λ``, and ``w · (2λ)`` is the same product (doubling
+    is exact), where the graph of the penalty would take a ``pow``, a ``mul`` and a sum's
+    expand per tensor."""
+
+    @staticmethod
+    def forward(ctx: Any, lam: torch.Tensor, *ws: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(lam, *ws)
+        return torch.stack([lam * w.pow(2).flatten(1).sum(1) for w in ws]).sum(0)
+
+    @staticmethod
+    def backward(ctx: Any, g: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        lam, *ws = ctx.saved_tensors
+        two_c = 2 * (g * lam)
+        grads = [
+            w * two_c.view(-1, *([1] * (w.dim() - 1))) if need else None
+            for w, need in zip(ws, ctx.needs_input_grad[1:], strict=True)
+        ]
+        return (None, *grads)
+
+
 class BatchedL2(BatchedRegularizer):
     spec_name = "l2"
     numeric = ("strength",)
 
     def penalty(self) -> torch.Tensor:
-        names = self.ctx.penalized(tuple(self.regs_spec().exclude))
-        lam = self.values(lambda r: r.spec.strength)
-        terms = [lam * self.ctx.params[n].pow(2).flatten(1).sum(1) for n in names]
-        return torch.stack(terms).sum(0) if terms else torch.zeros_like(lam)
+        if not hasattr(self, "lam"):  # fixed for the run: computed once
+            self.names = self.ctx.penalized(tuple(self.regs_spec().exclude))
+            self.lam = self.values(lambda r: r.spec.strength)
+        if not self.names:
+            return torch.zeros_like(self.lam)
+        return _L2Terms.apply(self.lam, *(self.ctx.params[n] for n in self.names))
 
     def regs_spec(self) -> Any:
         return next(r for r in self.regs if r is not None).spec
@@ -255,10 +281,18 @@ class BatchedLabelSmoothing(BatchedRegularizer):
         self, x: torch.Tensor, y: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         K = self.ctx.num_classes
-        p = y if y.is_floating_point() else F.one_hot(y, K).to(torch.get_default_dtype())
-        keep = self.scalars(lambda i, r: 1.0 - r.epsilon, absent=1.0).view(-1, 1, 1)
-        spread = self.scalars(lambda i, r: r.epsilon / K).view(-1, 1, 1)
-        return x, p * keep.to(p.dtype) + spread.to(p.dtype)
+        if not hasattr(self, "keep"):  # fixed for the run: computed once
+            self.keep = self.scalars(lambda i, r: 1.0 - r.epsilon, absent=1.0).view(-1, 1, 1)
+            self.spread = self.scalars(lambda i, r: r.epsilon / K).view(-1, 1, 1)
+            self.top = self.keep + self.spread
+        if y.is_floating_point():
+            return x, y * self.keep.to(y.dtype) + self.spread.to(y.dtype)
+        # onehot·(1 − ε) + ε/K without the one-hot: ε/K everywhere, (1 − ε) + ε/K at the
+        # label, the very floats of the product and sum (1·a = a, 0·a + b = b exactly)
+        dtype = torch.get_default_dtype()
+        k, b = y.shape[:2]
+        p = self.spread.to(dtype).expand(k, b, K).clone()
+        return x, p.scatter_(2, y.unsqueeze(-1), self.top.to(dtype).expand(k, b, 1))
 
 
 def _unit_op(
@@ -281,21 +315,67 @@ class BatchedDropout(BatchedRegularizer):
     numeric = ("p", "input_p")
     slots = True
 
+    def _draws(self, field_: str) -> tuple[list[tuple[int, float, torch.Generator]], Any]:
+        """The members that draw in this slot (member, 1 − p, its stream) and ``[k]`` of
+        1 − p in float64 (1 where a member does not draw), for the current active set:
+        computed once for each set (members stop or are cancelled between steps only)."""
+        cache: dict[tuple[str, tuple[bool, ...]], Any] = self.__dict__.setdefault("cache", {})
+        key = (field_, tuple(self.ctx.active))
+        if key not in cache:
+            draws = self.present(lambda r: getattr(r.spec, field_))
+            keep = [1.0] * self.ctx.k
+            for i, p in draws:
+                keep[i] = 1 - p
+            cache[key] = (  # float64: bernoulli_ compares with the double 1 − p
+                [(i, 1 - p, self.ctx.generators[i]) for i, p in draws],
+                torch.tensor(keep, dtype=torch.float64, device=self.ctx.device),
+            )
+        return cache[key]
+
     def slot(self, kind: str, h: torch.Tensor) -> torch.Tensor:
-        field_ = "input_p" if kind == "input" else "p"
-        draws = self.present(lambda r: getattr(r.spec, field_))
+        draws, keep = self._draws("input_p" if kind == "input" else "p")
         if not draws:
             return h
-
-        # as ATen's CPU dropout: noise.bernoulli_(1 − p).div_(1 − p), then input · noise; the
+        shape = (-1, *([1] * (h.dim() - 1)))
+        everyone = len(draws) == self.ctx.k
+        if h.device.type == "cpu" and uniform_draws_are_bernoulli():
+            # the uniforms ATen's CPU bernoulli_(1 − p) compares with 1 − p, drawn by the
+            # faster uniform_ (the same random64 per element, the same stream after), and the
+            # noise it would divide: {0, 1} / (1 − p) ∈ {0, 1/(1 − p)}, the same floats
+            u = (
+                torch.empty(h.shape, dtype=torch.float64)
+                if everyone
+                else h.new_zeros(h.shape, dtype=torch.float64)
+            )
+            rows = u.unbind(0)
+            for i, _q, g in draws:
+                rows[i].uniform_(generator=g)
+            k_ = keep.view(shape)  # 1 where no draw: u = 0 keeps every unit
+            inv = 1 / keep.to(h.dtype).view(shape)  # the float (1 − p) ATen divides by
+            return h * ((u < k_) * inv)  # (a broadcast torch.where is four times slower)
+        # as ATen's dropout: noise.bernoulli_(1 − p).div_(1 − p), then input · noise; the
         # draws go straight into one [k, ...] buffer, divided once (the same float division)
-        noise = torch.ones_like(h)
-        keep = [1.0] * self.ctx.k
-        for i, p in draws:
-            noise[i].bernoulli_(1 - p, generator=self.ctx.generators[i])
-            keep[i] = 1 - p
-        scale = torch.tensor(keep, device=h.device, dtype=h.dtype)
-        return h * noise.div_(scale.view(-1, *([1] * (h.dim() - 1))))
+        noise = torch.empty_like(h) if everyone else torch.ones_like(h)
+        rows = noise.unbind(0)
+        for i, q, g in draws:
+            rows[i].bernoulli_(q, generator=g)
+        return h * noise.div_(keep.to(h.dtype).view(shape))
+
+
+@functools.cache
+def uniform_draws_are_bernoulli() -> bool:
+    """Whether ``t.bernoulli_(q, generator=g)`` on CPU is ``(u < q)`` for ``u`` drawn by
+    ``uniform_`` in float64 from the same generator, leaving it in the same state: ATen's
+    default CPU kernel (one random64 per element, 53 bits, compared with q). Checked once
+    here, not assumed: on Intel CPUs with MKL, ``bernoulli_`` seeds MKL's own stream instead,
+    and there the batched dropout keeps calling ``bernoulli_``."""
+    g = torch.Generator().manual_seed(20260)
+    start = g.get_state()
+    mask = torch.empty(37, 29).bernoulli_(0.7, generator=g)
+    after = g.get_state()
+    g.set_state(start)
+    u = torch.empty(37, 29, dtype=torch.float64).uniform_(generator=g)
+    return torch.equal(mask, (u < 0.7).to(mask.dtype)) and torch.equal(after, g.get_state())
 
 
 class BatchedGaussianDropout(BatchedRegularizer):
