@@ -5,7 +5,7 @@ epoch for ``--epochs`` epochs, on a fresh SQLite file and a fresh PostgreSQL dat
 
 * ``pack``: ``worker.reporter.write_epochs``, the whole pack's epoch in one transaction (what a
   batched pack does): per step one lease renewal and one write of the points (on PostgreSQL one
-  statement that stores them and upserts ``metric_latest``);
+  statement that renews the leases, stores the points and upserts ``metric_latest``);
 * ``before``: the pack path as it was before that (commit 41779f7, kept below verbatim as a
   baseline): the points and ``metric_latest`` as two statements, the rows serialized twice;
 * ``old``: the first ``record_epoch`` (kept below, verbatim, as the baseline), one call per
@@ -16,7 +16,9 @@ epoch for ``--epochs`` epochs, on a fresh SQLite file and a fresh PostgreSQL dat
 Every figure is points stored / wall time, checked against the rows actually in ``metrics``.
 For ``pack`` and ``before`` it also prints the CPU time each epoch took here and, on a
 PostgreSQL server on this machine, in the server's backends (``CpuMeter``): what a path costs,
-whatever else the machine is running.
+whatever else the machine is running. On PostgreSQL it also prints the share of
+``metric_latest``'s updates that were HOT (heap-only: no index entry, no growth; migration 0008
+made them so).
 ``--repeat`` runs the whole set that many times, interleaved (a busy machine slows every path
 alike), and reports the median of each (and the range of ``pack``). Exits non-zero when the
 median ``pack`` misses ``--target`` points/s on a backend. PostgreSQL is the server at
@@ -363,6 +365,21 @@ def oldest_other_transaction_s(url: str) -> float:
     return float(age or 0.0)
 
 
+def hot_share(url: str) -> float | None:
+    """The share of ``metric_latest``'s row updates on this database that were HOT, from the
+    statistics the closed connections flushed (None when there were none)."""
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            updated, hot = conn.exec_driver_sql(
+                "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables"
+                " WHERE relname = 'metric_latest'"
+            ).one()
+    finally:
+        engine.dispose()
+    return hot / updated if updated else None
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--members", type=int, default=64)
@@ -395,6 +412,7 @@ def main() -> int:
                 ]
                 elapsed = time.perf_counter() - start
                 held = oldest_other_transaction_s(url) if name == "postgresql" else 0.0
+                hot = hot_share(url) if name == "postgresql" else None
             finally:
                 cleanup()
             rates = {
@@ -422,6 +440,8 @@ def main() -> int:
                 for path in ("pack", "before")
             ]
             print(f"  {'':<10} CPU per epoch: {' · '.join(cpu)}")
+            if hot is not None:
+                print(f"  {'':<10} metric_latest updates that were HOT: {hot:.1%}")
             if held > elapsed:
                 print(
                     f"  {'':<10} (another session's transaction, open {held:,.0f} s, spanned"

@@ -173,7 +173,8 @@ class EpochPoints:
 
 # Built once: SQLAlchemy caches each statement's compiled form per dialect, so an epoch costs
 # binding its rows, not building and compiling SQL (the cost that capped the old path at ~1.7k
-# points/s). ``ids`` expands to the pack's members.
+# points/s). ``ids`` expands to the pack's members. SQLite's renewal; PostgreSQL's is the same
+# UPDATE inside ``_PG_EPOCH``.
 _RENEW = (
     update(Experiment)
     .where(
@@ -186,33 +187,75 @@ _RENEW = (
     )
     .returning(Experiment.id)
 )
-#: One step's points (at most one per experiment and key), by dialect, each for all the rows
-#: at once, no SQL built, compiled or bound per epoch. PostgreSQL: ONE statement unnests four
-#: array literals (``latest.as_arrays``) and both stores them in ``metrics`` and upserts them
-#: into ``metric_latest``: one round trip and one parse of the rows, where two statements sent
-#: and parsed them twice (COPY was measured too: it cannot skip a retried epoch's points, and
-#: through a staging table it was slower). SQLite: the driver's executemany of the
-#: precompiled INSERT, then ``latest.upsert_rows``.
-_PG_POINTS = (
-    "WITH points (experiment_id, key, step, value) AS (" + latest.PG_UNNEST + "),"
+#: One step's lease renewals and points (at most one per experiment and key), by dialect, for
+#: all the rows at once, no SQL built, compiled or bound per epoch.
+#:
+#: PostgreSQL: ONE statement, one round trip: it renews the leases (``_RENEW``'s UPDATE, its
+#: lease time ``db_now(lease_s)`` spelled out), keeps the points of the experiments it renewed
+#: (the only check that they exist and are ours: ``metrics`` has no foreign key, 0008), stores
+#: them in ``metrics`` (a point already there is skipped) and upserts them into
+#: ``metric_latest``, and returns the renewed ids. The points are four array literals
+#: (``latest.as_arrays``), unnested in C. COPY was measured too: it cannot skip a retried
+#: epoch's points, and through a staging table it was slower.
+#: SQLite: ``_RENEW``, the driver's executemany of the precompiled INSERT of the renewed
+#: experiments' points, then ``latest.upsert_rows``.
+_PG_EPOCH = (
+    "WITH renewed AS (UPDATE experiments SET last_epoch = %s,"
+    " lease_expires_at = now() + make_interval(secs => %s)"
+    " WHERE id = ANY(%s::varchar[]) AND status = 'running' AND lease_owner = %s RETURNING id),"
+    " points AS (" + latest.PG_UNNEST + " AS p (experiment_id, key, step, value)"
+    " WHERE p.experiment_id IN (SELECT id FROM renewed)),"
     " stored AS (INSERT INTO metrics (experiment_id, key, step, value) SELECT * FROM points"
-    " ON CONFLICT (experiment_id, key, step) DO NOTHING) "
-    + latest.upsert_from("SELECT * FROM points")
+    " ON CONFLICT (experiment_id, key, step) DO NOTHING),"
+    " newest AS (" + latest.upsert_from("SELECT * FROM points") + ")"
+    " SELECT id FROM renewed"
 )  # fmt: skip
 _SQLITE_METRICS = (
     "INSERT INTO metrics (experiment_id, key, step, value) VALUES (?, ?, ?, ?) "
     "ON CONFLICT (experiment_id, key, step) DO NOTHING"
 )
 
+_NO_ROWS = ("{}", "{}", "{}", "{}")
 
-def _insert_metrics(conn: Connection, rows: list[tuple[str, str, int, float]]) -> None:
-    """Store one step's ``(experiment_id, key, step, value)`` rows, skipping points already
-    there, and record them as the latest values (for filter/sort by a metric)."""
+
+def _finite_rows(
+    members: Mapping[str, Mapping[str, float]], step: int, ids: Collection[str]
+) -> list[tuple[str, str, int, float]]:
+    """The ``(experiment_id, key, step, value)`` rows of ``ids``' members. NaN cannot be stored
+    on SQLite (it becomes NULL); a missing point reads better than a fake one."""
+    return [
+        (eid, key, step, value)
+        for eid, metrics in members.items()
+        if eid in ids
+        for key, value in ((k, float(v)) for k, v in metrics.items())
+        if math.isfinite(value)
+    ]
+
+
+def _write_step(
+    conn: Connection,
+    worker_id: str,
+    step: int,
+    members: Mapping[str, Mapping[str, float]],
+    lease_s: float,
+) -> set[str]:
+    """Renew the leases of one step's members and store the points of those still ours; returns
+    them."""
+    ids = sorted(members)
     if conn.dialect.name == "postgresql":
-        conn.exec_driver_sql(_PG_POINTS, latest.as_arrays(rows))
-    else:
+        rows = _finite_rows(members, step, members)
+        arrays = latest.as_arrays(rows) if rows else _NO_ROWS
+        params = (step, float(lease_s), latest.as_array(ids), worker_id, *arrays)
+        return set(conn.exec_driver_sql(_PG_EPOCH, params).scalars())
+    result = conn.execute(
+        _RENEW, {"ids": ids, "worker_id": worker_id, "step": step, "lease_s": lease_s}
+    )
+    ours = set(result.scalars())
+    rows = _finite_rows(members, step, ours)
+    if rows:
         conn.exec_driver_sql(_SQLITE_METRICS, rows)
         latest.upsert_rows(conn, rows)
+    return ours
 
 
 def record_epochs(
@@ -222,8 +265,9 @@ def record_epochs(
     transaction and renew their leases. Returns the experiments whose lease is ours: only their
     points are written; the others' are dropped (their lease was lost). A retried epoch adds
     nothing (unique on experiment, key, step) and never moves ``metric_latest`` back in time.
-    Per step, in order: one renewal (``_RENEW``, the lease check) and one write of its points
-    (one statement on PostgreSQL); a pack's epoch, or a lone run's, is one step."""
+    Per step, in order, the renewal (the lease check) and the write of its points: one
+    statement on PostgreSQL (``_PG_EPOCH``), ``_RENEW`` then the points on SQLite; a pack's
+    epoch, or a lone run's, is one step."""
     by_step: dict[int, dict[str, Mapping[str, float]]] = defaultdict(dict)
     for e in epochs:  # one point set per (experiment, step): a repeated one is merged
         members = by_step[e.step]
@@ -234,24 +278,7 @@ def record_epochs(
     conn = session.connection()
     owned: set[str] = set()
     for step in sorted(by_step):
-        members = by_step[step]
-        result = conn.execute(
-            _RENEW,
-            {"ids": sorted(members), "worker_id": worker_id, "step": step, "lease_s": lease_s},
-        )
-        ours = set(result.scalars())
-        owned |= ours
-        # NaN cannot be stored on SQLite (it becomes NULL); a missing point reads better than
-        # a fake one.
-        rows = [
-            (eid, key, step, value)
-            for eid, metrics in members.items()
-            if eid in ours
-            for key, value in ((k, float(v)) for k, v in metrics.items())
-            if math.isfinite(value)
-        ]
-        if rows:
-            _insert_metrics(conn, rows)
+        owned |= _write_step(conn, worker_id, step, by_step[step], lease_s)
     return owned
 
 

@@ -39,6 +39,11 @@ def _quoted(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def as_array(texts: Sequence[str]) -> str:
+    """``texts`` as one PostgreSQL array literal (a ``varchar[]`` parameter)."""
+    return "{" + ",".join(map(_quoted, texts)) + "}"
+
+
 def as_arrays(rows: Sequence[tuple[str, str, int, float]]) -> tuple[str, ...]:
     """``(experiment_id, key, step, value)`` rows (at least one) as one PostgreSQL array
     literal per column (strings quoted and escaped, values finite): the parameters of a
