@@ -43,6 +43,7 @@ from regcore.ensemble.batched_run import BatchedEnsembleRun
 from regcore.ensemble.members import bootstrap_indices, build_trainer, with_train
 from regcore.ensemble.runner import EnsembleRun
 from regcore.spec import parse_spec
+from regcore.training.context import RunContext
 from regcore.training.device import resolve_device
 
 #: an ensemble spec's largest ``members``; beyond it the benchmark drives the engine itself
@@ -136,14 +137,14 @@ def timed_pair(
     metrics: list[dict] = [{}, {}]
     for r in range(repeats):
         for j, cls in enumerate(classes):
-            runner = cls(
-                spec,
-                workdir / f"{j}-{r}",
-                device=device,
-                cache_dir=CACHE,
-                threads=1,
-                checkpoint_every=0,
-            )
+            wd = workdir / f"{j}-{r}"
+            if isinstance(cls, type) and issubclass(cls, BatchedEnsembleRun | EnsembleRun):
+                ctx = RunContext.build(
+                    spec, wd, device=device, cache_dir=CACHE, threads=1, checkpoint_every=0
+                )
+                runner = cls(ctx)
+            else:  # beyond the spec limit: MembersBeyondSpecLimit
+                runner = cls(spec, wd, device=device)
             sync(device)
             t0 = time.perf_counter()
             metrics[j] = runner.run().metrics
