@@ -343,7 +343,7 @@ class BatchedDropout(BatchedRegularizer):
             # faster uniform_ (the same random64 per element, the same stream after), and the
             # noise it would divide: {0, 1} / (1 − p) ∈ {0, 1/(1 − p)}, the same floats
             u = (
-                torch.empty(h.shape, dtype=torch.float64)
+                h.new_empty(h.shape, dtype=torch.float64)
                 if everyone
                 else h.new_zeros(h.shape, dtype=torch.float64)
             )
