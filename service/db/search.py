@@ -1,7 +1,7 @@
 """The parsed ``filter`` and ``sort`` of ``GET /v1/experiments`` (``service.sweeps.filters``) as
 SQLAlchemy expressions: every key and value a bound parameter, never SQL text.
 
-- a metric clause is an EXISTS on ``metric_latest`` (index ``(key, value)``), or, when the list
+- a metric clause is an EXISTS on ``metric_latest`` (index ``(key)``), or, when the list
   is sorted by that metric and every match must meet the clause, a comparison on the sort's join,
 - a ``params.`` clause an EXISTS on ``experiment_params`` (indexes ``(path, num_value)`` and
   ``(path, str_value)``),
