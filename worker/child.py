@@ -15,6 +15,13 @@ worker's id and hands back an ``Outcome`` through a pipe. Then:
 * a child whose worker died (SIGKILL, the OOM killer choosing the worker) exits at once: it
   watches its end of the pipe.
 
+A pack of sweep trials (``worker.packs``) runs the same way, as one child for all its members:
+the worker keeps each member's lease and polls each member's row; a member cancelled (or
+stopped by the sweep's early stopping) is cancelled inside the pack by its own reporter, and the
+child is stopped (then killed after the grace) only when every member must stop: all of them
+cancelled, every lease lost, or the worker's shutdown. The child hands back one ``Outcome`` per
+member; a pack's child killed by the OOM killer fails every member with that reason.
+
 Children are forked from a *fork server* (``multiprocessing``'s forkserver) that imported torch
 and regcore once, at the worker's start: a fork per job, never the worker's own threads or
 connections, and no second import of torch (see docs/reliability.md for the measured cost).
@@ -24,6 +31,7 @@ Where there is no fork server (not Linux/macOS) they are spawned.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import multiprocessing
 import os
@@ -59,7 +67,7 @@ def _context() -> Any:
     if "forkserver" in multiprocessing.get_all_start_methods():
         mp = multiprocessing.get_context("forkserver")
         # torch._dynamo: torch imports it on a run's first optimizer (3-9 s, sympy and all)
-        mp.set_forkserver_preload(["worker.child", "worker.tasks", "torch._dynamo"])
+        mp.set_forkserver_preload(["worker.child", "worker.tasks", "worker.packs", "torch._dynamo"])
         return mp
     return multiprocessing.get_context("spawn")
 
@@ -75,9 +83,29 @@ def warm() -> None:
     to tens of seconds on a busy machine), not on the first job: while a job's process is being
     started the worker cannot watch for its cancel."""
     with _main_hidden():
+        _ensure_fork_server()
         proc = MP.Process(target=_nothing, name="reglab-warm")
         proc.start()
     proc.join(300)
+
+
+def _ensure_fork_server() -> None:
+    """Start the fork server (if it is not running) with SIGTERM blocked, which it keeps across
+    its exec: a SIGTERM to the worker's process group (``kill -TERM -pgid``, systemd's default
+    stop) would otherwise kill it, and the worker would read every running job's exit status as
+    255 (the fork server reports its children's), failing a job it should give back to the
+    queue. The fork server still ends with the worker (it watches a pipe), and the job processes
+    it forks ignore SIGTERM anyway (``child_main``). The worker's own SIGTERM is held pending for
+    the few milliseconds of the fork and exec, not lost."""
+    if MP.get_start_method() != "forkserver":
+        return
+    from multiprocessing import forkserver
+
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    try:
+        forkserver.ensure_running()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def _nothing() -> None:
@@ -85,37 +113,55 @@ def _nothing() -> None:
 
 
 class ChildRunner:
-    """Runs one claimed job in a child process and watches it from the worker's."""
+    """Runs one claimed job in a child process and watches it from the worker's: a single run
+    (``worker.tasks.ClaimedJob``, its ``Outcome`` back) or a pack (``worker.packs.ClaimedPack``,
+    whose ``members`` are claimed jobs: one ``Outcome`` per member back, in order)."""
 
     def __init__(self, ctx: WorkerContext, job: Any, shutting_down: threading.Event):
         self.ctx = ctx
         self.job = job
         self.shutting_down = shutting_down
         self.grace_s = ctx.settings.cancel_grace_seconds
-        self.lost = threading.Event()
+        self.pack = getattr(job, "members", None) is not None
+        self.ids: list[str] = [m.id for m in job.members] if self.pack else [job.id]
+        self.lost = threading.Event()  # every member's lease is lost
+        self.lost_ids: set[str] = set()
+        self.cancel_ids: set[str] = set()  # members whose row asks for a cancel
         self.started_ms: float | None = None
+        self.pid: int | None = None
 
-    def lose(self) -> None:
-        """The lease keeper found another owner: the child is stopped (it finds out too)."""
-        self.lost.set()
+    def lose(self, experiment_id: str | None = None) -> None:
+        """A lease keeper found another owner (of ``experiment_id``, a pack's member; the job's
+        by default): once every member's is lost the child is stopped (it finds out too)."""
+        self.lost_ids.add(experiment_id or self.job.id)
+        if self.lost_ids.issuperset(self.ids):
+            self.lost.set()
+
+    def _what(self) -> str:
+        if self.pack:
+            return f"pack of {len(self.ids)} ({', '.join(self.ids)})"
+        return f"experiment {self.job.id}"
 
     def run(self) -> Any:
         here, there = MP.Pipe()
         stop = MP.Event()
         level = logging.getLogger().getEffectiveLevel()
+        kind = "pack" if self.pack else "job"
         proc = MP.Process(
             target=child_main,
             args=(there, stop, self.ctx.settings, self.job, level),
-            name=f"reglab-job-{self.job.id[:8]}",
+            name=f"reglab-{kind}-{self.job.id[:8]}",
         )
         t0 = time.perf_counter()
         with _main_hidden():
+            _ensure_fork_server()
             proc.start()
         there.close()
         self.started_ms = (time.perf_counter() - t0) * 1000
+        self.pid = proc.pid
         log.info(
-            "experiment %s: job process %s started in %.0f ms",
-            self.job.id, proc.pid, self.started_ms,
+            "%s: %s process %s started in %.0f ms",
+            self._what(), kind, proc.pid, self.started_ms,
         )  # fmt: skip
         try:
             return self._watch(proc, here, stop)
@@ -138,14 +184,7 @@ class ChildRunner:
                     return self._died(proc, why)
                 if kind == "error":
                     raise _job_error(payload)
-                if why == "lost lease":  # whatever the child made of its stop: the new owner
-                    return _stopped(why)  # records the outcome
-                if why == "cancel" and payload.status == "cancelled":
-                    # stopped by our stop event before its own poll read the cancel: the child
-                    # cannot tell that from a shutdown, we can (else the run was released, its
-                    # attempt uncounted, as if the worker were stopping)
-                    payload.cancel_seen = True
-                return payload
+                return self._each(payload, functools.partial(self._received, why=why))
             if not proc.is_alive() and not here.poll(0):
                 return self._died(proc, why)
             now = time.monotonic()
@@ -158,19 +197,41 @@ class ChildRunner:
                 if why is not None:
                     said = "lease lost while its job ran" if why == "lost lease" else why
                     log.info(
-                        "experiment %s: stopping its job (%s); killed in %.0f s unless it stops",
-                        self.job.id, said, self.grace_s,
+                        "%s: stopping its job (%s); killed in %.0f s unless it stops",
+                        self._what(), said, self.grace_s,
                     )  # fmt: skip
-                    stop.set()  # the child's reporter stops at its next step
+                    stop.set()  # the child's reporters stop at their next step
                     deadline = now + self.grace_s
             elif now >= deadline:
                 proc.kill()
                 proc.join(10)
                 log.warning(
-                    "experiment %s: its job did not stop within %.0f s of the %s; killed it",
-                    self.job.id, self.grace_s, why,
+                    "%s: its job did not stop within %.0f s of the %s; killed it",
+                    self._what(), self.grace_s, why,
                 )  # fmt: skip
-                return _stopped(why)
+                return self._each(None, functools.partial(self._stopped_member, why=why))
+
+    def _each(self, payload: Any, fix: Any) -> Any:
+        """``fix(experiment id, outcome)`` of each member: a single job's ``Outcome``, a
+        pack's list of them."""
+        if not self.pack:
+            return fix(self.job.id, payload)
+        outcomes = payload if payload is not None else [None] * len(self.ids)
+        return [fix(eid, o) for eid, o in zip(self.ids, outcomes, strict=True)]
+
+    def _received(self, eid: str, outcome: Any, why: str | None) -> Any:
+        if eid in self.lost_ids or why == "lost lease":
+            # whatever the child made of its stop: the new owner records the outcome
+            return _stopped("lost lease")
+        if why == "cancel" and outcome.status == "cancelled" and eid in self.cancel_ids:
+            # stopped by our stop event before its own poll read the cancel: the child cannot
+            # tell that from a shutdown, we can (else the run was released, its attempt
+            # uncounted, as if the worker were stopping)
+            outcome.cancel_seen = True
+        return outcome
+
+    def _stopped_member(self, eid: str, _: Any, why: str) -> Any:
+        return _stopped("lost lease" if eid in self.lost_ids else why)
 
     def _why_stop(self, read_row: bool = True) -> str | None:
         if self.lost.is_set():
@@ -181,21 +242,31 @@ class ChildRunner:
             return None
         try:
             with self.ctx.sessions() as session:
-                control = jobs.poll(session, self.job.id, self.job.worker_id)
+                for eid in self.ids:
+                    if eid in self.lost_ids or eid in self.cancel_ids:
+                        continue  # neither goes back
+                    control = jobs.poll(session, eid, self.job.worker_id)
+                    if not control.owned:
+                        self.lose(eid)
+                    elif control.cancel_requested:
+                        self.cancel_ids.add(eid)
         except Exception:  # noqa: BLE001 - the database is away: the child's retries decide
-            log.debug("experiment %s: could not poll for a cancel", self.job.id, exc_info=True)
+            log.debug("%s: could not poll for a cancel", self._what(), exc_info=True)
             return None
-        if not control.owned:
-            self.lost.set()
+        if self.lost.is_set():
             return "lost lease"
-        return "cancel" if control.cancel_requested else None
+        live = [eid for eid in self.ids if eid not in self.lost_ids]
+        # a pack's member alone is cancelled inside the pack, by its reporter
+        return "cancel" if all(eid in self.cancel_ids for eid in live) else None
 
     def _died(self, proc: Any, why: str | None) -> Any:
         """The child ended without an outcome."""
         proc.join(10)
         code = proc.exitcode
+        if why is None and self.shutting_down.is_set():  # the worker's stop came first
+            why = "shutdown"
         if why is not None:  # it was being stopped and died doing so
-            return _stopped(why)
+            return self._each(None, functools.partial(self._stopped_member, why=why))
         if code is not None and code < 0:
             name = signal.Signals(-code).name
             oom = (
@@ -205,8 +276,15 @@ class ChildRunner:
             )
             from worker.tasks import Outcome
 
-            return Outcome("failed", error=f"the job's process was killed by {name}{oom}"
-                           f"{_estimate_note(self.job.spec)}")  # fmt: skip
+            what = "the job's process"
+            if self.pack:
+                what = f"the pack's process ({len(self.ids)} members)"
+            error = f"{what} was killed by {name}{oom}{_estimate_note(self.job)}"
+            return self._each(
+                None,
+                lambda i, _: _stopped("lost lease") if i in self.lost_ids
+                else Outcome("failed", error=error),
+            )  # fmt: skip
         raise _job_error(f"the job's process exited with code {code} without an outcome")
 
 
@@ -240,9 +318,17 @@ def _job_error(said: str) -> Exception:
     return JobError(said)
 
 
-def _estimate_note(spec_data: Any) -> str:
+def _estimate_note(job: Any) -> str:
+    members = getattr(job, "members", None)
+    if members is not None:  # a pack: service.sweeps.packing's estimate of it
+        from service.sweeps.packing import pack_estimate
+
+        total = pack_estimate([m.spec for m in members])
+        if total is None:
+            return ""
+        return f"; the pack was estimated at {memory_estimate.human(total)}"
     try:
-        total = memory_estimate.estimate(parse_spec(spec_data)).total
+        total = memory_estimate.estimate(parse_spec(job.spec)).total
     except (SpecError, ValueError, LookupError, TypeError):
         return ""
     return f"; its spec was estimated at {memory_estimate.human(total)}"
@@ -252,9 +338,7 @@ def _estimate_note(spec_data: Any) -> str:
 
 
 def child_main(conn: Connection, stop: Any, settings: Settings, job: Any, level: int) -> None:
-    from worker import run_logs
-    from worker.reporter import DbReporter
-    from worker.tasks import execute_claimed, out_of_memory
+    from worker.tasks import execute_claimed, job_lines, job_reporter, out_of_memory
 
     # the worker decides when its job stops: a signal to the process group (Ctrl-C, SIGTERM of
     # a supervisor) reaches the worker, which stops the child through ``stop``
@@ -266,16 +350,15 @@ def child_main(conn: Connection, stop: Any, settings: Settings, job: Any, level:
     logging.getLogger("alembic").setLevel(logging.WARNING)
     _cap_memory(settings.job_memory_limit_bytes, job.spec)
     ctx = make_context(settings, worker_id=job.worker_id)
-    lines = run_logs.start(
-        ctx.sessions, job.id, job.worker_id, job.attempt,
-        max_lines=settings.max_log_lines, budget_s=settings.lease_seconds,
-    )  # fmt: skip
+    pack = getattr(job, "members", None) is not None
+    lines = [job_lines(ctx, m) for m in (job.members if pack else [job])]
     try:
-        reporter = DbReporter(
-            ctx.sessions, ctx.store, job.id, job.worker_id,
-            lease_s=settings.lease_seconds, heartbeat_s=settings.heartbeat_seconds, stop=stop,
-        )  # fmt: skip
-        message: tuple[str, Any] = ("outcome", execute_claimed(ctx, job, reporter))
+        if pack:  # one outcome per member
+            from worker.packs import execute_pack
+
+            message: tuple[str, Any] = ("outcome", execute_pack(ctx, job, stop))
+        else:
+            message = ("outcome", execute_claimed(ctx, job, job_reporter(ctx, job, stop)))
     except BaseException as err:  # noqa: BLE001 - the worker records it
         if out_of_memory(err):
             log.error("experiment %s: out of memory: %s", job.id, err)
@@ -283,7 +366,8 @@ def child_main(conn: Connection, stop: Any, settings: Settings, job: Any, level:
             log.exception("experiment %s: the job raised", job.id)
         message = ("error", f"{type(err).__name__}: {err}")
     finally:
-        lines.close()
+        for run_log in lines:
+            run_log.close()
     conn.send(message)
     ctx.engine.dispose()
 

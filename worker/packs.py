@@ -17,8 +17,19 @@ The service sends a sweep's trials that share seed, data, model and epochs as on
    the sweep's early stopping (a cancel request with the trial's ``stop_reason``) or diverged
    ends alone while the others go on.
 
-A pack runs in the worker's own process (not a child per job), and its log lines are kept on
-every member. Each member's ``last`` checkpoint, written every ``PACK_CHECKPOINT_EVERY`` epochs
+A pack runs in a child process of the worker as a single run does (``worker.child``, with
+``REGLAB_WORKER_ISOLATION`` as ``worker.tasks._isolated`` reads it; inline, in the worker's
+own process): the worker claims the members, fetches their checkpoints, keeps their leases and
+polls their rows, and settles each member from the ``Outcome`` the child sends back for it
+(``execute_pack``: provenance, inputs, ``run_pack``, outcomes). So a pack that runs out of
+memory (a ``MemoryError`` in the child, or the child killed by the kernel's OOM killer) fails
+its members with that reason, not retried, and the worker takes the next job; a member's cancel
+is its own (its reporter in the child reads it), and the child is stopped, and killed after
+``REGLAB_CANCEL_GRACE_SECONDS``, only when every member must stop (all cancelled, every lease
+lost, the worker's shutdown). A pack's memory is its members' summed estimate
+(``service.sweeps.packing.pack_estimate``): ``regroup`` splits a message whose pack would
+exceed ``REGLAB_WORKER_MEMORY_BYTES``, as the service's grouping does. Its log lines are kept
+on every member. Each member's ``last`` checkpoint, written every ``PACK_CHECKPOINT_EVERY`` epochs
 and uploaded as a single run's, holds its whole share of the pack's state (its weights, its
 slice of the optimizer state, its schedule, generators, early stopping and status: see
 ``regcore.ensemble.pack``), so after a worker is killed, the members' leases expire, the
@@ -37,9 +48,10 @@ alone from epoch 0 the same way.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -54,20 +66,26 @@ from regcore.training.device import resolve_device
 from service.db import jobs
 from service.db.models import Experiment
 from service.queue import PACK_TASK_NAME
+from service.sweeps.packing import fits
 from worker import provenance, run_logs
 from worker.celery_app import app
 from worker.context import WorkerContext, get_context
 from worker.datasets import prepare_inputs
 from worker.lease import LeaseKeeper
 from worker.reconciler import send
-from worker.reporter import DbReporter, retry_db
+from worker.reporter import retry_db
 from worker.tasks import (
     SHUTTING_DOWN,
+    ClaimedJob,
+    JobError,
     Outcome,
     _claim,
     _is_pack_member,
+    _isolated,
     _settle,
     failure_outcome,
+    job_lines,
+    job_reporter,
     outcome_of,
 )
 
@@ -91,11 +109,35 @@ def run_pack_task(self: Task, experiment_ids: list[str]) -> str:
     return run_pack_job(list(experiment_ids), get_context())
 
 
-def regroup(specs: Sequence[tuple[str, str, ExperimentSpec | None]]) -> list[tuple[list[str], str]]:
+@dataclass(frozen=True)
+class ClaimedPack:
+    """A claimed pack, for its child process (picklable): each member's claim (its checkpoint
+    already fetched into its scratch folder) and whether it has a pack member's checkpoint."""
+
+    members: tuple[ClaimedJob, ...]
+    resume: tuple[bool, ...]
+
+    @property
+    def id(self) -> str:
+        return self.members[0].id
+
+    @property
+    def worker_id(self) -> str:
+        return self.members[0].worker_id
+
+    @property
+    def spec(self) -> Any:  # what the child's memory cap reads (the device: one per pack)
+        return self.members[0].spec
+
+
+def regroup(
+    specs: Sequence[tuple[str, str, ExperimentSpec | None]], memory_bytes: int | None = None
+) -> list[tuple[list[str], str]]:
     """``(ids, queue)`` messages from ``(id, queue, spec)``, in order: the ids whose specs
     share a ``pack_key`` (and queue) together, split where regcore would refuse them as one
-    pack (``why_not_packed``: e.g. members that list their regularizers in different orders);
-    a spec that cannot pack (or was not valid) alone."""
+    pack (``why_not_packed``: e.g. members that list their regularizers in different orders)
+    or where the pack's estimated memory would exceed ``memory_bytes``
+    (``service.sweeps.packing.fits``); a spec that cannot pack (or was not valid) alone."""
     slots: dict[Any, list[list[str]]] = {}
     slot_specs: dict[Any, list[list[ExperimentSpec]]] = {}
     queues: dict[Any, str] = {}
@@ -108,7 +150,7 @@ def regroup(specs: Sequence[tuple[str, str, ExperimentSpec | None]]) -> list[tup
         queues[slot] = queue
         groups, group_specs = slots.setdefault(slot, []), slot_specs.setdefault(slot, [])
         for ids, members in zip(groups, group_specs, strict=True):
-            if why_not_packed([*members, spec]) is None:
+            if fits([*members, spec], memory_bytes) and why_not_packed([*members, spec]) is None:
                 ids.append(eid)
                 members.append(spec)
                 break
@@ -143,34 +185,9 @@ def _read(ctx: WorkerContext, ids: list[str]) -> list[tuple[str, str, Experiment
     return out
 
 
-class _Member:
-    """One claimed member: its reporter, lease keeper and log lines."""
-
-    def __init__(
-        self, ctx: WorkerContext, eid: str, attempt: int, spec: ExperimentSpec, resume: bool
-    ):
-        s = ctx.settings
-        self.id, self.spec, self.resume = eid, spec, resume
-        self.workdir = ctx.scratch / eid
-        self.reporter = DbReporter(
-            ctx.sessions, ctx.store, eid, ctx.worker_id,
-            lease_s=s.lease_seconds, heartbeat_s=s.heartbeat_seconds, stop=SHUTTING_DOWN,
-        )  # fmt: skip
-        self.keeper = LeaseKeeper(
-            ctx.sessions, eid, ctx.worker_id,
-            lease_s=s.lease_seconds, every_s=s.heartbeat_seconds,
-            on_lost=lambda: self.reporter.lose("renewing the lease"),
-            alive_file=s.worker_heartbeat_file,
-        )  # fmt: skip
-        self.lines = run_logs.start(
-            ctx.sessions, eid, ctx.worker_id, attempt,
-            max_lines=s.max_log_lines, budget_s=s.lease_seconds,
-        )  # fmt: skip
-
-
 def run_pack_job(experiment_ids: list[str], ctx: WorkerContext) -> str:
     """Run the pack among ``experiment_ids`` (send the rest on); returns what happened."""
-    messages = regroup(_read(ctx, experiment_ids))
+    messages = regroup(_read(ctx, experiment_ids), ctx.settings.worker_memory_bytes)
     here = next((m for m in messages if len(m[0]) > 1), None)
     others = [m for m in messages if m is not here]
     if others:
@@ -179,41 +196,176 @@ def run_pack_job(experiment_ids: list[str], ctx: WorkerContext) -> str:
     if here is None:
         return "nothing to pack"
     ids, queue = here
-    members: list[_Member] = []
+    s = ctx.settings
+    claimed_members: list[ClaimedJob] = []
+    resume: list[bool] = []
+    lines: list[run_logs.RunLog] = []
     alone: list[tuple[str | list[str], str]] = []
-    for eid in ids:
-        claimed = retry_db(partial(_claim, ctx, eid), ctx.settings.lease_seconds, "claiming")
-        if isinstance(claimed, str):
-            log.info("experiment %s not claimed for the pack (%s)", eid, claimed)
-            continue
-        data, attempt, resume_keys = claimed
-        # an earlier attempt's checkpoint: a lone run's resumes alone; a pack member's resumes
-        # this pack (with the others', run_pack's to judge)
-        try:
-            kind = _fetch_checkpoint(ctx, ctx.scratch / eid / "checkpoints", resume_keys)
-        except Exception:  # noqa: BLE001 - the single path meets the same error and says so
-            log.warning("experiment %s: its checkpoint could not be fetched", eid, exc_info=True)
-            kind = "lone"
-        if kind == "lone":
-
-            def give_back(eid: str = eid) -> bool:
-                with ctx.sessions.begin() as session:
-                    return jobs.release(session, eid, ctx.worker_id)
-
-            if retry_db(give_back, ctx.settings.lease_seconds, "releasing the run"):
-                alone.append((eid, queue))
-            continue
-        members.append(_Member(ctx, eid, attempt, parse_spec(data), resume=kind == "pack"))
-    if alone:
-        send(ctx.sessions, app, alone)
-    if not members:
-        return "no member claimed"
     try:
-        return _run(ctx, members)
+        for eid in ids:
+            claimed = retry_db(partial(_claim, ctx, eid), s.lease_seconds, "claiming")
+            if isinstance(claimed, str):
+                log.info("experiment %s not claimed for the pack (%s)", eid, claimed)
+                continue
+            data, attempt, resume_keys = claimed
+            # an earlier attempt's checkpoint: a lone run's resumes alone; a pack member's
+            # resumes this pack (with the others', run_pack's to judge)
+            try:
+                kind = _fetch_checkpoint(ctx, ctx.scratch / eid / "checkpoints", resume_keys)
+            except Exception:  # noqa: BLE001 - the single path meets the same error, says so
+                log.warning("experiment %s: its checkpoint could not be fetched", eid,
+                            exc_info=True)  # fmt: skip
+                kind = "lone"
+            if kind == "lone":
+
+                def give_back(eid: str = eid) -> bool:
+                    with ctx.sessions.begin() as session:
+                        return jobs.release(session, eid, ctx.worker_id)
+
+                if retry_db(give_back, s.lease_seconds, "releasing the run"):
+                    alone.append((eid, queue))
+                continue
+            member = ClaimedJob(eid, ctx.worker_id, attempt, data, None)
+            # the worker's lines of this member (claim, start, outcome); the child keeps its own
+            lines.append(job_lines(ctx, member))
+            claimed_members.append(member)
+            resume.append(kind == "pack")
+        if alone:
+            send(ctx.sessions, app, alone)
+        if not claimed_members:
+            return "no member claimed"
+        return _run(ctx, ClaimedPack(tuple(claimed_members), tuple(resume)))
     finally:
-        for m in members:
-            m.keeper.stop()
-            m.lines.close()
+        for run_log in lines:
+            run_log.close()
+
+
+def _run(ctx: WorkerContext, pack: ClaimedPack) -> str:
+    """Run a claimed pack (in a child process, or here) while the worker keeps each member's
+    lease; settle each member from its outcome."""
+    s = ctx.settings
+    members = pack.members
+    runner: Any
+    if _isolated(s):
+        from worker.child import ChildRunner
+
+        runner = ChildRunner(ctx, pack, SHUTTING_DOWN)
+    else:
+        runner = PackRun(ctx, pack, SHUTTING_DOWN)
+    keepers = [
+        LeaseKeeper(
+            ctx.sessions,
+            m.id,
+            ctx.worker_id,
+            lease_s=s.lease_seconds,
+            every_s=s.heartbeat_seconds,
+            on_lost=partial(runner.lose, m.id),
+            alive_file=s.worker_heartbeat_file,
+        )
+        for m in members
+    ]
+    for k in keepers:
+        k.start()
+    try:
+        try:
+            outcomes: list[Outcome] = runner.run()
+        except JobError as err:  # the pack's process raised outside run_pack, or died mute
+            log.error("pack of %s: worker error: %s", [m.id for m in members], err)
+            lost: set[str] = getattr(runner, "lost_ids", set())
+            outcomes = [
+                Outcome("failed", error=f"worker error: {err}", lease_lost=m.id in lost)
+                for m in members
+            ]
+        finally:
+            for k in keepers:
+                k.stop()  # the last write below ends the lease
+        return ", ".join(
+            _settle(ctx, m.id, outcome) for m, outcome in zip(members, outcomes, strict=True)
+        )
+    finally:
+        for k in keepers:
+            k.stop()
+        shutil.rmtree(ctx.scratch / f"pack-{pack.id}", ignore_errors=True)
+
+
+class PackRun:
+    """The pack itself: one ``DbReporter`` per member (its epochs, checkpoints, cancel and
+    lease, exactly as a single run's), provenance and inputs, ``run_pack``, an ``Outcome`` per
+    member. Runs in the pack's child process (``execute_pack``), or in the worker's (inline
+    isolation, where the lease keepers call ``lose``)."""
+
+    def __init__(self, ctx: WorkerContext, pack: ClaimedPack, stop: Any):
+        self.ctx, self.pack = ctx, pack
+        self.reporters = {m.id: job_reporter(ctx, m, stop) for m in pack.members}
+
+    def lose(self, experiment_id: str) -> None:
+        self.reporters[experiment_id].lose("renewing the lease")
+
+    def run(self) -> list[Outcome]:
+        ctx = self.ctx
+        outcomes: dict[str, Outcome] = {}
+        ready: list[tuple[ClaimedJob, ExperimentSpec, bool]] = []
+        for m, resume in zip(self.pack.members, self.pack.resume, strict=True):
+            try:
+                spec = parse_spec(m.spec)
+            except SpecError as err:
+                outcomes[m.id] = Outcome("failed", error=f"the stored spec is not valid: {err}")
+                continue
+            provenance.record(ctx, m.id, m.worker_id, provenance.at_claim(spec, ctx, m.worker_id))
+            refused = prepare_inputs(ctx, m.id, spec)  # uploads and references, by id
+            if refused is not None:
+                outcomes[m.id] = Outcome("failed", error=refused)
+                continue
+            ready.append((m, spec, resume))
+        if ready:
+            outcomes.update(self._pack(ready))
+        return [outcomes[m.id] for m in self.pack.members]
+
+    def _pack(self, ready: list[tuple[ClaimedJob, ExperimentSpec, bool]]) -> dict[str, Outcome]:
+        ctx = self.ctx
+        pack_dir = ctx.scratch / f"pack-{self.pack.id}"
+        reporters = [self.reporters[m.id] for m, _, _ in ready]
+        log.info(
+            "pack of %d on %s (process %d): %s",
+            len(ready), ctx.worker_id, os.getpid(), [m.id for m, _, _ in ready],
+        )  # fmt: skip
+        try:
+            # the sys_* series as a single run has them (each member's: the pack's process)
+            with collecting(resolve_device(ready[0][1].train.device)):
+                results = run_pack(
+                    [
+                        PackMember(spec, ctx.scratch / m.id, r)
+                        for (m, spec, _), r in zip(ready, reporters, strict=True)
+                    ],
+                    pack_dir,
+                    cache_dir=Path(ctx.settings.cache_dir),
+                    threads=ctx.threads,
+                    checkpoint_every=PACK_CHECKPOINT_EVERY,
+                    resume=any(resume for _, _, resume in ready),  # else nothing to resume
+                )
+            return {
+                m.id: outcome_of(ctx, m.id, result, r)
+                for (m, _, _), result, r in zip(ready, results, reporters, strict=True)
+            }
+        except Exception as err:
+            failed = failure_outcome(err, lease_lost=False)
+            if failed is None:
+                log.exception("pack of %s: worker error", [m.id for m, _, _ in ready])
+                failed = Outcome("failed", error=f"worker error: {type(err).__name__}: {err}")
+            else:
+                log.error("pack of %s: %s", [m.id for m, _, _ in ready], failed.error)
+            return {
+                m.id: replace(failed, lease_lost=r.lease_lost)
+                for (m, _, _), r in zip(ready, reporters, strict=True)
+            }
+        finally:
+            shutil.rmtree(pack_dir, ignore_errors=True)
+
+
+def execute_pack(ctx: WorkerContext, pack: ClaimedPack, stop: Any) -> list[Outcome]:
+    """The pack in its child process (``worker.child.child_main``): ``stop`` is the worker's
+    (every member stops at its next step)."""
+    return PackRun(ctx, pack, stop).run()
 
 
 def _fetch_checkpoint(ctx: WorkerContext, ckpt_dir: Path, keys: tuple[str, str, str] | None) -> str:
@@ -227,48 +379,3 @@ def _fetch_checkpoint(ctx: WorkerContext, ckpt_dir: Path, keys: tuple[str, str, 
     for key, name in zip(keys, CHECKPOINT_FILES, strict=True):
         ctx.store.get(key, ckpt_dir / name)
     return "pack" if _is_pack_member(ckpt_dir / "last.json") else "lone"
-
-
-def _run(ctx: WorkerContext, members: list[_Member]) -> str:
-    for m in members:
-        m.keeper.start()
-    ready: list[_Member] = []
-    said: list[str] = []
-    for m in members:
-        provenance.record(ctx, m.id, ctx.worker_id, provenance.at_claim(m.spec, ctx, ctx.worker_id))
-        refused = prepare_inputs(ctx, m.id, m.spec)  # uploads and references, by id
-        if refused is not None:
-            m.keeper.stop()
-            said.append(_settle(ctx, m.id, Outcome("failed", error=refused)))
-            continue
-        ready.append(m)
-    if not ready:
-        return ", ".join(said)
-    pack_dir = ctx.scratch / f"pack-{ready[0].id}"
-    log.info("pack of %d on %s: %s", len(ready), ctx.worker_id, [m.id for m in ready])
-    try:
-        # the sys_* series as a single run has them (each member's: the pack's process)
-        with collecting(resolve_device(ready[0].spec.train.device)):
-            results = run_pack(
-                [PackMember(m.spec, m.workdir, m.reporter) for m in ready],
-                pack_dir,
-                cache_dir=Path(ctx.settings.cache_dir),
-                threads=ctx.threads,
-                checkpoint_every=PACK_CHECKPOINT_EVERY,
-                resume=any(m.resume for m in ready),  # else there is nothing to resume
-            )
-        outcomes = [
-            outcome_of(ctx, m.id, r, m.reporter) for m, r in zip(ready, results, strict=True)
-        ]
-    except Exception as err:
-        failed = failure_outcome(err, lease_lost=False)
-        if failed is None:
-            log.exception("pack of %s: worker error", [m.id for m in ready])
-            failed = Outcome("failed", error=f"worker error: {type(err).__name__}: {err}")
-        outcomes = [replace(failed, lease_lost=m.reporter.lease_lost) for m in ready]
-    finally:
-        shutil.rmtree(pack_dir, ignore_errors=True)
-    for m, outcome in zip(ready, outcomes, strict=True):
-        m.keeper.stop()  # the last write below ends the lease
-        said.append(_settle(ctx, m.id, outcome))
-    return ", ".join(said)

@@ -140,6 +140,25 @@ class Outcome:
     lease_lost: bool = False
 
 
+def job_reporter(ctx: WorkerContext, job: ClaimedJob, stop: Any) -> DbReporter:
+    """The reporter of a claimed job (a single run, or one member of a pack) under its lease;
+    ``stop``: the worker's shutdown, or in a job's process the worker's stop event."""
+    s = ctx.settings
+    return DbReporter(
+        ctx.sessions, ctx.store, job.id, job.worker_id,
+        lease_s=s.lease_seconds, heartbeat_s=s.heartbeat_seconds, stop=stop,
+    )  # fmt: skip
+
+
+def job_lines(ctx: WorkerContext, job: ClaimedJob) -> run_logs.RunLog:
+    """Keep this process's log lines of a claimed job (``worker.run_logs.start``)."""
+    s = ctx.settings
+    return run_logs.start(
+        ctx.sessions, job.id, job.worker_id, job.attempt,
+        max_lines=s.max_log_lines, budget_s=s.lease_seconds,
+    )  # fmt: skip
+
+
 def run_job(experiment_id: str, ctx: WorkerContext) -> str:
     """Run one experiment to its end (or to a lost lease); returns what happened, for the log."""
     settings = ctx.settings
@@ -149,10 +168,7 @@ def run_job(experiment_id: str, ctx: WorkerContext) -> str:
         return f"skipped: {claimed}"
     spec_data, attempt, resume_keys = claimed
     job = ClaimedJob(experiment_id, ctx.worker_id, attempt, spec_data, resume_keys)
-    lines = run_logs.start(
-        ctx.sessions, experiment_id, ctx.worker_id, attempt,
-        max_lines=settings.max_log_lines, budget_s=settings.lease_seconds,
-    )  # fmt: skip
+    lines = job_lines(ctx, job)
     log.info("experiment %s: attempt %d on %s", experiment_id, attempt, ctx.worker_id)
     if _isolated(settings):
         from worker.child import ChildRunner
@@ -189,12 +205,8 @@ class InlineRunner:
     """The job in the worker's own process (``REGLAB_WORKER_ISOLATION=inline``)."""
 
     def __init__(self, ctx: WorkerContext, job: ClaimedJob, stop: threading.Event):
-        s = ctx.settings
         self.ctx, self.job = ctx, job
-        self.reporter = DbReporter(
-            ctx.sessions, ctx.store, job.id, job.worker_id,
-            lease_s=s.lease_seconds, heartbeat_s=s.heartbeat_seconds, stop=stop,
-        )  # fmt: skip
+        self.reporter = job_reporter(ctx, job, stop)
 
     def lose(self) -> None:
         self.reporter.lose("renewing the lease")

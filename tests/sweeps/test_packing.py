@@ -233,3 +233,71 @@ def test_a_member_that_diverges_fails_alone(db_url, tmp_path, cache_dir, monkeyp
     assert ok.status == "succeeded" and ok.summary is not None and ok.summary["epochs_run"] == 5
     assert _steps(ctx, ids[1]) == [1, 2, 3, 4, 5]
     assert len(_steps(ctx, ids[0])) < 5  # no epoch of NaNs recorded
+
+
+# --- the memory cap (REGLAB_WORKER_MEMORY_BYTES): a pack's summed estimate must fit ----------
+
+
+def wide(strength: float) -> dict[str, Any]:
+    """A trial of ~17M parameters under adam: ~340 MB of weights, gradients and state each."""
+    model = {"name": "mlp", "hidden": [4096, 4096]}
+    return {**spec(strength=strength, optimizer="adam"), "model": model}
+
+
+def test_a_packs_estimate_counts_the_base_and_the_data_once_and_each_members_own_parts():
+    from regcore.memory_estimate import BASE_BYTES, estimate
+    from service.sweeps.packing import pack_estimate
+
+    one = estimate(parse_spec(wide(0.0)))
+    own = one.parts["parameters"].bytes + one.parts["activations"].bytes
+    assert pack_estimate([wide(0.0)]) == one.total
+    assert pack_estimate([wide(i / 10) for i in range(4)]) == BASE_BYTES + (
+        one.parts["data"].bytes + 4 * own
+    )
+    assert pack_estimate([wide(0.0), {"data": {"name": "nope"}}]) is None  # not estimable
+
+
+def test_a_small_worker_memory_splits_a_sweep_into_smaller_packs_in_launch_order():
+    from service.sweeps.packing import pack_estimate
+
+    rows = [Row(f"e{i}", "cpu", wide(i / 100)) for i in range(10)]
+    assert group(rows, None, memory_bytes=None) == [([r.id for r in rows], "cpu")]
+    three = pack_estimate([r.spec for r in rows[:3]])
+    assert three is not None and three < 2 * 10**9
+    # room for three, not four: every pack holds three but the last (what did not fit)
+    packs = group(rows, None, memory_bytes=three)
+    assert packs == [(["e0", "e1", "e2"], "cpu"), (["e3", "e4", "e5"], "cpu"),
+                     (["e6", "e7", "e8"], "cpu"), (["e9"], "cpu")]  # fmt: skip
+    for ids, _ in packs:
+        total = pack_estimate([wide(int(i[1:]) / 100) for i in ids])
+        assert total is not None and total <= three
+    # the size cap still applies beneath the memory cap
+    assert [len(ids) for ids, _ in group(rows, 2, memory_bytes=three)] == [2, 2, 2, 2, 2]
+    # a trial that does not fit even alone goes alone (admission refuses those at submit)
+    assert group(rows[:3], None, memory_bytes=10**6) == [([f"e{i}"], "cpu") for i in range(3)]
+    # small trials under the same cap stay one pack
+    small = [Row(f"s{i}", "cpu", spec(strength=i / 100)) for i in range(16)]
+    assert [len(ids) for ids, _ in group(small, None, memory_bytes=three)] == [16]
+
+
+def test_the_cap_is_the_settings_worker_memory_by_default(monkeypatch):
+    import service.settings
+    from service.sweeps.packing import pack_estimate
+
+    rows = [Row(f"e{i}", "cpu", wide(i / 100)) for i in range(4)]
+    two = pack_estimate([r.spec for r in rows[:2]])
+    capped = Settings(worker_memory_bytes=two)
+    monkeypatch.setattr(service.settings, "get_settings", lambda: capped)
+    assert group(rows, None) == [(["e0", "e1"], "cpu"), (["e2", "e3"], "cpu")]
+    monkeypatch.setattr(service.settings, "get_settings", lambda: Settings())
+    assert group(rows, None) == [(["e0", "e1", "e2", "e3"], "cpu")]
+
+
+def test_the_worker_splits_a_message_whose_pack_would_not_fit_its_memory():
+    from service.sweeps.packing import pack_estimate
+    from worker.packs import regroup
+
+    specs = [(f"e{i}", "cpu", parse_spec(wide(i / 100))) for i in range(5)]
+    two = pack_estimate([s for _, _, s in specs[:2]])
+    assert regroup(specs) == [([f"e{i}" for i in range(5)], "cpu")]
+    assert regroup(specs, two) == [(["e0", "e1"], "cpu"), (["e2", "e3"], "cpu"), (["e4"], "cpu")]
