@@ -1,8 +1,9 @@
 """A pack in a child process of its worker (``worker.child`` running ``worker.packs``), with
 PostgreSQL, a private Redis and a real ``reglab worker``: the pack trains in a process that is not
 the worker's; a pack's process killed by the OOM killer (a hook SIGKILLs it, as the kernel would)
-fails every member at once, not retried, and the worker goes on to the next jobs (cancels:
-test_pack_cancel.py)."""
+fails every member at once, not retried, and so does a pack that meets its process's memory cap
+(``REGLAB_JOB_MEMORY_LIMIT_BYTES``); the worker goes on to the next jobs (cancels:
+test_pack_cancel.py, shutdown: test_pack_shutdown.py)."""
 
 from __future__ import annotations
 
@@ -52,7 +53,12 @@ def test_a_pack_runs_in_its_own_process_and_an_oom_kill_of_it_fails_its_members_
     stack_factory, new_postgres_database, private_redis: PrivateRedis, tmp_path: Path,
     figures: dict,
 ):  # fmt: skip
-    stack = stack_factory(new_postgres_database(), private_redis.url)
+    # admission bypassed (workers "hold" a petabyte, so packs are not cut either) and each job's
+    # process capped at 3 GB of address space, as in test_memory_bomb.py
+    stack = stack_factory(
+        new_postgres_database(), private_redis.url,
+        worker_memory_bytes=str(10**15), job_memory_limit_bytes=str(3 * 10**9),
+    )  # fmt: skip
     api = stack.start_api()
     oom_file = tmp_path / "oom"
     oom_file.write_text("")
@@ -67,6 +73,17 @@ def test_a_pack_runs_in_its_own_process_and_an_oom_kill_of_it_fails_its_members_
         assert row["error"].startswith("the pack's process (4 members) was killed by SIGKILL"), row
         assert "out-of-memory killer" in row["error"], row
         assert "the pack was estimated at" in row["error"], row
+    # a pack that meets its process's memory cap: four mlp [7000, 7000] under adam (~4 GB of
+    # weights and state together) fail at once with the allocator's refusal
+    bomb_body = sweep("bomb", epochs=2)
+    bomb_body["base"]["model"] = {"name": "mlp", "hidden": [7000, 7000]}
+    bomb_body["base"]["train"]["optimizer"] = "adam"
+    bomb = ids_of(api.create_sweep(bomb_body))
+    bomb_rows = stack.wait_terminal(bomb, timeout=120)
+    for eid in bomb:
+        row = bomb_rows[eid]
+        assert row["status"] == "failed" and row["attempts"] == 1, row
+        assert "memory" in row["error"].lower(), row
     # the worker lives on and takes the next jobs: a pack and a single run
     fine = ids_of(api.create_sweep(sweep("fine", epochs=2)))
     after = api.submit(tiny_spec(seed=5, epochs=2, name="after"))["id"]
@@ -88,6 +105,7 @@ def test_a_pack_runs_in_its_own_process_and_an_oom_kill_of_it_fails_its_members_
     children = [doomed_pid, fine_pid]
     figures.update(
         doomed_error=doomed_rows[doomed[0]]["error"],
+        bomb_error=bomb_rows[bomb[0]]["error"][:300],
         worker_pid=worker_pid,
         pack_processes=children,
         worker_pid_unchanged=True,
