@@ -149,6 +149,26 @@ FIXES = (
     "reported what a shutdown reports: the run was released (its attempt uncounted, logged "
     "`back in the queue: the worker is shutting down`) instead of ended; the supervisor now "
     "knows it passed a cancel on (`worker/child.py`; seen as attempts 0 in the clock test).",
+    "A pack of sweep trials (one job training several trials as one batched model) ran in the "
+    "worker's own process: a pack that ran out of memory took its worker down, a cancel of "
+    "every member or a shutdown could not kill it, and admission judged each trial alone "
+    "while a pack of 16-64 holds them all. A pack now runs in a child process as a single run "
+    "does (`worker/child.py` runs either; the worker keeps each member's lease and records "
+    "each member's outcome): a `MemoryError` in it or its process killed by the OOM killer "
+    "fails its members with that reason, not retried, and the worker goes on "
+    "(`tests/faults/test_pack_child.py`); it is killed after `REGLAB_CANCEL_GRACE_SECONDS` "
+    "only when every member must stop (each member's cancel stays its own), and with "
+    "`REGLAB_WORKER_MEMORY_BYTES` set a pack is cut where the members' summed estimate would "
+    "pass it (docs/sweeps.md, Packing).",
+    "A SIGTERM to the worker's whole process group (as `kill -TERM -pgid` or systemd's "
+    "default stop send) also killed the fork server its job processes come from, and the "
+    "worker then read the running job's exit status as 255 (the fork server reports its "
+    "children's): the job, single run or pack, ended `failed: worker error: the job's process "
+    "exited with code 255` instead of going back to the queue. The fork server now starts "
+    "with SIGTERM blocked (`worker.child._ensure_fork_server`; it still ends with its "
+    "worker), and a job process that ends without an outcome while the worker is shutting "
+    "down is given back to the queue (`tests/faults/test_pack_shutdown.py`: the members go "
+    "back, uncounted, and another worker resumes the pack from epoch 5).",
 )
 
 #: faults named in issue 16 that no test here breaks yet, and what is known about them
