@@ -12,7 +12,9 @@ The service sends a sweep's trials that share seed, data, model and epochs as on
    run's checkpoint from an earlier attempt is given back and sent on alone, to resume from it;
 3. runs ``run_pack`` with one ``DbReporter`` per member (its epochs, checkpoints, cancel and
    lease, exactly as a single run's) and one ``LeaseKeeper`` per member, resuming from the
-   members' checkpoints when one of them has a pack member's;
+   members' checkpoints when one of them has a pack member's; the reporters hold each epoch's
+   points (``worker.reporter.PackEpoch``) and the whole pack's epoch is written in one
+   transaction once every member has reported it, before any checkpoint of that epoch;
 4. settles each member on its own (``worker.tasks._settle``): a member cancelled, stopped by
    the sweep's early stopping (a cancel request with the trial's ``stop_reason``) or diverged
    ends alone while the others go on.
@@ -73,7 +75,7 @@ from worker.context import WorkerContext, get_context
 from worker.datasets import prepare_inputs
 from worker.lease import LeaseKeeper
 from worker.reconciler import send
-from worker.reporter import retry_db
+from worker.reporter import PackEpoch, retry_db
 from worker.tasks import (
     SHUTTING_DOWN,
     ClaimedJob,
@@ -296,7 +298,9 @@ class PackRun:
 
     def __init__(self, ctx: WorkerContext, pack: ClaimedPack, stop: Any):
         self.ctx, self.pack = ctx, pack
-        self.reporters = {m.id: job_reporter(ctx, m, stop) for m in pack.members}
+        # the members' points of an epoch, written in one transaction once all are reported
+        self.epoch = PackEpoch(ctx.sessions, pack.members[0].worker_id, ctx.settings.lease_seconds)
+        self.reporters = {m.id: job_reporter(ctx, m, stop, self.epoch) for m in pack.members}
 
     def lose(self, experiment_id: str) -> None:
         self.reporters[experiment_id].lose("renewing the lease")
@@ -342,6 +346,7 @@ class PackRun:
                     threads=ctx.threads,
                     checkpoint_every=PACK_CHECKPOINT_EVERY,
                     resume=any(resume for _, _, resume in ready),  # else nothing to resume
+                    epoch_reported=self.epoch.flush,
                 )
             return {
                 m.id: outcome_of(ctx, m.id, result, r)

@@ -38,7 +38,7 @@ from worker.celery_app import app
 from worker.context import WorkerContext, get_context
 from worker.datasets import prepare_inputs
 from worker.lease import LeaseKeeper
-from worker.reporter import DbReporter, retry_db
+from worker.reporter import DbReporter, PackEpoch, retry_db
 
 log = logging.getLogger(__name__)
 
@@ -140,13 +140,17 @@ class Outcome:
     lease_lost: bool = False
 
 
-def job_reporter(ctx: WorkerContext, job: ClaimedJob, stop: Any) -> DbReporter:
+def job_reporter(
+    ctx: WorkerContext, job: ClaimedJob, stop: Any, pack_epoch: PackEpoch | None = None
+) -> DbReporter:
     """The reporter of a claimed job (a single run, or one member of a pack) under its lease;
-    ``stop``: the worker's shutdown, or in a job's process the worker's stop event."""
+    ``stop``: the worker's shutdown, or in a job's process the worker's stop event;
+    ``pack_epoch``: a pack member's, which holds its points for the pack's one write."""
     s = ctx.settings
     return DbReporter(
         ctx.sessions, ctx.store, job.id, job.worker_id,
         lease_s=s.lease_seconds, heartbeat_s=s.heartbeat_seconds, stop=stop,
+        pack_epoch=pack_epoch,
     )  # fmt: skip
 
 
