@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 from celery import Task
-from celery.signals import worker_ready, worker_shutting_down
+from celery.signals import worker_init, worker_ready, worker_shutting_down
 
 from regcore.experiment import run as run_experiment
 from regcore.spec import SpecError, parse_spec
@@ -57,6 +57,16 @@ SHUTTING_DOWN = threading.Event()
 @worker_shutting_down.connect
 def _on_shutdown(**_: Any) -> None:
     SHUTTING_DOWN.set()
+
+
+@worker_init.connect
+def _import_what_jobs_import(**_: Any) -> None:
+    # inline jobs run in this process: torch imports torch._dynamo (sympy and all: 1-9 s) on a
+    # job's first optimizer, which the first job should not pay for (measured: the first pack
+    # of benchmarks/sweep.py took 4.4 s against 3.4 s for the second). Before "ready": a
+    # worker takes no job before it is done. Isolated jobs' fork server preloads it instead.
+    if not _isolated(get_context().settings):
+        import torch._dynamo  # noqa: F401
 
 
 @worker_ready.connect
