@@ -31,7 +31,7 @@ from regcore.training.context import RunContext
 from regcore.training.metrics_log import MetricsLog
 from regcore.training.result import Divergence, RunResult
 
-__all__ = ["Divergence", "Engine", "Outlet", "drive", "improves"]
+__all__ = ["Engine", "Outlet", "drive", "improves", "load_last"]
 
 
 class Engine(Protocol):
@@ -41,13 +41,13 @@ class Engine(Protocol):
     best: tuple[float, int] | None
     #: the metric the best point is chosen by; None: no best point (a pretraining stage)
     monitor: str | None
+    #: seconds spent per phase (``train_s``, ``eval_s``, ``checkpoint_s``): the result's
+    timings: dict[str, float]
 
     @property
     def epoch(self) -> int:
         """Full passes over the training set so far."""
         ...
-
-    timings: dict[str, float]
 
     def start_info(self) -> dict[str, Any]:
         """``on_start``'s ``epochs`` and whatever the engine adds (members, stage, ...)."""
