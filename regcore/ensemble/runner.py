@@ -152,7 +152,9 @@ class EnsembleRun:
             for i, (m, mst) in enumerate(zip(self.members, st["members"], strict=True)):
                 m.load(part(f"member{i}."), mst)
         self.best = (float(st["best"][0]), int(st["best"][1])) if st["best"] else None
-        self.epoch = int(st["epoch"])
+        # the ensemble's epochs are its longest-running member's (a checkpoint written before
+        # "epoch" was saved has only the members')
+        self.epoch = int(st.get("epoch", max(m.trainer.epoch for m in self.members)))
         return True
 
     # --- the engine the driver runs -------------------------------------------------------
