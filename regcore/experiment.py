@@ -136,8 +136,8 @@ def _pretrain_finetune(ctx: RunContext, resume: bool) -> tuple[RunResult, nn.Mod
         freeze, scale, keep_head = spec.self_supervised.freeze, 1.0, False
     pre_metrics = pre_result.metrics
     if pre_result.status == "failed":  # a diverged body cannot be fine-tuned
-        failed = RunResult("failed", 0, None, {}, f"pretraining failed: {pre_result.reason}")
-        return failed, source_model
+        _append_stage_log(ctx.workdir, stage.workdir / "metrics.jsonl", "pretrain_")
+        return _stage_failed("pretraining", pre_result), source_model
     fine = Trainer(ctx)
     load_body(fine.model, source_model, keep_head)
     regroup(fine, freeze, scale)
@@ -160,6 +160,9 @@ def _retrain(ctx: RunContext, resume: bool) -> tuple[RunResult, nn.Module]:
         )
     )
     found = search.run()
+    if found.status == "failed":  # no epoch count was found
+        _append_stage_log(ctx.workdir, ctx.workdir / "search" / "metrics.jsonl", "search_")
+        return _stage_failed("the early-stopping search", found), search.model
     epochs = found.best_epoch or found.epochs_run
     dump = spec.model_dump(mode="json")
     dump["regularizers"] = [r for r in dump["regularizers"] if r["name"] != "early_stopping"]
@@ -176,6 +179,11 @@ def _retrain(ctx: RunContext, resume: bool) -> tuple[RunResult, nn.Module]:
     result.best_epoch = epochs
     _append_stage_log(ctx.workdir, ctx.workdir / "search" / "metrics.jsonl", "search_")
     return result, trainer.model
+
+
+def _stage_failed(stage: str, result: RunResult) -> RunResult:
+    """The run's result when one of its stages diverged: the run fails, and says which."""
+    return RunResult("failed", 0, None, {}, f"{stage} failed: {result.reason}")
 
 
 def _append_stage_log(workdir: Path, stage_log: Path, prefix: str) -> None:

@@ -164,3 +164,29 @@ def test_retrain_on_train_val_retrains_for_the_found_epoch_count(tmp_path, cache
     assert len(h["train_loss"]) == found == r.epochs_run
     assert int(h["search_val_loss"].index(min(h["search_val_loss"]))) + 1 == found
     assert r.metrics["train_examples"] == 300
+
+
+@pytest.mark.parametrize("stage", ["self_supervised", "retrain_on_train_val"])
+def test_a_stage_that_diverges_fails_the_run_and_says_which(stage, tmp_path, cache_dir):
+    """A NaN in pretraining (or in early stopping's search) fails the run at once: its body (or
+    its epoch count) is worthless, so nothing is fine-tuned (or retrained) from it."""
+    diverging = {**ADAM, "optimizer": "sgd", "lr": 10.0, "momentum": 0.99, "epochs": 3}
+    if stage == "self_supervised":
+        spec = make_spec(
+            data=REAL,
+            model={"name": "mlp", "hidden": [64]},
+            train=diverging,
+            self_supervised={"mask": 0.25, "epochs": 3, "lr": 10.0},
+        )
+        said = "pretraining failed: recon_loss became"
+    else:
+        es = {"name": "early_stopping", "patience": 3, "retrain_on_train_val": True}
+        l2 = {"name": "l2", "strength": 1e4}  # diverges within the first epoch
+        spec = make_spec(data=REAL, regularizers=[l2, es], train={**ADAM, "optimizer": "sgd"})
+        said = "the early-stopping search failed:"
+    r = run(spec, tmp_path, cache_dir=cache_dir, checkpoint_every=0)
+    assert r.status == "failed" and r.reason.startswith(said), r.reason
+    assert json.loads((tmp_path / "summary.json").read_text())["status"] == "failed"
+    keys = {json.loads(x)["key"] for x in (tmp_path / "metrics.jsonl").read_text().splitlines()}
+    assert "train_loss" not in keys  # the second stage never ran; the first's epochs are there
+    assert keys and all(k.startswith(("pretrain_", "search_")) for k in keys)
