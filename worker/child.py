@@ -19,8 +19,11 @@ A pack of sweep trials (``worker.packs``) runs the same way, as one child for al
 the worker keeps each member's lease and polls each member's row; a member cancelled (or
 stopped by the sweep's early stopping) is cancelled inside the pack by its own reporter, and the
 child is stopped (then killed after the grace) only when every member must stop: all of them
-cancelled, every lease lost, or the worker's shutdown. The child hands back one ``Outcome`` per
-member; a pack's child killed by the OOM killer fails every member with that reason.
+cancelled, every lease lost, or the worker's shutdown. The child sends the ``Outcome`` of each
+member that ends while the pack goes on (cancelled, stopped, diverged) as it ends (a
+``("member", (id, outcome))`` message), which the worker settles at once, and then hands back
+one ``Outcome`` per member; a pack's child killed by the OOM killer fails every member not yet
+settled with that reason.
 
 Children are forked from a *fork server* (``multiprocessing``'s forkserver) that imported torch
 and regcore once, at the worker's start: a fork per job, never the worker's own threads or
@@ -41,7 +44,7 @@ import sys
 import threading
 import time
 import types
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -117,7 +120,15 @@ class ChildRunner:
     (``worker.tasks.ClaimedJob``, its ``Outcome`` back) or a pack (``worker.packs.ClaimedPack``,
     whose ``members`` are claimed jobs: one ``Outcome`` per member back, in order)."""
 
-    def __init__(self, ctx: WorkerContext, job: Any, shutting_down: threading.Event):
+    def __init__(
+        self,
+        ctx: WorkerContext,
+        job: Any,
+        shutting_down: threading.Event,
+        on_member: Callable[[str, Any], None] | None = None,
+    ):
+        """``on_member(experiment id, outcome)``: a pack's member that ended while the pack
+        goes on, as the child sends it (``worker.packs.PackRun``), called from ``run``."""
         self.ctx = ctx
         self.job = job
         self.shutting_down = shutting_down
@@ -127,6 +138,8 @@ class ChildRunner:
         self.lost = threading.Event()  # every member's lease is lost
         self.lost_ids: set[str] = set()
         self.cancel_ids: set[str] = set()  # members whose row asks for a cancel
+        self.ended_ids: set[str] = set()  # a pack's members that ended while it went on
+        self.on_member = on_member
         self.started_ms: float | None = None
         self.pid: int | None = None
 
@@ -134,7 +147,7 @@ class ChildRunner:
         """A lease keeper found another owner (of ``experiment_id``, a pack's member; the job's
         by default): once every member's is lost the child is stopped (it finds out too)."""
         self.lost_ids.add(experiment_id or self.job.id)
-        if self.lost_ids.issuperset(self.ids):
+        if (self.lost_ids | self.ended_ids).issuperset(self.ids):
             self.lost.set()
 
     def _what(self) -> str:
@@ -184,6 +197,10 @@ class ChildRunner:
                     return self._died(proc, why)
                 if kind == "error":
                     raise _job_error(payload)
+                if kind == "member":  # a pack's member ended, the others go on
+                    eid, outcome = payload
+                    self._member_ended(eid, outcome, why)
+                    continue
                 return self._each(payload, functools.partial(self._received, why=why))
             if not proc.is_alive() and not here.poll(0):
                 return self._died(proc, why)
@@ -210,6 +227,11 @@ class ChildRunner:
                     self._what(), self.grace_s, why,
                 )  # fmt: skip
                 return self._each(None, functools.partial(self._stopped_member, why=why))
+
+    def _member_ended(self, eid: str, outcome: Any, why: str | None) -> None:
+        self.ended_ids.add(eid)  # its row is no longer polled: the worker settles it now
+        if self.on_member is not None:
+            self.on_member(eid, self._received(eid, outcome, why))
 
     def _each(self, payload: Any, fix: Any) -> Any:
         """``fix(experiment id, outcome)`` of each member: a single job's ``Outcome``, a
@@ -243,8 +265,8 @@ class ChildRunner:
         try:
             with self.ctx.sessions() as session:
                 for eid in self.ids:
-                    if eid in self.lost_ids or eid in self.cancel_ids:
-                        continue  # neither goes back
+                    if eid in self.lost_ids or eid in self.cancel_ids or eid in self.ended_ids:
+                        continue  # none goes back
                     control = jobs.poll(session, eid, self.job.worker_id)
                     if not control.owned:
                         self.lose(eid)
@@ -255,9 +277,9 @@ class ChildRunner:
             return None
         if self.lost.is_set():
             return "lost lease"
-        live = [eid for eid in self.ids if eid not in self.lost_ids]
+        live = [eid for eid in self.ids if eid not in self.lost_ids and eid not in self.ended_ids]
         # a pack's member alone is cancelled inside the pack, by its reporter
-        return "cancel" if all(eid in self.cancel_ids for eid in live) else None
+        return "cancel" if live and all(eid in self.cancel_ids for eid in live) else None
 
     def _died(self, proc: Any, why: str | None) -> Any:
         """The child ended without an outcome."""
@@ -353,10 +375,13 @@ def child_main(conn: Connection, stop: Any, settings: Settings, job: Any, level:
     pack = getattr(job, "members", None) is not None
     lines = [job_lines(ctx, m) for m in (job.members if pack else [job])]
     try:
-        if pack:  # one outcome per member
+        if pack:  # one outcome per member; each that ends while the pack goes on, as it ends
             from worker.packs import execute_pack
 
-            message: tuple[str, Any] = ("outcome", execute_pack(ctx, job, stop))
+            def member_ended(eid: str, outcome: Any) -> None:
+                conn.send(("member", (eid, outcome)))
+
+            message: tuple[str, Any] = ("outcome", execute_pack(ctx, job, stop, member_ended))
         else:
             message = ("outcome", execute_claimed(ctx, job, job_reporter(ctx, job, stop)))
     except BaseException as err:  # noqa: BLE001 - the worker records it

@@ -52,7 +52,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
@@ -65,6 +65,7 @@ from regcore.ensemble.pack import PackMember, pack_key, run_pack, why_not_packed
 from regcore.spec import ExperimentSpec, SpecError, parse_spec
 from regcore.system_metrics import collecting
 from regcore.training.device import resolve_device
+from regcore.training.result import RunResult
 from service.db import jobs
 from service.db.models import Experiment
 from service.queue import PACK_TASK_NAME
@@ -244,16 +245,32 @@ def run_pack_job(experiment_ids: list[str], ctx: WorkerContext) -> str:
 
 def _run(ctx: WorkerContext, pack: ClaimedPack) -> str:
     """Run a claimed pack (in a child process, or here) while the worker keeps each member's
-    lease; settle each member from its outcome."""
+    lease; settle each member from its outcome: one that ends inside the pack (cancelled,
+    stopped, diverged) as soon as it ends (its lease keeper stopped), the rest at the end."""
     s = ctx.settings
     members = pack.members
+    settled: dict[str, str] = {}
+    keepers_of: dict[str, LeaseKeeper] = {}
+
+    def member_ended(eid: str, outcome: Outcome) -> None:
+        if eid in settled or eid not in keepers_of:
+            return
+        keepers_of[eid].stop()  # the write below ends the lease
+        try:
+            settled[eid] = _settle(ctx, eid, outcome)
+        except Exception:  # noqa: BLE001 - settled again when the pack ends
+            log.exception("experiment %s: its outcome could not be recorded yet", eid)
+            return
+        log.info("pack of %s: experiment %s ended (%s), the others go on",
+                 [m.id for m in members], eid, settled[eid])  # fmt: skip
+
     runner: Any
     if _isolated(s):
         from worker.child import ChildRunner
 
-        runner = ChildRunner(ctx, pack, SHUTTING_DOWN)
+        runner = ChildRunner(ctx, pack, SHUTTING_DOWN, on_member=member_ended)
     else:
-        runner = PackRun(ctx, pack, SHUTTING_DOWN)
+        runner = PackRun(ctx, pack, SHUTTING_DOWN, on_member=member_ended)
     keepers = [
         LeaseKeeper(
             ctx.sessions,
@@ -266,7 +283,8 @@ def _run(ctx: WorkerContext, pack: ClaimedPack) -> str:
         )
         for m in members
     ]
-    for k in keepers:
+    for m, k in zip(members, keepers, strict=True):
+        keepers_of[m.id] = k
         k.start()
     try:
         try:
@@ -282,7 +300,8 @@ def _run(ctx: WorkerContext, pack: ClaimedPack) -> str:
             for k in keepers:
                 k.stop()  # the last write below ends the lease
         return ", ".join(
-            _settle(ctx, m.id, outcome) for m, outcome in zip(members, outcomes, strict=True)
+            settled[m.id] if m.id in settled else _settle(ctx, m.id, outcome)
+            for m, outcome in zip(members, outcomes, strict=True)
         )
     finally:
         for k in keepers:
@@ -294,10 +313,19 @@ class PackRun:
     """The pack itself: one ``DbReporter`` per member (its epochs, checkpoints, cancel and
     lease, exactly as a single run's), provenance and inputs, ``run_pack``, an ``Outcome`` per
     member. Runs in the pack's child process (``execute_pack``), or in the worker's (inline
-    isolation, where the lease keepers call ``lose``)."""
+    isolation, where the lease keepers call ``lose``). ``on_member(experiment id, outcome)``:
+    a member that ended while the pack goes on (``run_pack``'s ``member_ended``), its outcome
+    the one ``run`` returns for it at the end; the child sends it to the worker, inline the
+    worker settles it."""
 
-    def __init__(self, ctx: WorkerContext, pack: ClaimedPack, stop: Any):
-        self.ctx, self.pack = ctx, pack
+    def __init__(
+        self,
+        ctx: WorkerContext,
+        pack: ClaimedPack,
+        stop: Any,
+        on_member: Callable[[str, Outcome], None] | None = None,
+    ):
+        self.ctx, self.pack, self.on_member = ctx, pack, on_member
         # the members' points of an epoch, written in one transaction once all are reported
         self.epoch = PackEpoch(ctx.sessions, pack.members[0].worker_id, ctx.settings.lease_seconds)
         self.reporters = {m.id: job_reporter(ctx, m, stop, self.epoch) for m in pack.members}
@@ -329,6 +357,14 @@ class PackRun:
         ctx = self.ctx
         pack_dir = ctx.scratch / f"pack-{self.pack.id}"
         reporters = [self.reporters[m.id] for m, _, _ in ready]
+        ended: dict[str, Outcome] = {}  # the members that ended while the pack went on
+
+        def member_ended(i: int, result: RunResult) -> None:
+            m, r = ready[i][0], reporters[i]
+            ended[m.id] = outcome_of(ctx, m.id, result, r)
+            if self.on_member is not None:
+                self.on_member(m.id, ended[m.id])
+
         log.info(
             "pack of %d on %s (process %d): %s",
             len(ready), ctx.worker_id, os.getpid(), [m.id for m, _, _ in ready],
@@ -347,9 +383,10 @@ class PackRun:
                     checkpoint_every=PACK_CHECKPOINT_EVERY,
                     resume=any(resume for _, _, resume in ready),  # else nothing to resume
                     epoch_reported=self.epoch.flush,
+                    member_ended=member_ended,
                 )
             return {
-                m.id: outcome_of(ctx, m.id, result, r)
+                m.id: ended[m.id] if m.id in ended else outcome_of(ctx, m.id, result, r)
                 for (m, _, _), result, r in zip(ready, results, reporters, strict=True)
             }
         except Exception as err:
@@ -360,17 +397,23 @@ class PackRun:
             else:
                 log.error("pack of %s: %s", [m.id for m, _, _ in ready], failed.error)
             return {
-                m.id: replace(failed, lease_lost=r.lease_lost)
+                m.id: ended.get(m.id) or replace(failed, lease_lost=r.lease_lost)
                 for (m, _, _), r in zip(ready, reporters, strict=True)
             }
         finally:
             shutil.rmtree(pack_dir, ignore_errors=True)
 
 
-def execute_pack(ctx: WorkerContext, pack: ClaimedPack, stop: Any) -> list[Outcome]:
+def execute_pack(
+    ctx: WorkerContext,
+    pack: ClaimedPack,
+    stop: Any,
+    on_member: Callable[[str, Outcome], None] | None = None,
+) -> list[Outcome]:
     """The pack in its child process (``worker.child.child_main``): ``stop`` is the worker's
-    (every member stops at its next step)."""
-    return PackRun(ctx, pack, stop).run()
+    (every member stops at its next step); ``on_member`` sends a member's outcome to the
+    worker as it ends (``PackRun``)."""
+    return PackRun(ctx, pack, stop, on_member).run()
 
 
 def _fetch_checkpoint(ctx: WorkerContext, ckpt_dir: Path, keys: tuple[str, str, str] | None) -> str:

@@ -18,18 +18,27 @@ and a ``RunResult``. Per member:
 until then, so that the whole pack's epoch is one write (the worker's is one transaction), and
 stored before any checkpoint that a resume would continue from.
 
+``member_ended(i, result)``, when given, is called once for each member that ends (stopped,
+cancelled, diverged) before the pack does, after its last epoch's reports and
+``epoch_reported`` and after its final checkpoint, with its ``RunResult`` (its ``summary.json``
+written then): the very result ``run_pack`` returns for it at the end, so a caller may record a
+member's outcome while the others train on. Members that end with the pack are not reported
+through it.
+
 Each member's ``last`` checkpoint (``workdir/checkpoints``, every ``checkpoint_every`` epochs
 and at the end, sent through its ``on_checkpoint`` as a lone run's) holds its whole slice of the
 engine: its weights, and as training state (``BatchedMembers.member_train_state``, tagged
 ``{"pack": pack_dir.name}``) the pack's epoch, its status, its slice of the optimizer state,
 its schedule, its shuffle and noise generators and its early stopping. A member that has ended
-(stopped, cancelled, diverged) is saved once more after it ends and then left as it is. There is
-no pack-wide checkpoint: ``run_pack(resume=True)`` loads the members' own checkpoints
-(``resume_pack``) when every member has one and those of the members still running are of one
-epoch E, and goes on from E (each member's ``metrics.jsonl`` cut back to E, so no point is
-written twice); otherwise every member starts over from epoch 0 and ``on_start`` says why
-(``not_resumed``). The members need not be the pack that wrote them: each member's state is its
-own, so a pack that lost a member (cancelled meanwhile) resumes the others.
+(stopped, cancelled, diverged) is saved once more the epoch it ends (before ``member_ended``),
+then left as it is; it resumes with the running members even when that is after their last
+checkpoint (it is frozen). There is no pack-wide checkpoint: ``run_pack(resume=True)`` loads
+the members' own checkpoints (``resume_pack``) when every member has one and those of the
+members still running are of one epoch E, and goes on from E (each member's ``metrics.jsonl``
+cut back to E, or to where an ended member ended, so no point is written twice); otherwise
+every member starts over from epoch 0 and ``on_start`` says why (``not_resumed``). The
+members need not be the pack that wrote them: each member's state is its own, so a pack that
+lost a member (cancelled meanwhile) resumes the others.
 """
 
 from __future__ import annotations
@@ -44,7 +53,12 @@ from typing import Any
 
 import torch
 
-from regcore.ensemble.batched import SHARED_TRAIN, BatchedMembers, why_not_batched_members
+from regcore.ensemble.batched import (
+    SHARED_TRAIN,
+    BatchedMembers,
+    _MemberView,
+    why_not_batched_members,
+)
 from regcore.spec import ExperimentSpec
 from regcore.training.context import RunContext
 from regcore.training.driver import Outlet
@@ -94,9 +108,10 @@ def run_pack(
     resume: bool = False,
     checkpoint_every: int = 1,
     epoch_reported: Callable[[int], None] | None = None,
+    member_ended: Callable[[int, RunResult], None] | None = None,
 ) -> list[RunResult]:
     """Train ``members`` as one batched run; one ``RunResult`` per member, in order.
-    ``epoch_reported``: see the module docstring.
+    ``epoch_reported`` and ``member_ended``: see the module docstring.
 
     ``resume``: go on from the members' own ``last`` checkpoints (``workdir/checkpoints``)
     when they fit together (``resume_pack``), else start every member over from epoch 0 (the
@@ -133,7 +148,11 @@ def run_pack(
         log.info("pack of %d starts over from epoch 0: %s", len(members), not_resumed)
     # a member that had ended when its checkpoint was written has the checkpoint it ends with
     saved_ended = [resumed and st.status != "running" for st in eng.status]
-    for m, out in zip(members, outlets, strict=True):
+    # each member's result, made when it ends before the pack does (``member_ended``); one
+    # that had ended before a resume ends with the pack
+    results: list[RunResult | None] = [None] * len(members)
+    pending = [st.status == "running" for st in eng.status]
+    for m, out, st in zip(members, outlets, eng.status, strict=True):
         start: dict[str, Any] = {
             "epochs": m.spec.train.epochs,
             "threads": eng.threads,
@@ -141,7 +160,9 @@ def run_pack(
         }
         if not_resumed is not None:
             start["not_resumed"] = not_resumed
-        out.open(eng.epoch, resumed, start)
+        # an ended member's log as it ended (its checkpoint may be of a later epoch than the
+        # running members' it resumes with: ``resume_pack``)
+        out.open(max(eng.epoch, st.epochs_run), resumed, start)
     while not eng.done:
         if eng.train_epoch(cancel=lambda i: reporters[i].should_cancel()):
             break  # every member was cancelled
@@ -156,11 +177,13 @@ def run_pack(
                 eng.status[i].reason = f"stopped by its scheduler after epoch {eng.epoch}"
         if epoch_reported is not None:
             epoch_reported(eng.epoch)
-        if checkpoint_every and (eng.done or eng.epoch % checkpoint_every == 0):
-            # every member still running, and once each member that has ended (stopped,
-            # cancelled, diverged): together they resume the pack (``resume_pack``)
+        due = checkpoint_every and (eng.done or eng.epoch % checkpoint_every == 0)
+        if checkpoint_every:
+            # every member still running (every ``checkpoint_every`` epochs), and once each
+            # member that has ended (stopped, cancelled, diverged), the epoch it ends: together
+            # they resume the pack (``resume_pack``)
             for i, (out, st) in enumerate(zip(outlets, eng.status, strict=True)):
-                if st.status != "running" and saved_ended[i]:
+                if saved_ended[i] or (st.status == "running" and not due):
                     continue
                 saved_ended[i] = st.status != "running"
                 out.save(
@@ -170,20 +193,57 @@ def run_pack(
                     {"pack": pack_name, **eng.member_train_state(i)},
                     st.metrics,
                 )
+        ended = [i for i, st in enumerate(eng.status) if pending[i] and st.status != "running"]
+        if ended and not eng.done:  # those that end with the pack are made below
+            measured = _finish_members(eng, ended)
+            for i in ended:
+                pending[i] = False
+                results[i] = r = _member_result(members[i], eng, i, measured[i])
+                if member_ended is not None:
+                    member_ended(i, r)
     for out in outlets:
         out.close()
     finals = eng.finish()
-    results = []
-    for i, (m, st) in enumerate(zip(members, eng.status, strict=True)):
-        status = {"running": "succeeded", "stopped": "succeeded"}.get(st.status, st.status)
-        reason = st.reason
-        metrics: dict[str, Any] = finals[i] if status != "failed" else st.metrics
-        metrics = {k: v for k, v in metrics.items() if k not in ("epochs_run", "best_epoch")}
-        best = int(finals[i].get("best_epoch", 0)) or None
-        r = RunResult(status, st.epochs_run, best, metrics, reason, dict(eng.timings))
-        write_summary(m.workdir, r.summary())
-        results.append(r)
-    return results
+    return [
+        r if r is not None else _member_result(m, eng, i, finals[i])
+        for i, (m, r) in enumerate(zip(members, results, strict=True))
+    ]
+
+
+def _finish_members(eng: BatchedMembers, ended: list[int]) -> dict[int, dict[str, float]]:
+    """``eng.finish()``'s measure of the members ``ended`` alone, while the others train on:
+    each one's best weights restored (its early stopping's), every split measured once. An
+    ended member is frozen, so the pack's ``finish`` restores and measures the same again."""
+    for i in ended:
+        es = eng.early[i]
+        if es is not None:
+            es.finalize(_MemberView(eng.stack, i))  # type: ignore[arg-type]
+    per, _ = eng.evaluate(bagged=False)
+    out = {}
+    for i in ended:
+        st, es = eng.status[i], eng.early[i]
+        mm = dict(per[i]) if st.epochs_run else {}
+        best = es.best_epoch() if es is not None else None
+        if best is None and st.best is not None:
+            best = st.best[1]
+        mm.update(epochs_run=float(st.epochs_run), best_epoch=float(best or 0))
+        out[i] = mm
+    return out
+
+
+def _member_result(
+    m: PackMember, eng: BatchedMembers, i: int, final: dict[str, float]
+) -> RunResult:
+    """Member ``i``'s ``RunResult`` from its final measure (``eng.finish()``'s, or
+    ``_finish_members``' when it ends before the pack), and its ``summary.json``."""
+    st = eng.status[i]
+    status = {"running": "succeeded", "stopped": "succeeded"}.get(st.status, st.status)
+    metrics: dict[str, Any] = final if status != "failed" else st.metrics
+    metrics = {k: v for k, v in metrics.items() if k not in ("epochs_run", "best_epoch")}
+    best = int(final.get("best_epoch", 0)) or None
+    r = RunResult(status, st.epochs_run, best, metrics, st.reason, dict(eng.timings))
+    write_summary(m.workdir, r.summary())
+    return r
 
 
 def resume_pack(eng: BatchedMembers, outlets: list[Outlet]) -> str | None:
@@ -198,6 +258,14 @@ def resume_pack(eng: BatchedMembers, outlets: list[Outlet]) -> str | None:
         if "pack" not in ckpt.train_state:
             return f"member {i}'s checkpoint is a lone run's"
         loaded.append((ckpt.model_state, ckpt.train_state))
+    # a member that has ended is saved the epoch it ends, maybe after the running members'
+    # last checkpoint: it is frozen, so it resumes with them from theirs
+    running = [int(s["epoch"]) for _, s in loaded if s["status"] == "running"]
+    if running:
+        loaded = [
+            (w, s if s["status"] == "running" else {**s, "epoch": min(int(s["epoch"]), *running)})
+            for w, s in loaded
+        ]
     try:
         eng.load_members(loaded)
     except (ValueError, KeyError, TypeError) as err:

@@ -1,8 +1,9 @@
 """A pack's members cancelled one by one on a real ``reglab worker`` (PostgreSQL, a private
 Redis), the pack in a child process of the worker (``worker.child``): one member's cancel stops
-it alone inside the pack while the others train on; when every member is cancelled the pack's
-process is stopped (killed after the grace if it does not stop) and the worker takes the next
-job."""
+it alone inside the pack while the others train on, and its row is settled then (``cancelled``,
+its reason, its lease cleared), not when the pack ends; when every member is cancelled the
+pack's process is stopped (killed after the grace if it does not stop) and the worker takes the
+next job."""
 
 from __future__ import annotations
 
@@ -33,14 +34,30 @@ def test_a_packs_members_are_cancelled_one_by_one_and_the_last_cancel_ends_its_p
 
     stack.wait_until(lambda: min(epochs_now().values()) >= 2, 120, "every member at epoch 2")
     api.cancel(victim)
-    # the victim stops (its row is settled when the pack ends) and the others train on
+    # the victim's row is settled as soon as it stops inside the pack, the others train on
+    t_cancel = time.monotonic()
+    settled = stack.wait_until(
+        lambda: (r := stack.experiments())[victim]["status"] != "running" and r, 30,
+        "the cancelled member's row settled",
+    )  # fmt: skip
+    settled_s = time.monotonic() - t_cancel
+    assert settled[victim]["status"] == "cancelled", settled[victim]
+    assert settled[victim]["lease_owner"] is None, settled[victim]
+    assert "cancelled during epoch" in settled[victim]["summary"]["reason"], settled[victim]
+    assert settled[victim]["summary"]["epochs_run"] == settled[victim]["last_epoch"]
+    # ... while the pack still runs: none of the others has finished
+    assert all(settled[i]["status"] == "running" for i in rest), settled
+    assert all(settled[i]["last_epoch"] < epochs for i in rest), settled
     stack.wait_until(
         lambda: min((now := epochs_now())[i] for i in rest) >= now[victim] + 5, 60,
         "the others five epochs past the cancelled member",
     )  # fmt: skip
     at_cancel = epochs_now()
     rows = stack.experiments()
-    assert all(rows[i]["status"] == "running" for i in ids), rows
+    assert all(rows[i]["status"] == "running" for i in rest), rows
+    # settled once: its lease stays cleared (its keeper stopped), its row as it was
+    assert rows[victim]["status"] == "cancelled" and rows[victim]["lease_owner"] is None, rows
+    assert rows[victim]["last_epoch"] == settled[victim]["last_epoch"], rows
     t0 = time.monotonic()
     for eid in rest:
         api.cancel(eid)
@@ -56,4 +73,7 @@ def test_a_packs_members_are_cancelled_one_by_one_and_the_last_cancel_ends_its_p
     assert worker.popen.poll() is None
     [(worker_pid, child_pid)] = pack_pids(api, victim)
     assert child_pid != worker_pid
-    figures.update(cancelled_at=at_cancel, all_stopped_s=round(stopped_s, 2))
+    figures.update(
+        cancelled_at=at_cancel, victim_settled_s=round(settled_s, 2),
+        all_stopped_s=round(stopped_s, 2),
+    )  # fmt: skip
