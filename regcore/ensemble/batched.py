@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -428,16 +428,26 @@ class BatchedMembers:
     def done(self) -> bool:
         return not any(self.active) or self.epoch >= self.specs[0].train.epochs
 
-    def finish(self) -> list[dict[str, float]]:
-        """Restore early-stopped members' best weights and measure every member once."""
-        for i, es in enumerate(self.early):
+    def finish(self, which: Sequence[int] | None = None) -> list[dict[str, float]]:
+        """Restore early-stopped members' best weights and measure every member once; with
+        ``which``, only those members (in that order: members that ended while the others
+        train on; an ended member is frozen, so measuring it again at the end gives the same)."""
+        members = range(self.k) if which is None else which
+        for i in members:
+            es = self.early[i]
             if es is not None:
                 es.finalize(_MemberView(self.stack, i))  # type: ignore[arg-type]
-        per, self.final_outputs = self.evaluate(bagged=False) if self.epoch else ([{}] * self.k, {})
+        per: list[dict[str, float]] = [{}] * self.k
+        if self.epoch:
+            per, outs = self.evaluate(bagged=False)
+            if which is None:
+                self.final_outputs = outs
+        elif which is None:
+            self.final_outputs = {}
         out = []
-        for i, st in enumerate(self.status):
+        for i in members:
+            st, es = self.status[i], self.early[i]
             mm = dict(per[i]) if st.epochs_run else {}
-            es = self.early[i]
             best = es.best_epoch() if es is not None else None
             if best is None and st.best is not None:
                 best = st.best[1]

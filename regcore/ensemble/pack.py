@@ -53,12 +53,7 @@ from typing import Any
 
 import torch
 
-from regcore.ensemble.batched import (
-    SHARED_TRAIN,
-    BatchedMembers,
-    _MemberView,
-    why_not_batched_members,
-)
+from regcore.ensemble.batched import SHARED_TRAIN, BatchedMembers, why_not_batched_members
 from regcore.spec import ExperimentSpec
 from regcore.training.context import RunContext
 from regcore.training.driver import Outlet
@@ -195,10 +190,9 @@ def run_pack(
                 )
         ended = [i for i, st in enumerate(eng.status) if pending[i] and st.status != "running"]
         if ended and not eng.done:  # those that end with the pack are made below
-            measured = _finish_members(eng, ended)
-            for i in ended:
+            for i, measured in zip(ended, eng.finish(ended), strict=True):
                 pending[i] = False
-                results[i] = r = _member_result(members[i], eng, i, measured[i])
+                results[i] = r = _member_result(members[i], eng, i, measured)
                 if member_ended is not None:
                     member_ended(i, r)
     for out in outlets:
@@ -210,32 +204,11 @@ def run_pack(
     ]
 
 
-def _finish_members(eng: BatchedMembers, ended: list[int]) -> dict[int, dict[str, float]]:
-    """``eng.finish()``'s measure of the members ``ended`` alone, while the others train on:
-    each one's best weights restored (its early stopping's), every split measured once. An
-    ended member is frozen, so the pack's ``finish`` restores and measures the same again."""
-    for i in ended:
-        es = eng.early[i]
-        if es is not None:
-            es.finalize(_MemberView(eng.stack, i))  # type: ignore[arg-type]
-    per, _ = eng.evaluate(bagged=False)
-    out = {}
-    for i in ended:
-        st, es = eng.status[i], eng.early[i]
-        mm = dict(per[i]) if st.epochs_run else {}
-        best = es.best_epoch() if es is not None else None
-        if best is None and st.best is not None:
-            best = st.best[1]
-        mm.update(epochs_run=float(st.epochs_run), best_epoch=float(best or 0))
-        out[i] = mm
-    return out
-
-
 def _member_result(
     m: PackMember, eng: BatchedMembers, i: int, final: dict[str, float]
 ) -> RunResult:
-    """Member ``i``'s ``RunResult`` from its final measure (``eng.finish()``'s, or
-    ``_finish_members``' when it ends before the pack), and its ``summary.json``."""
+    """Member ``i``'s ``RunResult`` from its final measure (``eng.finish()``'s, of it alone
+    when it ends before the pack), and its ``summary.json``."""
     st = eng.status[i]
     status = {"running": "succeeded", "stopped": "succeeded"}.get(st.status, st.status)
     metrics: dict[str, Any] = final if status != "failed" else st.metrics
