@@ -104,6 +104,13 @@ def test_cancelling_one_member_of_a_running_pack_leaves_the_others_running(servi
         assert time.monotonic() < deadline, proc.tail()
         time.sleep(0.1)
     api.cancel(victim)
+    # the victim's row is settled as soon as it stops, while the others still train
+    while (row := api.get(victim))["status"] == "running":
+        assert time.monotonic() < deadline, proc.tail()
+        time.sleep(0.1)
+    assert row["status"] == "cancelled", row
+    others = [api.get(eid) for eid in ids if eid != victim]
+    assert any(o["status"] == "running" for o in others), [o["status"] for o in others]
     s = wait_sweep(api, created["id"], proc)
     cancelled = api.get(victim)
     assert cancelled["status"] == "cancelled", cancelled
