@@ -164,9 +164,10 @@ FIXES = (
     "default stop send) also killed the fork server its job processes come from, and the "
     "worker then read the running job's exit status as 255 (the fork server reports its "
     "children's): the job, single run or pack, ended `failed: worker error: the job's process "
-    "exited with code 255` instead of going back to the queue. The fork server now starts "
-    "with SIGTERM blocked (`worker.child._ensure_fork_server`; it still ends with its "
-    "worker), and a job process that ends without an outcome while the worker is shutting "
+    "exited with code 255` instead of going back to the queue. The fork server now ignores "
+    "SIGTERM (`worker/forkserver_signals.py`, its first preload: blocking the signal while "
+    "it starts did not carry over, Python's fork-exec unblocks every signal; it still ends "
+    "with its worker), and a job process that ends without an outcome while the worker is shutting "
     "down is given back to the queue (`tests/faults/test_pack_shutdown.py`: the members go "
     "back, uncounted, and another worker resumes the pack from epoch 5).",
 )

@@ -70,7 +70,15 @@ def _context() -> Any:
     if "forkserver" in multiprocessing.get_all_start_methods():
         mp = multiprocessing.get_context("forkserver")
         # torch._dynamo: torch imports it on a run's first optimizer (3-9 s, sympy and all)
-        mp.set_forkserver_preload(["worker.child", "worker.tasks", "worker.packs", "torch._dynamo"])
+        mp.set_forkserver_preload(
+            [
+                "worker.forkserver_signals",
+                "worker.child",
+                "worker.tasks",
+                "worker.packs",
+                "torch._dynamo",
+            ]
+        )
         return mp
     return multiprocessing.get_context("spawn")
 
@@ -93,22 +101,17 @@ def warm() -> None:
 
 
 def _ensure_fork_server() -> None:
-    """Start the fork server (if it is not running) with SIGTERM blocked, which it keeps across
-    its exec: a SIGTERM to the worker's process group (``kill -TERM -pgid``, systemd's default
-    stop) would otherwise kill it, and the worker would read every running job's exit status as
-    255 (the fork server reports its children's), failing a job it should give back to the
-    queue. The fork server still ends with the worker (it watches a pipe), and the job processes
-    it forks ignore SIGTERM anyway (``child_main``). The worker's own SIGTERM is held pending for
-    the few milliseconds of the fork and exec, not lost."""
+    """Start the fork server (if it is not running). It ignores SIGTERM
+    (``worker.forkserver_signals``, its first preload): a SIGTERM to the worker's process group
+    (``kill -TERM -pgid``, systemd's default stop) would otherwise end it, and the worker would
+    read every running job's exit status as 255 (the fork server reports its children's). It
+    still ends with the worker (it watches a pipe), and the job processes it forks ignore
+    SIGTERM too (``child_main``)."""
     if MP.get_start_method() != "forkserver":
         return
     from multiprocessing import forkserver
 
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
-    try:
-        forkserver.ensure_running()
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+    forkserver.ensure_running()
 
 
 def _nothing() -> None:

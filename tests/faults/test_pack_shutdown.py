@@ -42,7 +42,13 @@ def test_a_workers_shutdown_stops_its_packs_process_and_the_members_resume_elsew
     assert all(rows[i]["status"] == "queued" and rows[i]["attempts"] == 0 for i in ids), rows
     assert all(rows[i]["last_epoch"] < epochs for i in ids), rows
     out = worker.output()
+    # the worker stopped the pack's process (the fork server it came from ignores the SIGTERM:
+    # in a CI run before it did, the fork server died of it, the worker read the pack's
+    # process as ended and gave the members back without this line) and gave each member back
     assert "stopping its job (shutdown)" in out, out[-3000:]
+    for eid in ids:
+        said = f"experiment {eid} back in the queue: the worker is shutting down"
+        assert said in out, out[-3000:]
     at_stop = {i: rows[i]["last_epoch"] for i in ids}
     second = stack.start_worker()
     rows = stack.wait_terminal(ids, timeout=240)
