@@ -67,7 +67,9 @@ def test_healthz_answers_while_every_worker_thread_is_busy(client):
             assert started.acquire(timeout=10)
         start = time.monotonic()
         assert client.get("/healthz").status_code == 200
-        assert time.monotonic() - start < 2
+        # at once: 0.03 s here; one that needed a thread would wait for the blocked ones (30 s).
+        # The margin is wide because a loaded CI box once paused this process for 2.1 s
+        assert time.monotonic() - start < 5
     finally:
         release.set()
         runner.join(30)
