@@ -29,9 +29,11 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 def test_a_sweeps_stopped_trials_show_their_stop_reason(watched: Watched, server: Server):
     # the metric is lr (recorded every epoch: exactly the configuration's learning rate), so the
     # second trial, run after the first, is below it at ASHA's first rung and is stopped
-    base = tiny("asha", epochs=12)
+    # 40 epochs (rungs 1, 4 and 16) of 800 steps: long enough for the 1 s tick to act before
+    # the end (12 epochs ran in about 2 s and a stop sometimes came after the trial had ended)
+    base = tiny("asha", epochs=40)
     base["data"]["n_train"] = 4000
-    base["train"]["batch_size"] = 5  # epochs long enough for the 1 s tick to act before the end
+    base["train"]["batch_size"] = 5
     body = {
         "name": "asha-stops",
         "base": base,
