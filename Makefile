@@ -41,7 +41,7 @@ bench: $(STAMP)
 gpu-check: $(STAMP)
 	$(PY) -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'no CUDA GPU here')"
 	$(PY) -m pytest tests/regcore/test_cuda.py tests/regcore/test_provenance.py tests/regcore/test_system_metrics.py -m cuda -q -rs
-	timeout 300 $(PY) benchmarks/ensemble.py --device cuda --members 1 32 256
+	timeout 300 $(PY) benchmarks/ensemble.py --device cuda --members 1 32 256 --repeats 1
 
 # Fault and security tests (real PostgreSQL, Redis, worker subprocesses), then docs/reliability.md
 # from the figures they leave in var/reports/ (written even when a test fails; the exit status is

@@ -159,6 +159,13 @@ def main() -> int:
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     parser.add_argument(
+        "--repeats",
+        type=int,
+        default=3,
+        help="each path's time is the fastest of this many interleaved runs, at every size "
+        "(one run at 32 members varied 2.3-2.8x on this shared box)",
+    )
+    parser.add_argument(
         "--skip-one-by-one-above",
         type=int,
         default=None,
@@ -189,7 +196,7 @@ def main() -> int:
         with tempfile.TemporaryDirectory() as tmp:
             warm = spec_for(2, 1, args.device)
             timed_pair((BatchedEnsembleRun, EnsembleRun), warm, Path(tmp) / "w", args.device, 1)
-            reps = 3 if k <= 8 else 1
+            reps = args.repeats
             if args.skip_one_by_one_above is not None and k > args.skip_one_by_one_above:
                 (t_bat, _), _ = timed_pair((path, path), spec, Path(tmp) / "b", args.device, 1)
                 print(f"{k:>4} {'-':>13} {t_bat:>10.2f} {'-':>9} {'-':>12}")
