@@ -31,6 +31,7 @@ from regcore.ensemble.stacked import EXPLICIT_MODELS, VMAP_MODELS, StackedModel,
 from regcore.regularizers.batched import BATCHED, BatchContext, why_not_batchable
 from regcore.regularizers.early_stopping import EarlyStopping
 from regcore.spec import ExperimentSpec
+from regcore.training.allocator import keep_freed_memory
 from regcore.training.metrics import ECE_BINS, SPARSITY_THRESHOLD
 
 #: the parts of a member spec that must be the same for every member of one batched run
@@ -160,6 +161,8 @@ class BatchedMembers:
         self.specs = specs
         self.k = len(specs)
         self.device = device
+        if device.type == "cpu":
+            keep_freed_memory()  # its per-step tensors are around malloc's mmap threshold
         self.data = data  # shared; each member's train split is a resample of its rows
         n = len(data.train)
         rows = [
