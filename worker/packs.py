@@ -42,9 +42,8 @@ are written once, as a single run's after its resume. When the members' checkpoi
 together (one without a checkpoint, e.g. a trial new to this pack, or members running at
 different epochs) the pack starts over from epoch 0 and says why in the log; the epochs already
 recorded stay, and the rerun's copies of them are not written twice (metrics are unique on
-experiment, key and step). A member that ends up alone (``REGLAB_PACK_SIZE=1``) cannot resume
-from a pack member's checkpoint (``worker.tasks._fetch_last_checkpoint`` drops it) and reruns
-alone from epoch 0 the same way.
+experiment, key and step). A member that ends up alone (``REGLAB_PACK_SIZE=1``) resumes alone
+from its pack member's checkpoint (``regcore.ensemble.lone_resume``), as from a lone run's.
 """
 
 from __future__ import annotations
@@ -420,7 +419,7 @@ def _fetch_checkpoint(ctx: WorkerContext, ckpt_dir: Path, keys: tuple[str, str, 
     """Put a member's recorded ``last`` checkpoint in ``ckpt_dir`` (emptied first: the
     database says which checkpoint is current, not the scratch folder); says whose it is:
     ``"pack"`` (a pack member's, to resume the pack from), ``"lone"`` (a lone run's) or
-    ``"none"``. ``worker.tasks._fetch_last_checkpoint`` without its dropping a pack member's."""
+    ``"none"``. ``worker.tasks._fetch_last_checkpoint``, saying whose."""
     shutil.rmtree(ckpt_dir, ignore_errors=True)
     if keys is None:
         return "none"

@@ -342,19 +342,17 @@ def _fetch_last_checkpoint(
     ctx: WorkerContext, ckpt_dir: Path, keys: tuple[str, str, str] | None
 ) -> None:
     """Put the recorded ``last`` checkpoint where regcore resumes from; the database, not the
-    scratch folder, says which checkpoint is current."""
+    scratch folder, says which checkpoint is current. A pack member's (``worker.packs``: a
+    trial that trained in a pack and now runs alone) is kept too: regcore's lone run goes on
+    from it (``regcore.ensemble.lone_resume``), or starts over from epoch 0 when the member had
+    ended; its epochs after the resumed one are written once (metrics are unique on
+    experiment, key and step)."""
     shutil.rmtree(ckpt_dir, ignore_errors=True)
     if keys is None:
         return
     names = ("last.safetensors", "last.state.safetensors", "last.json")
     for key, name in zip(keys, names, strict=True):
         ctx.store.get(key, ckpt_dir / name)
-    if _is_pack_member(ckpt_dir / "last.json"):
-        # a pack member's weights (worker.packs), without the optimizer and generator state a
-        # lone run resumes from: the run starts over (its recorded epochs are kept; rewriting
-        # them adds nothing: metrics are unique on experiment, key and step)
-        log.info("the last checkpoint is a pack member's: the run starts from epoch 0")
-        shutil.rmtree(ckpt_dir, ignore_errors=True)
 
 
 def _is_pack_member(sidecar: Path) -> bool:

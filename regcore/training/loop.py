@@ -8,6 +8,7 @@ hook are visited for it, so an unused hook costs nothing in the hot path.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from pathlib import Path
@@ -18,6 +19,7 @@ from torch import nn
 
 from regcore.data import Dataset
 from regcore.data.unlabeled import UnlabeledBatches
+from regcore.ensemble.lone_resume import lone_state
 from regcore.measures import Measures
 from regcore.models import build_model
 from regcore.regularizers.base import Regularizer, Step, TaskInfo
@@ -29,6 +31,8 @@ from regcore.training.metrics import data_loss, evaluate
 from regcore.training.optim import build_optimizer, build_scheduler, current_lr
 from regcore.training.result import Divergence, RunResult
 from regcore.training.rng import rng_state, seed_all, set_rng_state
+
+log = logging.getLogger(__name__)
 
 HOOKS = (
     "transform_batch",
@@ -264,7 +268,17 @@ class Trainer:
         return self.model.state_dict()
 
     def load(self, weights: dict[str, torch.Tensor], st: dict[str, Any]) -> bool:
-        """Continue from a checkpoint's weights and ``train_state``."""
+        """Continue from a checkpoint's weights and ``train_state``: a lone run's, or a pack
+        member's (``regcore.ensemble.pack``, tagged with its pack), whose state is converted
+        to this run's (``lone_state``); False, for the run to start over, when a pack member's
+        is not one to go on from (it had ended)."""
+        if "pack" in st:
+            try:
+                weights, st = lone_state(self, weights, st)
+            except ValueError as err:
+                log.info("the last checkpoint is a pack member's that this run cannot go on "
+                         "from (%s): the run starts from epoch 0", err)  # fmt: skip
+                return False
         self.model.load_state_dict(weights)
         self.optimizer.load_state_dict(st["optimizer"])
         if self.scheduler is not None and st["scheduler"] is not None:

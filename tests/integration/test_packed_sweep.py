@@ -190,7 +190,7 @@ def test_after_the_worker_is_killed_mid_pack_its_members_resume_as_a_pack_from_t
                 for key, steps in shape(api, eid).items():
                     assert steps == list(range(1, epochs + 1)), (eid, key, steps)
             out = proc.output()  # both starts' (one log file)
-            assert "starts over" not in out and "pack member's: the run starts" not in out
+            assert "starts over" not in out and "the run starts from epoch 0" not in out
             assert out.count("pack of ") >= 2, "the requeued members went out as a pack again"
         finally:
             proc.stop()
