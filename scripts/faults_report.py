@@ -106,6 +106,40 @@ SCENARIOS: dict[str, tuple[str, str, str]] = {
         "reconciler's re-sends too; `REGLAB_STALE_QUEUED_SECONDS` 4); the only worker busy",
         "every run whose message was lost is re-sent by the reconciler and runs exactly once",
     ),
+    "pack_kill": (
+        "A pack's worker SIGKILLed mid-run",
+        "a pack of 4 sweep trials (14 epochs, a checkpoint every 5) in one job; its worker's "
+        "process group SIGKILLed when every member is between epochs 6 and 9, then a second "
+        "worker with its own scratch folder",
+        "every member succeeds in its second attempt, resumed as a pack of 4 from its own "
+        "epoch-5 checkpoint in the store; every metric at every epoch once; curves and final "
+        "val_loss equal to the same pack run uninterrupted (1e-6)",
+    ),
+    "pack_child": (
+        "A pack's process OOM-killed or out of memory",
+        "one worker; a pack of 4 whose process is SIGKILLed as by the OOM killer after a "
+        "member's epoch, and a pack of four mlp [7000, 7000] adam trials under a 3 GB "
+        "RLIMIT_AS per job (admission bypassed)",
+        "every member of both packs `failed` at once (1 attempt) with the reason; the pack "
+        "trains in a process other than the worker's; the same worker process then runs a "
+        "pack and a single run",
+    ),
+    "pack_cancel": (
+        "A pack's members cancelled one by one",
+        "a pack of 4 (100 epochs): one member cancelled once all are at epoch 2, the other "
+        "three once they are 5 epochs past the epoch it stopped at",
+        "the first member's row `cancelled` (its reason, its lease cleared) while the others "
+        "train on; after the last cancel every member `cancelled` within 20 s in 1 attempt, "
+        "the pack's process ended; the worker runs the next job",
+    ),
+    "pack_shutdown": (
+        "Worker shut down mid-pack",
+        "SIGTERM to the worker's process group (fork server included) once every member of a "
+        "pack of 4 (100 epochs) has its epoch-5 checkpoint; then a second worker",
+        "the worker stops the pack's process, gives every member back `queued` with its "
+        "attempt uncounted and exits 0; the second worker resumes the pack from the "
+        "checkpoints: all succeed in 1 attempt, every metric at every epoch once",
+    ),
 }
 
 FIXES = (
@@ -244,6 +278,16 @@ def _details(name: str, fig: dict[str, Any]) -> str:
                         "runs_whose_message_was_lost", "resent_by_reconciler",
                         "duplicate_messages_refused", "seconds_to_all_finished_after_window",
                         "succeeded", "runs", "lease_violations"),
+        "pack_kill": ("members", "at_kill", "checkpoint_at_kill", "resumed_from", "attempts",
+                      "resumed_pack_sizes", "resumed_matching_uninterrupted",
+                      "lease_violations"),
+        "pack_child": ("doomed_attempts", "doomed_error", "bomb_attempts", "bomb_error",
+                       "pack_process_kills", "pack_processes", "worker_pid",
+                       "worker_pid_unchanged", "next_jobs_succeeded", "lease_violations"),
+        "pack_cancel": ("victim_settled_s", "cancelled_at", "all_stopped_s", "attempts",
+                        "next_job", "worker_replaced", "lease_violations"),
+        "pack_shutdown": ("epochs_at_stop", "worker_stopped_s", "worker_exit_code",
+                          "members_given_back", "resumed_from", "attempts", "lease_violations"),
     }.get(name, ())  # fmt: skip
     return "; ".join(f"{k.replace('_', ' ')}: {fig[k]}" for k in keys if k in fig)
 

@@ -7,6 +7,7 @@ next job."""
 
 from __future__ import annotations
 
+import signal
 import time
 
 import pytest
@@ -69,11 +70,23 @@ def test_a_packs_members_are_cancelled_one_by_one_and_the_last_cancel_ends_its_p
     assert stopped_s < 20, stopped_s
     # the worker takes the next job
     after = api.submit(tiny_spec(seed=5, epochs=2, name="after"))["id"]
-    assert stack.wait_terminal([after], timeout=60)[after]["status"] == "succeeded"
+    rows = stack.wait_terminal([*ids, after], timeout=60)
+    figures.update(
+        experiments=len(rows),
+        kills=sum(w.popen.returncode == -signal.SIGKILL for w in stack.workers),
+        restarts=len(stack.workers) - 1,
+        lost=sum(rows[i]["status"] != "cancelled" for i in ids)
+        + (rows[after]["status"] != "succeeded"),
+        duplicated_metric_points=stack.duplicated_metric_points(),
+        cancelled_at=[at_cancel[i] for i in ids],
+        victim_settled_s=round(settled_s, 2),
+        all_stopped_s=round(stopped_s, 2),
+        attempts=[rows[i]["attempts"] for i in ids],
+        next_job=rows[after]["status"],
+        worker_replaced=worker.popen.poll() is not None,
+        lease_violations=len(stack.audit().violations()),
+    )
+    assert rows[after]["status"] == "succeeded"
     assert worker.popen.poll() is None
     [(worker_pid, child_pid)] = pack_pids(api, victim)
     assert child_pid != worker_pid
-    figures.update(
-        cancelled_at=at_cancel, victim_settled_s=round(settled_s, 2),
-        all_stopped_s=round(stopped_s, 2),
-    )  # fmt: skip

@@ -8,6 +8,7 @@ test_pack_cancel.py, shutdown: test_pack_shutdown.py)."""
 from __future__ import annotations
 
 import re
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -88,9 +89,26 @@ def test_a_pack_runs_in_its_own_process_and_an_oom_kill_of_it_fails_its_members_
     fine = ids_of(api.create_sweep(sweep("fine", epochs=2)))
     after = api.submit(tiny_spec(seed=5, epochs=2, name="after"))["id"]
     rows = stack.wait_terminal([*fine, after], timeout=120)
+    out = worker.output()
+    expected = {
+        **dict.fromkeys([*doomed, *bomb], "failed"),
+        **dict.fromkeys([*fine, after], "succeeded"),
+    }
+    figures.update(
+        experiments=len(rows),
+        kills=sum(w.popen.returncode == -signal.SIGKILL for w in stack.workers),
+        restarts=len(stack.workers) - 1,
+        lost=sum(rows[i]["status"] != want for i, want in expected.items()),
+        duplicated_metric_points=stack.duplicated_metric_points(),
+        pack_process_kills=out.count("fault injection: SIGKILL of the job's process"),
+        doomed_attempts=[doomed_rows[i]["attempts"] for i in doomed],
+        bomb_attempts=[bomb_rows[i]["attempts"] for i in bomb],
+        next_jobs_succeeded=sum(rows[i]["status"] == "succeeded" for i in [*fine, after]),
+        worker_pid_unchanged=worker.popen.poll() is None and worker.popen.pid == pid,
+        lease_violations=len(stack.audit().violations()),
+    )
     assert all(rows[i]["status"] == "succeeded" for i in [*fine, after]), (rows, stack.logs())
     assert worker.popen.poll() is None and worker.popen.pid == pid
-    out = worker.output()
     assert "fault injection: SIGKILL of the job's process" in out
     [(worker_pid, fine_pid)] = pack_pids(api, fine[0])  # the pack's process says so itself
     assert fine_pid != worker_pid
@@ -108,5 +126,4 @@ def test_a_pack_runs_in_its_own_process_and_an_oom_kill_of_it_fails_its_members_
         bomb_error=bomb_rows[bomb[0]]["error"][:300],
         worker_pid=worker_pid,
         pack_processes=children,
-        worker_pid_unchanged=True,
     )

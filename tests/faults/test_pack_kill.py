@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 from pathlib import Path
 
 import pytest
@@ -58,7 +59,7 @@ def test_a_killed_pack_is_resumed_by_another_worker_from_its_members_checkpoints
 
     stack.wait_until(past_a_checkpoint, 120, "every member past its first checkpoint")
     worker.kill()
-    at_kill = {i: stack.experiments()[i]["last_epoch"] for i in ids}
+    at_kill = [stack.experiments()[i]["last_epoch"] for i in ids]
     recorded = {
         r["experiment_id"]: r["e"]
         for r in stack.query(
@@ -68,10 +69,22 @@ def test_a_killed_pack_is_resumed_by_another_worker_from_its_members_checkpoints
     }
     second = stack.start_worker()  # another scratch folder: only the store has the checkpoints
     rows = stack.wait_terminal(ids, timeout=180)
-    figures.update(at_kill=at_kill, checkpoint_at_kill=recorded)
+    duplicated = stack.duplicated_metric_points()
+    figures.update(
+        experiments=len(stack.experiments()),
+        members=len(ids),
+        kills=sum(w.popen.returncode == -signal.SIGKILL for w in stack.workers),
+        restarts=len(stack.workers) - 1,
+        lost=sum(rows[i]["status"] != "succeeded" for i in ids),
+        duplicated_metric_points=duplicated,
+        at_kill=at_kill,
+        checkpoint_at_kill=[recorded.get(i) for i in ids],
+        attempts=[rows[i]["attempts"] for i in ids],
+        lease_violations=len(stack.audit().violations()),
+    )
     assert all(rows[i]["status"] == "succeeded" for i in ids), (rows, stack.logs())
     assert all(rows[i]["attempts"] == 2 for i in ids), rows
-    assert stack.duplicated_metric_points() == 0
+    assert duplicated == 0
     # the uninterrupted pack, here: the resumed one must end on the same curves
     specs = [parse_spec(api.get(i)["spec"]) for i in ids]
     whole = run_pack(
@@ -81,10 +94,11 @@ def test_a_killed_pack_is_resumed_by_another_worker_from_its_members_checkpoints
         threads=1,
         checkpoint_every=0,
     )
-    starts = {}
+    starts: list[int] = []  # filled as each member is checked, so a failure still shows them
+    figures.update(resumed_from=starts, resumed_matching_uninterrupted=0)
     for n, eid in enumerate(ids):
         (start,) = resumed_from(api.logs(eid)["items"], eid)
-        starts[eid] = start
+        starts.append(start)
         assert start == recorded[eid] == EVERY, (start, recorded[eid])
         series = stack.metric_series(eid)
         assert {k: [s for s, _ in v] for k, v in series.items()} == {
@@ -97,7 +111,8 @@ def test_a_killed_pack_is_resumed_by_another_worker_from_its_members_checkpoints
         assert rows[eid]["summary"]["metrics"]["val_loss"] == pytest.approx(
             whole[n].metrics["val_loss"], abs=1e-6
         )
+        figures["resumed_matching_uninterrupted"] += 1
     out = second.output()
+    figures["resumed_pack_sizes"] = sorted({int(n) for n in re.findall(r"pack of (\d+)", out)})
     assert "starts over" not in out, out[-3000:]
     assert "pack of 4" in out, "the requeued members went out as a pack again"
-    figures.update(resumed_from=starts, duplicated_metric_points=0)

@@ -5,12 +5,14 @@ worker resumes the pack from the members' checkpoints."""
 
 from __future__ import annotations
 
+import signal
 import time
 
 import pytest
 
 from tests.faults.conftest import PrivateRedis
 from tests.faults.test_pack_child import ids_of, sweep
+from tests.faults.test_pack_kill import resumed_from
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(400)]
 
@@ -49,11 +51,30 @@ def test_a_workers_shutdown_stops_its_packs_process_and_the_members_resume_elsew
     for eid in ids:
         said = f"experiment {eid} back in the queue: the worker is shutting down"
         assert said in out, out[-3000:]
-    at_stop = {i: rows[i]["last_epoch"] for i in ids}
+    at_stop = [rows[i]["last_epoch"] for i in ids]
+    given_back = [
+        f"experiment {i} back in the queue: the worker is shutting down" in out for i in ids
+    ]
     second = stack.start_worker()
     rows = stack.wait_terminal(ids, timeout=240)
+    duplicated = stack.duplicated_metric_points()
+    starts = [resumed_from(api.logs(i)["items"], i) for i in ids]
+    figures.update(
+        experiments=len(stack.experiments()),
+        kills=sum(w.popen.returncode == -signal.SIGKILL for w in stack.workers),
+        restarts=len(stack.workers) - 1,
+        lost=sum(rows[i]["status"] != "succeeded" for i in ids),
+        duplicated_metric_points=duplicated,
+        worker_stopped_s=round(stopped_s, 2),
+        worker_exit_code=worker.popen.returncode,
+        epochs_at_stop=at_stop,
+        members_given_back=sum(given_back),
+        attempts=[rows[i]["attempts"] for i in ids],
+        resumed_from=[min(s, default=None) for s in starts],
+        lease_violations=len(stack.audit().violations()),
+    )
     assert all(rows[i]["status"] == "succeeded" and rows[i]["attempts"] == 1 for i in ids), rows
-    assert stack.duplicated_metric_points() == 0
+    assert duplicated == 0
     for eid in ids:
         said = [x["message"] for x in api.logs(eid)["items"]]
         assert any(f"experiment {eid}: resuming from epoch" in m for m in said), said[-20:]
@@ -61,4 +82,3 @@ def test_a_workers_shutdown_stops_its_packs_process_and_the_members_resume_elsew
             k: list(range(1, epochs + 1)) for k in stack.metric_series(eid)
         }
     assert "pack of 4" in second.output()
-    figures.update(worker_stopped_s=round(stopped_s, 2), epochs_at_stop=at_stop)
