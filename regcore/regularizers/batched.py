@@ -315,10 +315,13 @@ class BatchedDropout(BatchedRegularizer):
     numeric = ("p", "input_p")
     slots = True
 
-    def _draws(self, field_: str) -> tuple[list[tuple[int, float, torch.Generator]], Any]:
-        """The members that draw in this slot (member, 1 − p, its stream) and ``[k]`` of
-        1 − p in float64 (1 where a member does not draw), for the current active set:
-        computed once for each set (members stop or are cancelled between steps only)."""
+    def _draws(
+        self, field_: str
+    ) -> tuple[list[tuple[int, float, torch.Generator]], Any, dict[torch.dtype, torch.Tensor]]:
+        """The members that draw in this slot (member, 1 − p, its stream), ``[k]`` of 1 − p in
+        float64 (1 where a member does not draw) and, filled by ``slot`` per dtype, ``[k]`` of
+        1/(1 − p) in that dtype, for the current active set: computed once for each set
+        (members stop or are cancelled between steps only)."""
         cache: dict[tuple[str, tuple[bool, ...]], Any] = self.__dict__.setdefault("cache", {})
         key = (field_, tuple(self.ctx.active))
         if key not in cache:
@@ -329,11 +332,12 @@ class BatchedDropout(BatchedRegularizer):
             cache[key] = (  # float64: bernoulli_ compares with the double 1 − p
                 [(i, 1 - p, self.ctx.generators[i]) for i, p in draws],
                 torch.tensor(keep, dtype=torch.float64, device=self.ctx.device),
+                {},
             )
         return cache[key]
 
     def slot(self, kind: str, h: torch.Tensor) -> torch.Tensor:
-        draws, keep = self._draws("input_p" if kind == "input" else "p")
+        draws, keep, scales = self._draws("input_p" if kind == "input" else "p")
         if not draws:
             return h
         shape = (-1, *([1] * (h.dim() - 1)))
@@ -355,8 +359,10 @@ class BatchedDropout(BatchedRegularizer):
             # slot took 61 ms an epoch at 32 members (most of it the draws), 66 ms when it
             # compared into a float buffer and divided that
             kept = torch.lt(u, keep.view(shape)).view(torch.uint8)
-            kf = keep.to(h.dtype)
-            return h * kept.to(h.dtype).mul_(torch.ones_like(kf).div_(kf).view(shape))
+            if h.dtype not in scales:
+                kf = keep.to(h.dtype)
+                scales[h.dtype] = torch.ones_like(kf).div_(kf)
+            return h * kept.to(h.dtype).mul_(scales[h.dtype].view(shape))
         # as ATen's dropout: noise.bernoulli_(1 − p).div_(1 − p), then input · noise; the
         # draws go straight into one [k, ...] buffer, divided once (the same float division)
         noise = torch.empty_like(h) if everyone else torch.ones_like(h)

@@ -34,12 +34,9 @@ TRIM_THRESHOLD = 64 << 20
 @functools.cache
 def keep_freed_memory() -> bool:
     """Set both thresholds once; True when the C library took them."""
-    name = ctypes.util.find_library("c")
     try:
-        mallopt = ctypes.CDLL(name).mallopt if name else None
-    except (OSError, AttributeError):  # not glibc: no mallopt
-        return False
-    if mallopt is None:
+        mallopt = ctypes.CDLL(ctypes.util.find_library("c")).mallopt
+    except (OSError, AttributeError, TypeError):  # no C library found, or not glibc's
         return False
     return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(
         mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD)
